@@ -1,0 +1,119 @@
+// Options: every knob of a session, each with a sane default, set with fluent setters.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace neuronmap {
+
+/// What a probe does when the queue to the workers is full.
+enum class Overflow {
+  block,        ///< wait until a worker frees a slot: loses nothing, may slow training
+  drop_newest,  ///< drop the batch being captured and count it: training never waits
+};
+
+/// How an output [B, C, spatial...] becomes B samples x C neurons.
+enum class SpatialReduction { mean, max };
+
+/// How an output [B, T, D] (sequence models) becomes samples x D neurons.
+enum class SequenceReduction {
+  per_token,       ///< B*T samples
+  mean_over_time,  ///< B samples, the mean over T
+};
+
+/// How neurons are grouped at a snapshot.
+enum class GroupingMethod { correlation, kmeans, hierarchical };
+
+/// Parameters of the grouping; the defaults are the reference's (see docs/FORMAT.md).
+struct Grouping {
+  GroupingMethod method = GroupingMethod::correlation;
+  double threshold = 0.6;   ///< correlation r >= threshold joins two neurons (hierarchical: cut at 1 - threshold)
+  int min_group_size = 3;   ///< smaller clusters are reported as ungrouped neurons
+  int n_groups = 0;         ///< k-means / hierarchical: fixed number of clusters; 0 = automatic
+  int n_init = 10;          ///< k-means restarts
+  std::uint64_t seed = 42;  ///< k-means seed
+};
+
+/// A captured batch as the workers see it: `rows` samples x `cols` neurons, row-major float32.
+/// A user transform may change the values in place (e.g. L2-normalise rows).
+struct RowsView {
+  const std::string& layer;
+  float* data;
+  std::int64_t rows;
+  std::int64_t cols;
+  float& operator()(std::int64_t r, std::int64_t c) const { return data[r * cols + c]; }
+};
+
+/// A function applied to every captured batch on a worker thread, never on the training thread.
+using Transform = std::function<void(RowsView&)>;
+
+#define NEURONMAP_OPTION(type, name, default_value)        \
+ public:                                                   \
+  Options& name(type value) & {                            \
+    name##_ = std::move(value);                            \
+    return *this;                                          \
+  }                                                        \
+  Options&& name(type value) && {                          \
+    name##_ = std::move(value);                            \
+    return std::move(*this);                               \
+  }                                                        \
+  const type& name() const noexcept { return name##_; }    \
+                                                           \
+ private:                                                  \
+  type name##_ = default_value
+
+/// Session options. `Options{}` works as it is: a snapshot every 5 epochs into outputs/run.h5.
+class Options {
+  /// Snapshot (and capture) every N-th epoch: epochs N, 2N, 3N, ...
+  NEURONMAP_OPTION(int, every, 5);
+  /// The run file (one HDF5 file per run).
+  NEURONMAP_OPTION(std::string, file, "outputs/run.h5");
+  /// Replace an existing run file; without it attach() refuses an existing path.
+  NEURONMAP_OPTION(bool, overwrite, false);
+  /// Batches that may wait in the queue between the probes and the workers.
+  NEURONMAP_OPTION(std::int64_t, queue_capacity, 64);
+  /// What a probe does when the queue is full.
+  NEURONMAP_OPTION(Overflow, overflow, Overflow::block);
+  /// Worker threads that accumulate statistics.
+  NEURONMAP_OPTION(int, workers, 1);
+  /// Threads the analysis (correlation, grouping) may use.
+  NEURONMAP_OPTION(int, analysis_threads, 1);
+  /// Batches captured per captured epoch (per layer); 0 = all.
+  NEURONMAP_OPTION(std::int64_t, max_batches, 0);
+  /// [B, C, spatial...] outputs: spatial mean or max per channel.
+  NEURONMAP_OPTION(SpatialReduction, spatial, SpatialReduction::mean);
+  /// [B, T, D] outputs: one sample per token, or the mean over time.
+  NEURONMAP_OPTION(SequenceReduction, sequence, SequenceReduction::per_token);
+  /// How neurons are grouped.
+  NEURONMAP_OPTION(Grouping, grouping, Grouping{});
+  /// Applied to each captured batch on a worker (not the training thread).
+  NEURONMAP_OPTION(Transform, transform, nullptr);
+  /// Store the full correlation matrix per layer and snapshot (N x N float32).
+  NEURONMAP_OPTION(bool, store_correlation, true);
+
+ public:
+  /// Shorthands for the grouping parameters most users set.
+  Options& threshold(double value) & {
+    grouping_.threshold = value;
+    return *this;
+  }
+  Options&& threshold(double value) && { return std::move(threshold(value)); }
+  Options& min_group_size(int value) & {
+    grouping_.min_group_size = value;
+    return *this;
+  }
+  Options&& min_group_size(int value) && { return std::move(min_group_size(value)); }
+
+  /// Throws UsageError naming the first option that is out of range.
+  void validate() const;
+};
+
+#undef NEURONMAP_OPTION
+
+const char* to_string(Overflow value) noexcept;
+const char* to_string(SpatialReduction value) noexcept;
+const char* to_string(SequenceReduction value) noexcept;
+const char* to_string(GroupingMethod value) noexcept;
+
+}  // namespace neuronmap

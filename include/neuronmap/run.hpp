@@ -1,0 +1,59 @@
+// Run: reads a run file, also while a training process is still appending to it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "neuronmap/snapshot.hpp"
+
+namespace neuronmap {
+
+namespace detail {
+class RunReader;
+}
+
+/// A one-line summary per snapshot and layer, cheap to read (no matrices).
+struct LayerSummary {
+  std::string name;
+  std::int64_t n_neurons = 0;
+  std::int64_t samples = 0;
+  std::int64_t groups = 0;
+  double mean_cohesion = 0.0;
+  std::int64_t dead = 0;
+  Counters counters;
+};
+
+struct SnapshotSummary {
+  std::int64_t epoch = 0;
+  double loss = 0.0;
+  double timestamp = 0.0;
+  std::vector<LayerSummary> layers;
+};
+
+/// A run file opened for reading (SWMR: a writer may still be appending). Move-only.
+class Run {
+ public:
+  /// Throws FileError (missing, unreadable, truncated) or FormatError (foreign, damaged, newer format).
+  static Run open(const std::string& path);
+
+  Run(Run&&) noexcept;
+  Run& operator=(Run&&) noexcept;
+  ~Run();
+
+  const RunInfo& info() const;
+  /// Committed snapshots when the file was opened or last refreshed.
+  std::int64_t size() const;
+  /// Re-reads the commit record; returns the new size (only grows).
+  std::int64_t refresh();
+  SnapshotSummary summary(std::int64_t index) const;
+  /// The full snapshot `index` (0-based, < size()).
+  Snapshot snapshot(std::int64_t index) const;
+
+ private:
+  explicit Run(std::unique_ptr<detail::RunReader> reader);
+  std::unique_ptr<detail::RunReader> reader_;
+};
+
+}  // namespace neuronmap

@@ -1,0 +1,69 @@
+// attach() and Session: probes on a live model, feeding background workers that write snapshots.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "neuronmap/fwd.hpp"
+#include "neuronmap/options.hpp"
+#include "neuronmap/snapshot.hpp"
+
+namespace neuronmap {
+
+namespace detail {
+class SessionImpl;
+}
+
+/// A running instrumentation of one model. Move-only; the destructor detaches the probes, drains
+/// the queue, writes the pending snapshot and closes the run file (see close()).
+class Session {
+ public:
+  explicit Session(std::unique_ptr<detail::SessionImpl> impl) noexcept;
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  /// The epoch callback: call once after each training epoch, epochs strictly increasing.
+  /// At a snapshot epoch (a multiple of Options::every) the workers analyse what the probes captured
+  /// during that epoch and append a snapshot to the run file; the call returns at once.
+  /// Throws UsageError if `epoch` does not increase.
+  void end_epoch(std::int64_t epoch, double loss = std::numeric_limits<double>::quiet_NaN());
+
+  /// Blocks until every snapshot requested so far is written (or failed: see last_error()).
+  void flush();
+
+  /// Detaches the probes, drains the queue, writes what is pending and closes the file. Idempotent.
+  /// Errors are reported by last_error(), never thrown.
+  void close() noexcept;
+
+  /// Counters summed over layers and epochs so far. Safe from any thread.
+  Counters counters() const;
+  /// Snapshots committed to the run file so far.
+  std::int64_t snapshots_written() const;
+  /// The first error a probe, worker or the writer met ("" if none). Training never sees it thrown.
+  std::string last_error() const;
+  /// The probed layers, in the order given to attach().
+  std::vector<std::string> layers() const;
+  /// The run file.
+  std::string file() const;
+  /// Whether the probes copy outputs in the current epoch.
+  bool capturing() const;
+
+  /// For tests: every worker sleeps this long before each batch (a deliberately slow consumer).
+  void set_worker_delay_for_testing(double seconds);
+
+ private:
+  std::unique_ptr<detail::SessionImpl> impl_;
+};
+
+/// Attaches probes to the named submodules of a live C++ frontend model (names as `named_modules()`
+/// gives them, e.g. "fc1", "features.3"). The model's source is not changed.
+/// Throws LayerNotFound (listing the valid names), UnsupportedModule, UsageError or FileError.
+Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options = {});
+
+}  // namespace neuronmap

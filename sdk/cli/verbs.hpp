@@ -1,0 +1,28 @@
+// How a CLI verb plugs in: each verb file defines a registrar and lists itself in verbs.cpp.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace neuronmap::cli {
+
+/// Exit codes: 0 success, 1 usage error, 2 bad or unreadable input file (or any other error).
+inline constexpr int kUsageExit = 1;
+inline constexpr int kErrorExit = 2;
+
+/// Adds a subcommand to `app` and sets its callback (the callback stores the exit code through
+/// set_exit_code). Verbs throw neuronmap::Error for a one-line message and exit code 2.
+using VerbRegistrar = std::function<void(CLI::App&)>;
+const std::vector<VerbRegistrar>& verbs();
+
+void set_exit_code(int code);
+int run_selected(CLI::App& app);
+
+void add_inspect(CLI::App& app);
+void add_groups(CLI::App& app);
+
+}  // namespace neuronmap::cli

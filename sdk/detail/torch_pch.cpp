@@ -1,0 +1,1 @@
+// Compiles the precompiled LibTorch header once for every target that reuses it.

@@ -1,0 +1,60 @@
+// Probes on the submodules of a live C++ frontend model: they see exactly what the submodule's
+// forward returned (what a PyTorch forward hook would see) and hand it to a sink.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "neuronmap/fwd.hpp"
+
+namespace at {
+class Tensor;
+}
+
+namespace neuronmap::detail {
+
+/// How a probed module's output is laid out, so it can become samples x neurons.
+enum class OutputLayout {
+  features_last,  ///< [B, F] or [B, T, F] (Linear, Embedding, LayerNorm, LSTM/GRU, activations on them)
+  channels_first, ///< [B, C, spatial...] (Conv, BatchNorm, pooling, activations on them)
+};
+
+struct ProbeTarget {
+  std::string name;         ///< as named_modules() gives it
+  std::string module_type;  ///< e.g. "torch::nn::LinearImpl"
+  OutputLayout layout = OutputLayout::features_last;
+};
+
+/// Receives every captured output. Called on the thread that ran the forward (any thread), inside
+/// the op's end callback with recording switched off. Must not throw.
+class CaptureSink {
+ public:
+  virtual ~CaptureSink() = default;
+  virtual void on_output(int probe_index, const at::Tensor& output) noexcept = 0;
+};
+
+/// The probes of one session. Installed on construction (disabled), removed on destruction.
+class ModuleProbes {
+ public:
+  /// Throws LayerNotFound (listing valid and closest names) or UnsupportedModule (saying why).
+  ModuleProbes(torch::nn::Module& model, const std::vector<std::string>& names,
+               std::shared_ptr<CaptureSink> sink);
+  ~ModuleProbes();
+  ModuleProbes(const ModuleProbes&) = delete;
+  ModuleProbes& operator=(const ModuleProbes&) = delete;
+
+  const std::vector<ProbeTarget>& targets() const noexcept;
+  /// Switches capture on or off; off costs ~nothing per op. Safe from any thread.
+  void enable(bool on) noexcept;
+  bool enabled() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// Every submodule name of `model` (as named_modules() gives it), the root excluded.
+std::vector<std::string> module_names(torch::nn::Module& model);
+
+}  // namespace neuronmap::detail

@@ -33,6 +33,7 @@ void Options::validate() const {
   if (workers_ < 1) fail("workers(" + std::to_string(workers_) + "): must be >= 1");
   if (analysis_threads_ < 1) fail("analysis_threads(" + std::to_string(analysis_threads_) + "): must be >= 1");
   if (max_batches_ < 0) fail("max_batches(" + std::to_string(max_batches_) + "): must be >= 0 (0 = all)");
+  if (reservoir_size_ < 0) fail("reservoir_size(" + std::to_string(reservoir_size_) + "): must be >= 0");
   if (!(grouping_.threshold >= -1.0 && grouping_.threshold <= 1.0))
     fail("threshold(" + std::to_string(grouping_.threshold) + "): must be in [-1, 1]");
   if (grouping_.min_group_size < 1)

@@ -89,6 +89,10 @@ class Options {
   NEURONMAP_OPTION(Grouping, grouping, Grouping{});
   /// Applied to each captured batch on a worker (not the training thread).
   NEURONMAP_OPTION(Transform, transform, nullptr);
+  /// Sample rows kept per layer and snapshot (a uniform reservoir; feeds activation patterns).
+  NEURONMAP_OPTION(std::int64_t, reservoir_size, 2048);
+  /// Seed of the reservoir's sampling.
+  NEURONMAP_OPTION(std::uint64_t, seed, 42);
   /// Store the full correlation matrix per layer and snapshot (N x N float32).
   NEURONMAP_OPTION(bool, store_correlation, true);
 

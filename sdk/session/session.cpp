@@ -1,0 +1,201 @@
+// attach() and Session: wires the probes (torch side) to the engine (torch-free). The sink turns each
+// captured output into samples x neurons on the tensor's own device and copies it into a pooled buffer.
+#include "neuronmap/session.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <ATen/record_function.h>
+#include <torch/torch.h>
+#include <torch/version.h>  // TORCH_VERSION
+
+#include "neuronmap/errors.hpp"
+#include "neuronmap/version.hpp"
+#include "probe/module_probes.hpp"
+#include "store/run_file.hpp"
+#include "stream/engine.hpp"
+
+namespace neuronmap {
+namespace detail {
+namespace {
+
+std::string iso_utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string options_json(const Options& o) {
+  const auto& g = o.grouping();
+  return fmt::format(
+      R"({{"every":{},"file":"{}","overwrite":{},"queue_capacity":{},"overflow":"{}","workers":{},)"
+      R"("analysis_threads":{},"max_batches":{},"spatial":"{}","sequence":"{}","reservoir_size":{},"seed":{},)"
+      R"("store_correlation":{},"transform":{},"grouping":{{"method":"{}","threshold":{},"min_group_size":{},)"
+      R"("n_groups":{},"n_init":{},"seed":{}}}}})",
+      o.every(), json_escape(o.file()), o.overwrite(), o.queue_capacity(), to_string(o.overflow()), o.workers(),
+      o.analysis_threads(), o.max_batches(), to_string(o.spatial()), to_string(o.sequence()), o.reservoir_size(),
+      o.seed(), o.store_correlation(), o.transform() ? "true" : "false", to_string(g.method), g.threshold,
+      g.min_group_size, g.n_groups, g.n_init, g.seed);
+}
+
+std::string reduction_words(OutputLayout layout, const Options& o) {
+  if (layout == OutputLayout::channels_first) {
+    return fmt::format("[B, C, spatial...] -> B x C by spatial {}; [B, C] as is", to_string(o.spatial()));
+  }
+  return o.sequence() == SequenceReduction::per_token ? "[B, F] as is; [B, T, F] -> B*T x F (per token)"
+                                                      : "[B, F] as is; [B, T, F] -> B x F (mean over T)";
+}
+
+std::string model_device(torch::nn::Module& model) {
+  for (const auto& p : model.parameters()) return p.device().str();
+  for (const auto& b : model.buffers()) return b.device().str();
+  return "cpu";
+}
+
+// Reduces a captured output to [samples, neurons] on its own device (no copy to the host yet).
+at::Tensor to_rows(const at::Tensor& output, OutputLayout layout, const Options& options) {
+  at::Tensor t = output.detach();
+  if (t.is_complex()) t = at::real(t);
+  if (!t.is_floating_point()) t = t.to(at::kFloat);  // integer and bool outputs
+  const auto dims = t.dim();
+  if (dims == 0) return t.reshape({1, 1});
+  if (dims == 1) return t.reshape({t.size(0), 1});
+  if (dims == 2) return t;
+  if (layout == OutputLayout::channels_first) {
+    const auto flat = t.reshape({t.size(0), t.size(1), -1});
+    return options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
+  }
+  const auto features = t.size(dims - 1);
+  if (options.sequence() == SequenceReduction::per_token) return t.reshape({-1, features});
+  return t.reshape({t.size(0), -1, features}).mean(1);
+}
+
+class EngineSink final : public CaptureSink {
+ public:
+  void bind(Engine* engine, std::vector<ProbeTarget> targets) {
+    engine_ = engine;
+    targets_ = std::move(targets);
+  }
+
+  void on_output(int probe_index, const at::Tensor& output) noexcept override {
+    Engine* engine = engine_;
+    if (engine == nullptr) return;
+    try {
+      BatchTicket ticket = engine->begin_batch(probe_index);
+      if (!ticket) return;
+      at::RecordFunctionGuard no_recording(false);
+      at::NoGradGuard no_grad;
+      const auto& target = targets_[static_cast<std::size_t>(probe_index)];
+      const at::Tensor rows = to_rows(output, target.layout, engine->options());
+      float* dest = ticket.reserve_values(rows.size(0), rows.size(1));
+      // One copy: converts dtype, leaves the device and makes the layout contiguous at once.
+      at::from_blob(dest, {rows.size(0), rows.size(1)}, at::TensorOptions().dtype(at::kFloat)).copy_(rows);
+      auto& shape = ticket.batch()->output_shape;
+      shape.assign(output.sizes().begin(), output.sizes().end());
+      engine->submit(std::move(ticket));
+    } catch (const std::exception& e) {
+      engine->report_probe_error(probe_index, fmt::format("probe '{}': {}",
+                                                          targets_[static_cast<std::size_t>(probe_index)].name,
+                                                          e.what()));
+    } catch (...) {
+      engine->report_probe_error(probe_index, "probe: unknown error");
+    }
+  }
+
+ private:
+  std::atomic<Engine*> engine_{nullptr};
+  std::vector<ProbeTarget> targets_;
+};
+
+}  // namespace
+
+class SessionImpl {
+ public:
+  SessionImpl(torch::nn::Module& model, const std::vector<std::string>& layers, Options options)
+      : sink_(std::make_shared<EngineSink>()) {
+    options.validate();
+    RunWriter::check_path(options.file(), options.overwrite());
+    probes_ = std::make_unique<ModuleProbes>(model, layers, sink_);
+
+    RunInfo info;
+    info.format_version = kFormatVersion;
+    info.library_version = NEURONMAP_VERSION_STRING;
+    info.torch_version = TORCH_VERSION;
+    info.device = model_device(model);
+    info.created = iso_utc_now();
+    info.options_json = options_json(options);
+    std::vector<neuronmap::LayerInfo> layer_infos;
+    for (const auto& target : probes_->targets()) {
+      layer_infos.push_back(neuronmap::LayerInfo{target.name, target.module_type, reduction_words(target.layout, options)});
+    }
+    info.layers = layer_infos;
+
+    ModuleProbes* probes = probes_.get();
+    Engine::Hooks hooks;
+    hooks.set_capture = [probes](bool on) { probes->enable(on); };
+    engine_ = std::make_unique<Engine>(std::move(layer_infos), std::move(options), std::move(info), std::move(hooks));
+    sink_->bind(engine_.get(), probes_->targets());
+  }
+
+  ~SessionImpl() { close(); }
+
+  void close() noexcept {
+    std::lock_guard<std::mutex> lock(close_mutex_);
+    if (probes_) probes_->enable(false);
+    if (engine_) engine_->close();
+    // Probes go after the engine has drained: a forward still running captures into a closed window.
+    probes_.reset();
+  }
+
+  Engine& engine() { return *engine_; }
+
+ private:
+  std::shared_ptr<EngineSink> sink_;
+  std::unique_ptr<ModuleProbes> probes_;
+  std::unique_ptr<Engine> engine_;
+  std::mutex close_mutex_;
+};
+
+}  // namespace detail
+
+Session::Session(std::unique_ptr<detail::SessionImpl> impl) noexcept : impl_(std::move(impl)) {}
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+Session::~Session() = default;
+
+void Session::end_epoch(std::int64_t epoch, double loss) { impl_->engine().end_epoch(epoch, loss); }
+void Session::flush() { impl_->engine().flush(); }
+void Session::close() noexcept {
+  if (impl_) impl_->close();
+}
+Counters Session::counters() const { return impl_->engine().counters(); }
+std::int64_t Session::snapshots_written() const { return impl_->engine().snapshots_written(); }
+std::string Session::last_error() const { return impl_->engine().last_error(); }
+std::vector<std::string> Session::layers() const {
+  std::vector<std::string> names;
+  for (const auto& l : impl_->engine().layers()) names.push_back(l.name);
+  return names;
+}
+std::string Session::file() const { return impl_->engine().options().file(); }
+bool Session::capturing() const { return impl_->engine().capturing(); }
+void Session::set_worker_delay_for_testing(double seconds) { impl_->engine().set_worker_delay(seconds); }
+
+Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options) {
+  return Session(std::make_unique<detail::SessionImpl>(model, layers, std::move(options)));
+}
+
+}  // namespace neuronmap

@@ -1,0 +1,567 @@
+// The engine: bounded queue → workers → per-window accumulators → snapshot thread → run file.
+//
+// A *window* is one captured epoch. Producers (probe callbacks) enter a window with `active`
+// raised, so that sealing can wait until no producer is inside before it reads `submitted`; the
+// snapshot thread then waits until the workers have `processed` that many batches, after which the
+// per-worker accumulators of the window are no longer touched and can be merged without locks.
+#include "stream/engine.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <tbb/concurrent_queue.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include "analysis/correlation.hpp"
+#include "analysis/grouping.hpp"
+#include "analysis/moments.hpp"
+#include "neuronmap/errors.hpp"
+#include "store/run_file.hpp"
+#include "stream/reservoir.hpp"
+
+namespace neuronmap::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct AtomicCounters {
+  std::atomic<std::int64_t> captured_batches{0}, dropped_batches{0}, skipped_batches{0}, errors{0};
+};
+
+// What one worker accumulated for one layer in one window.
+struct LayerAccumulator {
+  std::optional<Moments> moments;
+  Reservoir reservoir;
+  std::vector<std::int64_t> output_shape;
+  std::int64_t rows = 0;
+  std::int64_t nonfinite_rows = 0;
+};
+
+bool row_is_finite(const float* row, std::int64_t cols) {
+  for (std::int64_t c = 0; c < cols; ++c) {
+    if (!std::isfinite(row[c])) return false;
+  }
+  return true;
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Window {
+  Window(std::size_t layers, std::size_t workers)
+      : ordinals(new std::atomic<std::int64_t>[layers]),
+        counters(new AtomicCounters[layers]),
+        accumulators(workers, std::vector<LayerAccumulator>(layers)) {
+    for (std::size_t i = 0; i < layers; ++i) ordinals[i] = 0;
+  }
+  std::atomic<bool> closed{false};
+  std::atomic<std::int64_t> active{0};
+  std::atomic<std::int64_t> submitted{0};
+  std::atomic<std::int64_t> processed{0};
+  std::unique_ptr<std::atomic<std::int64_t>[]> ordinals;  // batches begun per layer
+  std::unique_ptr<AtomicCounters[]> counters;              // producer-side counters per layer
+  std::vector<std::vector<LayerAccumulator>> accumulators; // [worker][layer], each touched by one worker
+};
+
+struct SnapshotJob {
+  Window* window = nullptr;  // null: an epoch in which nothing was captured
+  std::int64_t epoch = 0;
+  double loss = 0.0;
+};
+
+struct Engine::State {
+  std::vector<neuronmap::LayerInfo> layers;
+  Options options;
+  Hooks hooks;
+  std::unique_ptr<RunWriter> writer;
+
+  tbb::concurrent_bounded_queue<Batch*> queue;
+  tbb::concurrent_queue<Batch*> pool;
+  std::vector<std::thread> workers;
+  std::atomic<double> worker_delay{0.0};
+
+  // Windows stay allocated until the engine dies: a late producer may still hold a pointer to a
+  // sealed window (it only touches the atomics, sees `closed` and leaves). Sealed windows free
+  // their accumulators.
+  std::mutex windows_mutex;
+  std::vector<std::unique_ptr<Window>> windows;
+  std::atomic<Window*> current{nullptr};
+
+  std::unique_ptr<std::atomic<std::int64_t>[]> widths;  // per layer: neurons at first capture, -1 = unknown
+  std::unique_ptr<AtomicCounters[]> totals;              // per layer, whole session
+  std::atomic<std::int64_t> rows_total{0}, nonfinite_total{0};
+
+  std::thread snapshot_thread;
+  std::mutex jobs_mutex;
+  std::condition_variable jobs_changed;
+  std::deque<SnapshotJob> jobs;
+  bool job_running = false;
+  bool stopping = false;
+  std::atomic<std::int64_t> written{0};
+
+  mutable std::mutex error_mutex;
+  std::string first_error;
+
+  std::optional<std::int64_t> last_epoch;
+  bool closed = false;
+  tbb::task_arena arena;
+
+  void open_window_if_captured(std::int64_t epoch);
+  Window* close_window();
+  void discard_window(Window* window);
+  static void wait_until_processed(Window* window);
+  void make_snapshot(const SnapshotJob& job);
+  void analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const;
+
+  void record_error(const std::string& message) {
+    std::lock_guard<std::mutex> lock(error_mutex);
+    if (first_error.empty()) first_error = message;
+  }
+};
+
+// --- BatchTicket ---
+
+BatchTicket::BatchTicket(BatchTicket&& other) noexcept : engine_(other.engine_), batch_(other.batch_) {
+  other.engine_ = nullptr;
+  other.batch_ = nullptr;
+}
+
+BatchTicket::~BatchTicket() {
+  if (batch_ != nullptr) {
+    Window* window = batch_->window;
+    engine_->release(batch_);
+    window->active.fetch_sub(1);
+  }
+}
+
+float* BatchTicket::reserve_values(std::int64_t rows, std::int64_t cols) {
+  batch_->rows = rows;
+  batch_->cols = cols;
+  batch_->values.resize(static_cast<std::size_t>(rows * cols));
+  return batch_->values.data();
+}
+
+// --- Engine ---
+
+Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInfo info, Hooks hooks)
+    : state_(std::make_unique<State>()) {
+  auto& s = *state_;
+  s.layers = std::move(layers);
+  s.options = std::move(options);
+  s.hooks = std::move(hooks);
+  const auto n_layers = s.layers.size();
+  s.widths.reset(new std::atomic<std::int64_t>[n_layers]);
+  for (std::size_t i = 0; i < n_layers; ++i) s.widths[i] = -1;
+  s.totals.reset(new AtomicCounters[n_layers]);
+  s.queue.set_capacity(s.options.queue_capacity());
+  s.arena.initialize(s.options.analysis_threads());
+
+  s.writer = std::make_unique<RunWriter>(s.options.file(), info, s.options.overwrite());
+
+  for (int w = 0; w < s.options.workers(); ++w) {
+    s.workers.emplace_back([this, w] {
+      auto& st = *state_;
+      Batch* batch = nullptr;
+      for (;;) {
+        st.queue.pop(batch);
+        if (batch == nullptr) return;  // the stop sentinel, queued after every batch
+        const double delay = st.worker_delay.load(std::memory_order_relaxed);
+        if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+        Window* window = batch->window;
+        auto& acc = window->accumulators[static_cast<std::size_t>(w)][static_cast<std::size_t>(batch->layer)];
+        try {
+          if (st.options.transform()) {
+            RowsView view{st.layers[static_cast<std::size_t>(batch->layer)].name, batch->values.data(), batch->rows,
+                          batch->cols};
+            st.options.transform()(view);
+          }
+          if (!acc.moments) {
+            acc.moments.emplace(batch->cols);
+            acc.reservoir = Reservoir(st.options.reservoir_size(), batch->cols, st.options.seed());
+          }
+          const std::int64_t skipped = acc.moments->add(batch->values.data(), batch->rows);
+          for (std::int64_t r = 0; r < batch->rows; ++r) {
+            const float* row = batch->values.data() + r * batch->cols;
+            if (skipped == 0 || row_is_finite(row, batch->cols)) acc.reservoir.offer(sample_id(batch->ordinal, r), row);
+          }
+          acc.rows += batch->rows - skipped;
+          acc.nonfinite_rows += skipped;
+          acc.output_shape = batch->output_shape;
+          st.rows_total.fetch_add(batch->rows - skipped, std::memory_order_relaxed);
+          st.nonfinite_total.fetch_add(skipped, std::memory_order_relaxed);
+        } catch (const std::exception& e) {
+          st.totals[static_cast<std::size_t>(batch->layer)].errors.fetch_add(1, std::memory_order_relaxed);
+          st.record_error(fmt::format("worker, layer '{}': {}", st.layers[static_cast<std::size_t>(batch->layer)].name,
+                                      e.what()));
+        }
+        release(batch);
+        window->processed.fetch_add(1, std::memory_order_release);
+      }
+    });
+  }
+
+  s.snapshot_thread = std::thread([this] {
+    auto& st = *state_;
+    for (;;) {
+      SnapshotJob job;
+      {
+        std::unique_lock<std::mutex> lock(st.jobs_mutex);
+        st.jobs_changed.wait(lock, [&] { return st.stopping || !st.jobs.empty(); });
+        if (st.jobs.empty()) return;
+        job = st.jobs.front();
+        st.jobs.pop_front();
+        st.job_running = true;
+      }
+      try {
+        st.make_snapshot(job);
+      } catch (const std::exception& e) {
+        st.record_error(fmt::format("snapshot at epoch {}: {}", job.epoch, e.what()));
+      }
+      {
+        std::lock_guard<std::mutex> lock(st.jobs_mutex);
+        st.job_running = false;
+      }
+      st.jobs_changed.notify_all();
+    }
+  });
+
+  s.open_window_if_captured(1);
+}
+
+Engine::~Engine() { close(); }
+
+void Engine::release(Batch* batch) noexcept {
+  batch->window = nullptr;
+  state_->pool.push(batch);
+}
+
+BatchTicket Engine::begin_batch(int layer) noexcept {
+  auto& s = *state_;
+  BatchTicket ticket;
+  Window* window = s.current.load(std::memory_order_acquire);
+  if (window == nullptr) return ticket;
+  window->active.fetch_add(1);
+  if (window->closed.load()) {
+    window->active.fetch_sub(1);
+    return ticket;
+  }
+  const auto index = static_cast<std::size_t>(layer);
+  window->counters[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
+  s.totals[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
+  const std::int64_t ordinal = window->ordinals[index].fetch_add(1, std::memory_order_relaxed);
+  if (s.options.max_batches() > 0 && ordinal >= s.options.max_batches()) {
+    window->counters[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
+    s.totals[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
+    window->active.fetch_sub(1);
+    return ticket;
+  }
+  Batch* batch = nullptr;
+  if (!s.pool.try_pop(batch)) {
+    try {
+      batch = new Batch();
+    } catch (...) {
+      window->counters[index].errors.fetch_add(1, std::memory_order_relaxed);
+      window->active.fetch_sub(1);
+      return ticket;
+    }
+  }
+  batch->layer = layer;
+  batch->ordinal = ordinal;
+  batch->window = window;
+  ticket.engine_ = this;
+  ticket.batch_ = batch;
+  return ticket;
+}
+
+void Engine::submit(BatchTicket ticket) noexcept {
+  auto& s = *state_;
+  Batch* batch = ticket.batch_;
+  if (batch == nullptr) return;
+  Window* window = batch->window;
+  const auto index = static_cast<std::size_t>(batch->layer);
+  auto skip = [&](const std::string& why) {
+    window->counters[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
+    s.totals[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
+    s.record_error(why);
+  };
+  std::int64_t expected = -1;
+  if (!s.widths[index].compare_exchange_strong(expected, batch->cols) && expected != batch->cols) {
+    skip(fmt::format("layer '{}' changed from {} to {} neurons; batches of the new width are skipped",
+                     s.layers[index].name, expected, batch->cols));
+    return;  // the ticket's destructor returns the buffer and leaves the window
+  }
+  if (static_cast<std::int64_t>(batch->values.size()) != batch->rows * batch->cols) {
+    skip(fmt::format("layer '{}': batch not filled", s.layers[index].name));
+    return;
+  }
+  ticket.batch_ = nullptr;  // ownership moves to the queue
+  window->submitted.fetch_add(1, std::memory_order_acq_rel);
+  bool queued = true;
+  if (s.options.overflow() == Overflow::drop_newest) {
+    queued = s.queue.try_push(batch);
+  } else {
+    try {
+      s.queue.push(batch);
+    } catch (...) {
+      queued = false;
+    }
+  }
+  if (!queued) {
+    window->submitted.fetch_sub(1, std::memory_order_acq_rel);
+    window->counters[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    s.totals[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    release(batch);
+  }
+  window->active.fetch_sub(1);
+}
+
+void Engine::report_probe_error(int layer, const std::string& message) noexcept {
+  auto& s = *state_;
+  try {
+    if (layer >= 0 && static_cast<std::size_t>(layer) < s.layers.size()) {
+      s.totals[static_cast<std::size_t>(layer)].errors.fetch_add(1, std::memory_order_relaxed);
+      if (Window* window = s.current.load(std::memory_order_acquire)) {
+        window->counters[static_cast<std::size_t>(layer)].errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    s.record_error(message);
+  } catch (...) {
+  }
+}
+
+bool Engine::capturing() const noexcept { return state_->current.load(std::memory_order_acquire) != nullptr; }
+
+void Engine::State::open_window_if_captured(std::int64_t epoch) {
+  auto& s = *this;
+  if (epoch % s.options.every() != 0) return;
+  auto window = std::make_unique<Window>(s.layers.size(), static_cast<std::size_t>(s.options.workers()));
+  Window* raw = window.get();
+  {
+    std::lock_guard<std::mutex> lock(s.windows_mutex);
+    s.windows.push_back(std::move(window));
+  }
+  s.current.store(raw, std::memory_order_release);
+  if (s.hooks.set_capture) s.hooks.set_capture(true);
+}
+
+Window* Engine::State::close_window() {
+  auto& s = *this;
+  Window* window = s.current.exchange(nullptr, std::memory_order_acq_rel);
+  if (window != nullptr) {
+    if (s.hooks.set_capture) s.hooks.set_capture(false);
+    window->closed.store(true);
+  }
+  return window;
+}
+
+void Engine::end_epoch(std::int64_t epoch, double loss) {
+  auto& s = *state_;
+  if (s.closed) throw UsageError(fmt::format("end_epoch({}) after the session was closed", epoch));
+  if (s.last_epoch && epoch <= *s.last_epoch) {
+    throw UsageError(fmt::format("end_epoch({}) after end_epoch({}): epochs must increase", epoch, *s.last_epoch));
+  }
+  s.last_epoch = epoch;
+  Window* window = s.close_window();
+  if (epoch % s.options.every() == 0) {
+    {
+      std::lock_guard<std::mutex> lock(s.jobs_mutex);
+      s.jobs.push_back(SnapshotJob{window, epoch, loss});
+    }
+    s.jobs_changed.notify_all();
+  } else if (window != nullptr) {
+    // Epoch numbers jumped past the captured epoch: its data belongs to no snapshot epoch.
+    s.record_error(fmt::format("end_epoch({}): the captured epoch was not a snapshot epoch; its data is dropped",
+                               epoch));
+    s.discard_window(window);
+  }
+  s.open_window_if_captured(epoch + 1);
+}
+
+void Engine::State::wait_until_processed(Window* window) {
+  while (window->active.load() != 0) std::this_thread::yield();
+  const std::int64_t submitted = window->submitted.load(std::memory_order_acquire);
+  while (window->processed.load(std::memory_order_acquire) < submitted) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+void Engine::State::discard_window(Window* window) {
+  // Freed by the snapshot thread's order of work: only after the workers are done with it.
+  std::lock_guard<std::mutex> lock(this->jobs_mutex);
+  this->jobs.push_back(SnapshotJob{window, -1, 0.0});
+  this->jobs_changed.notify_all();
+}
+
+void Engine::State::make_snapshot(const SnapshotJob& job) {
+  auto& s = *this;
+  const auto n_layers = s.layers.size();
+  std::vector<LayerAccumulator> merged(n_layers);
+  Snapshot snapshot;
+  snapshot.epoch = job.epoch;
+  snapshot.loss = job.loss;
+  snapshot.timestamp = now_seconds();
+  snapshot.layers.resize(n_layers);
+  if (job.window != nullptr) {
+    wait_until_processed(job.window);
+    for (auto& per_worker : job.window->accumulators) {
+      for (std::size_t l = 0; l < n_layers; ++l) {
+        auto& from = per_worker[l];
+        auto& to = merged[l];
+        if (!from.moments) continue;
+        if (!to.moments) {
+          to = std::move(from);
+          continue;
+        }
+        if (from.moments->n_neurons() != to.moments->n_neurons()) continue;  // widths are checked at submit
+        to.moments->merge(*from.moments);
+        to.reservoir.merge(from.reservoir);
+        to.rows += from.rows;
+        to.nonfinite_rows += from.nonfinite_rows;
+        if (!from.output_shape.empty()) to.output_shape = from.output_shape;
+      }
+      per_worker.clear();
+      per_worker.shrink_to_fit();
+    }
+    for (std::size_t l = 0; l < n_layers; ++l) {
+      auto& c = snapshot.layers[l].counters;
+      const auto& a = job.window->counters[l];
+      c.captured_batches = a.captured_batches.load();
+      c.dropped_batches = a.dropped_batches.load();
+      c.skipped_batches = a.skipped_batches.load();
+      c.errors = a.errors.load();
+      c.rows = merged[l].rows;
+      c.nonfinite_rows = merged[l].nonfinite_rows;
+    }
+  }
+  if (job.epoch < 0) return;  // a discarded window: accumulators freed above
+
+  s.arena.execute([&] {
+    tbb::parallel_for(std::size_t{0}, n_layers, [&](std::size_t l) {
+      analyse_layer(merged[l], s.layers[l].name, snapshot.layers[l]);
+    });
+  });
+  s.writer->append(snapshot);
+  s.written.fetch_add(1, std::memory_order_release);
+}
+
+void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const {
+  const auto& options = this->options;
+  out.name = name;
+  out.output_shape = acc.output_shape;
+  if (!acc.moments) {
+    // Nothing captured for this layer in this window (it never fired, or every batch was dropped).
+    out.n_neurons = 0;
+    return;
+  }
+  const Moments& m = *acc.moments;
+  const auto n = m.n_neurons();
+  out.n_neurons = n;
+  out.samples = m.count();
+  const Correlation corr = correlation_from_moments(m);
+  out.mean.assign(m.mean().data(), m.mean().data() + n);
+  out.stddev.assign(corr.stddev.data(), corr.stddev.data() + n);
+  out.min.resize(static_cast<std::size_t>(n));
+  out.max.resize(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    out.min[static_cast<std::size_t>(i)] = m.count() > 0 ? m.min()(i) : std::numeric_limits<double>::quiet_NaN();
+    out.max[static_cast<std::size_t>(i)] = m.count() > 0 ? m.max()(i) : std::numeric_limits<double>::quiet_NaN();
+  }
+  out.dead = corr.dead;
+  if (options.store_correlation()) {
+    out.correlation.resize(static_cast<std::size_t>(n * n));
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j) out.correlation[static_cast<std::size_t>(i * n + j)] = static_cast<float>(corr.r(i, j));
+  }
+  const GroupingResult grouping = group_neurons(corr, options.grouping());
+  out.labels = grouping.labels;
+  const auto [rows, ids] = acc.reservoir.sorted_rows();
+  const std::int64_t kept = acc.reservoir.size();
+  for (std::size_t g = 0; g < grouping.groups.size(); ++g) {
+    Group group;
+    group.group_id = static_cast<int>(g);
+    group.layer_name = name;
+    group.neuron_indices = grouping.groups[g];
+    group.cohesion_score = grouping.cohesion[g];
+    double sum = 0.0;
+    for (auto i : group.neuron_indices) sum += m.mean()(i);
+    group.mean_activation = sum / static_cast<double>(group.neuron_indices.size());
+    group.activation_pattern.resize(static_cast<std::size_t>(kept));
+    for (std::int64_t r = 0; r < kept; ++r) {
+      double row_sum = 0.0;
+      for (auto i : group.neuron_indices) row_sum += rows[static_cast<std::size_t>(r * n + i)];
+      group.activation_pattern[static_cast<std::size_t>(r)] =
+          static_cast<float>(row_sum / static_cast<double>(group.neuron_indices.size()));
+    }
+    out.groups.push_back(std::move(group));
+  }
+  (void)ids;
+}
+
+void Engine::flush() {
+  auto& s = *state_;
+  std::unique_lock<std::mutex> lock(s.jobs_mutex);
+  s.jobs_changed.wait(lock, [&] { return s.jobs.empty() && !s.job_running; });
+}
+
+void Engine::close() noexcept {
+  auto& s = *state_;
+  if (s.closed) return;
+  s.closed = true;
+  try {
+    // A window still open belongs to an epoch that never ended: its data is not a snapshot.
+    if (Window* window = s.close_window()) s.discard_window(window);
+    for (std::size_t i = 0; i < s.workers.size(); ++i) s.queue.push(nullptr);
+    for (auto& t : s.workers) t.join();
+    {
+      std::lock_guard<std::mutex> lock(s.jobs_mutex);
+      s.stopping = true;
+    }
+    s.jobs_changed.notify_all();
+    if (s.snapshot_thread.joinable()) s.snapshot_thread.join();
+    s.writer->close();
+  } catch (const std::exception& e) {
+    s.record_error(std::string("closing the session: ") + e.what());
+  } catch (...) {
+    s.record_error("closing the session: unknown error");
+  }
+  Batch* batch = nullptr;
+  while (s.pool.try_pop(batch)) delete batch;
+}
+
+Counters Engine::counters() const {
+  const auto& s = *state_;
+  Counters c;
+  for (std::size_t l = 0; l < s.layers.size(); ++l) {
+    c.captured_batches += s.totals[l].captured_batches.load();
+    c.dropped_batches += s.totals[l].dropped_batches.load();
+    c.skipped_batches += s.totals[l].skipped_batches.load();
+    c.errors += s.totals[l].errors.load();
+  }
+  c.rows = s.rows_total.load();
+  c.nonfinite_rows = s.nonfinite_total.load();
+  return c;
+}
+
+std::int64_t Engine::snapshots_written() const noexcept { return state_->written.load(std::memory_order_acquire); }
+
+std::string Engine::last_error() const {
+  std::lock_guard<std::mutex> lock(state_->error_mutex);
+  return state_->first_error;
+}
+
+const std::vector<neuronmap::LayerInfo>& Engine::layers() const noexcept { return state_->layers; }
+const Options& Engine::options() const noexcept { return state_->options; }
+void Engine::set_worker_delay(double seconds) noexcept { state_->worker_delay.store(seconds); }
+
+}  // namespace neuronmap::detail

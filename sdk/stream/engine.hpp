@@ -1,0 +1,93 @@
+// The engine between the probes and the run file, free of LibTorch: a bounded queue of pooled
+// batches, worker threads that accumulate per-layer statistics per capture window, and one snapshot
+// thread that seals windows, analyses them and appends snapshots to the run file.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "neuronmap/options.hpp"
+#include "neuronmap/snapshot.hpp"
+
+namespace neuronmap::detail {
+
+/// One captured batch on its way to a worker: rows x cols float32, row-major, in a pooled buffer.
+struct Batch {
+  int layer = -1;
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::int64_t ordinal = 0;                ///< this layer's n-th batch in the window (one per forward)
+  std::vector<float> values;               ///< capacity is kept when the batch returns to the pool
+  std::vector<std::int64_t> output_shape;  ///< the raw output's shape
+  struct Window* window = nullptr;
+};
+
+class Engine;
+
+/// A producer's claim on one batch slot; obtained from Engine::begin_batch on the probing thread.
+/// Fill batch->values (rows * cols floats, use reserve_values), then Engine::submit. Destroying an
+/// unsubmitted ticket gives the slot back.
+class BatchTicket {
+ public:
+  BatchTicket() = default;
+  BatchTicket(BatchTicket&& other) noexcept;
+  BatchTicket& operator=(BatchTicket&&) = delete;
+  ~BatchTicket();
+  explicit operator bool() const noexcept { return batch_ != nullptr; }
+  Batch* batch() const noexcept { return batch_; }
+  /// Sizes the buffer for rows x cols (keeps capacity, so the steady state does not allocate).
+  float* reserve_values(std::int64_t rows, std::int64_t cols);
+
+ private:
+  friend class Engine;
+  Engine* engine_ = nullptr;
+  Batch* batch_ = nullptr;
+};
+
+class Engine {
+ public:
+  /// `set_capture` switches the probes on and off (capture only in epochs that become snapshots).
+  struct Hooks {
+    std::function<void(bool)> set_capture;
+  };
+
+  /// Creates the run file on the calling thread, so that file errors surface at attach (FileError).
+  Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInfo info, Hooks hooks);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // --- probing threads (never throw) ---
+  /// A slot for layer `layer`'s next batch, or an empty ticket if nothing should be captured now
+  /// (no open window, max_batches reached, queue full under drop_newest: each counted).
+  BatchTicket begin_batch(int layer) noexcept;
+  /// Hands a filled batch to the workers. Checks the width against the layer's first capture.
+  void submit(BatchTicket ticket) noexcept;
+  /// Records a failure inside a probe (counted; the first message kept for last_error()).
+  void report_probe_error(int layer, const std::string& message) noexcept;
+
+  // --- the session's thread ---
+  void end_epoch(std::int64_t epoch, double loss);
+  void flush();
+  void close() noexcept;
+  bool capturing() const noexcept;
+
+  Counters counters() const;
+  std::int64_t snapshots_written() const noexcept;
+  std::string last_error() const;
+  const std::vector<neuronmap::LayerInfo>& layers() const noexcept;
+  const Options& options() const noexcept;
+  void set_worker_delay(double seconds) noexcept;
+
+ private:
+  friend class BatchTicket;
+  struct State;
+  void release(Batch* batch) noexcept;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace neuronmap::detail

@@ -24,5 +24,6 @@ int run_selected(CLI::App& app);
 
 void add_inspect(CLI::App& app);
 void add_groups(CLI::App& app);
+void add_report(CLI::App& app);
 
 }  // namespace neuronmap::cli

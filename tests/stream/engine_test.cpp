@@ -9,6 +9,7 @@
 
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
+#include "neuronmap/version.hpp"
 #include "stream/engine.hpp"
 
 namespace nm = neuronmap;

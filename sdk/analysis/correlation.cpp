@@ -1,61 +1,218 @@
+// Correlation from co-moments: r_ij = M_ij / sqrt(M_ii M_jj) (the 1/(n - ddof) factors cancel). The
+// co-moment of a samples matrix is one BLAS syrk of the centred data (half the flops of a gemm);
+// normalising and mirroring into the lower triangle is done tile by tile so both stay in cache.
 #include "analysis/correlation.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "analysis/blas.hpp"
 #include "analysis/moments.hpp"
 
 namespace neuronmap::detail {
+
+Precision resolve_precision(Precision requested, std::int64_t n_neurons) noexcept {
+  if (requested != Precision::automatic) return requested;
+  const double bytes = 8.0 * static_cast<double>(n_neurons) * static_cast<double>(n_neurons);
+  return bytes > static_cast<double>(kMaxFloat64CorrelationBytes) ? Precision::f32 : Precision::f64;
+}
+
+CorrelationMatrix::CorrelationMatrix(std::int64_t n, Precision precision)
+    : n_(n), single_(resolve_precision(precision, n) == Precision::f32) {
+  if (single_) {
+    f32_.resize(static_cast<std::size_t>(n * n));
+  } else {
+    f64_.resize(static_cast<std::size_t>(n * n));
+  }
+}
+
+Eigen::Map<const Eigen::MatrixXd> CorrelationMatrix::f64() const {
+  if (single_) throw std::logic_error("CorrelationMatrix::f64(): the matrix is stored as float32");
+  return {f64_.data(), n_, n_};
+}
+Eigen::Map<Eigen::MatrixXd> CorrelationMatrix::f64() {
+  if (single_) throw std::logic_error("CorrelationMatrix::f64(): the matrix is stored as float32");
+  return {f64_.data(), n_, n_};
+}
+Eigen::Map<const Eigen::MatrixXf> CorrelationMatrix::f32() const {
+  if (!single_) throw std::logic_error("CorrelationMatrix::f32(): the matrix is stored as float64");
+  return {f32_.data(), n_, n_};
+}
+Eigen::Map<Eigen::MatrixXf> CorrelationMatrix::f32() {
+  if (!single_) throw std::logic_error("CorrelationMatrix::f32(): the matrix is stored as float64");
+  return {f32_.data(), n_, n_};
+}
+
+std::vector<float> CorrelationMatrix::take_float_values() {
+  if (single_) {
+    std::vector<float> out = std::move(f32_);
+    f32_.clear();
+    n_ = 0;
+    return out;
+  }
+  return std::vector<float>(f64_.begin(), f64_.end());
+}
+
 namespace {
 
-// r_ij = M_ij / sqrt(M_ii M_jj) on the co-moment matrix M; the 1/(n - ddof) factors cancel.
-Correlation normalise(const Eigen::MatrixXd& comoment, const std::vector<std::uint8_t>& dead,
-                      std::int64_t count) {
-  const Eigen::Index n = comoment.rows();
-  Correlation out;
-  out.dead = dead;
-  out.stddev = Eigen::VectorXd::Zero(n);
-  Eigen::VectorXd inv_norm = Eigen::VectorXd::Zero(n);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const double m = comoment(i, i);
-    if (count > 0 && m > 0) out.stddev(i) = std::sqrt(m / static_cast<double>(count));
-    if (!dead[static_cast<std::size_t>(i)] && m > 0) inv_norm(i) = 1.0 / std::sqrt(m);
-  }
-  out.r = inv_norm.asDiagonal() * comoment * inv_norm.asDiagonal();
-  for (Eigen::Index j = 0; j < n; ++j) {
-    for (Eigen::Index i = 0; i < n; ++i) {
-      double& v = out.r(i, j);
-      v = std::isfinite(v) ? std::clamp(v, -1.0, 1.0) : 0.0;
+constexpr std::int64_t kTile = 64;
+
+// Writes r (n x n, column-major, both triangles) from co-moments given by `comoment(i, j)` for
+// i <= j. `inv_norm` is 1/sqrt(M_ii) for live neurons and 0 for dead ones. The source may alias
+// the upper triangle of r: each tile reads only upper entries before writing them, and writes
+// lower entries that no other tile reads.
+template <typename Scalar, typename Source>
+void normalise_into(Scalar* r, std::int64_t n, const Source& comoment, const Eigen::VectorXd& inv_norm) {
+  const std::int64_t blocks = (n + kTile - 1) / kTile;
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, blocks, 1), [&](const tbb::blocked_range<std::int64_t>& range) {
+    for (std::int64_t bj = range.begin(); bj != range.end(); ++bj) {
+      const std::int64_t j0 = bj * kTile, j1 = std::min(n, j0 + kTile);
+      for (std::int64_t i0 = 0; i0 < j1; i0 += kTile) {
+        const std::int64_t i1 = std::min(n, i0 + kTile);
+        for (std::int64_t j = j0; j < j1; ++j) {
+          const double scale_j = inv_norm(j);
+          const std::int64_t i_end = std::min(i1, j);
+          for (std::int64_t i = i0; i < i_end; ++i) {
+            double v = comoment(i, j) * inv_norm(i) * scale_j;
+            v = std::isfinite(v) ? std::clamp(v, -1.0, 1.0) : 0.0;
+            r[j * n + i] = static_cast<Scalar>(v);
+            r[i * n + j] = static_cast<Scalar>(v);
+          }
+          if (j >= i0 && j < i1) r[j * n + j] = Scalar(1);
+        }
+      }
     }
-    out.r(j, j) = 1.0;
+  });
+}
+
+struct ColumnSummary {
+  Eigen::VectorXd mean, min, max;
+};
+
+Correlation finish(CorrelationMatrix&& r, std::vector<std::uint8_t>&& dead, Eigen::VectorXd&& mean,
+                   std::int64_t count, const Eigen::VectorXd& diagonal) {
+  Correlation out;
+  const std::int64_t n = r.rows();
+  out.stddev = Eigen::VectorXd::Zero(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!dead[static_cast<std::size_t>(i)] && diagonal(i) > 0)
+      out.stddev(i) = std::sqrt(diagonal(i) / static_cast<double>(count));
   }
+  out.r = std::move(r);
+  out.dead = std::move(dead);
+  out.mean = std::move(mean);
+  out.n_samples = count;
   return out;
+}
+
+Eigen::VectorXd inverse_norms(const Eigen::VectorXd& diagonal, const std::vector<std::uint8_t>& dead) {
+  Eigen::VectorXd inv = Eigen::VectorXd::Zero(diagonal.size());
+  for (Eigen::Index i = 0; i < diagonal.size(); ++i) {
+    if (!dead[static_cast<std::size_t>(i)] && diagonal(i) > 0) inv(i) = 1.0 / std::sqrt(diagonal(i));
+  }
+  return inv;
+}
+
+// Samples given by an accessor at(row, col) -> double, in either storage order.
+template <typename At>
+Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision, const At& at) {
+  ColumnSummary summary{Eigen::VectorXd::Zero(n), Eigen::VectorXd::Zero(n), Eigen::VectorXd::Zero(n)};
+  std::vector<std::uint8_t> dead(static_cast<std::size_t>(n), 1);
+  // Column blocks of kTile, rows in the inner-outer loop: cache-friendly for either layout.
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kTile), [&](const tbb::blocked_range<std::int64_t>& cols) {
+    const std::int64_t c0 = cols.begin(), c1 = cols.end();
+    for (std::int64_t c = c0; c < c1; ++c) {
+      summary.min(c) = rows > 0 ? at(0, c) : 0.0;
+      summary.max(c) = summary.min(c);
+    }
+    for (std::int64_t s = 0; s < rows; ++s) {
+      for (std::int64_t c = c0; c < c1; ++c) {
+        const double v = at(s, c);
+        summary.mean(c) += v;
+        summary.min(c) = std::min(summary.min(c), v);
+        summary.max(c) = std::max(summary.max(c), v);
+      }
+    }
+    for (std::int64_t c = c0; c < c1; ++c) {
+      summary.mean(c) = rows > 0 ? summary.mean(c) / static_cast<double>(rows) : 0.0;
+      dead[static_cast<std::size_t>(c)] = rows == 0 || !(summary.max(c) > summary.min(c)) ? 1 : 0;
+    }
+  });
+
+  CorrelationMatrix r(n, precision);
+  auto compute = [&](auto matrix) {
+    using S = typename decltype(matrix)::Scalar;
+    S* m = matrix.data();
+    // Centred row chunks, each one syrk into the upper triangle of r's own storage.
+    constexpr std::int64_t kChunkBytes = std::int64_t{512} << 20;
+    const std::int64_t chunk_rows = std::clamp<std::int64_t>(kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1)),
+                                                             256, std::max<std::int64_t>(rows, 1));
+    Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> centred;
+    bool first = true;
+    for (std::int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+      const std::int64_t r1 = std::min(rows, r0 + chunk_rows);
+      centred.resize(r1 - r0, n);
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kTile), [&](const tbb::blocked_range<std::int64_t>& cols) {
+        for (std::int64_t s = r0; s < r1; ++s) {
+          for (std::int64_t c = cols.begin(); c != cols.end(); ++c)
+            centred(s - r0, c) = static_cast<S>(at(s, c) - summary.mean(c));
+        }
+      });
+      blas::syrk_upper_at_a(n, r1 - r0, S(1), centred.data(), r1 - r0, first ? S(0) : S(1), m, n);
+      first = false;
+    }
+    if (first) std::fill(m, m + n * n, S(0));
+    Eigen::VectorXd diagonal(n);
+    for (std::int64_t i = 0; i < n; ++i) diagonal(i) = static_cast<double>(m[i * n + i]);
+    const Eigen::VectorXd inv = inverse_norms(diagonal, dead);
+    normalise_into(m, n, [m, n](std::int64_t i, std::int64_t j) { return static_cast<double>(m[j * n + i]); }, inv);
+    return diagonal;
+  };
+  Eigen::VectorXd diagonal = r.is_f32() ? compute(r.f32()) : compute(r.f64());
+  return finish(std::move(r), std::move(dead), std::move(summary.mean), rows, diagonal);
 }
 
 }  // namespace
 
-Correlation correlation_from_moments(const Moments& moments) {
-  const auto n = moments.n_neurons();
+Correlation correlation_from_moments(const Moments& moments, Precision precision) {
+  const std::int64_t n = moments.n_neurons();
   std::vector<std::uint8_t> dead(static_cast<std::size_t>(n), 0);
+  Eigen::VectorXd diagonal(n);
   for (std::int64_t i = 0; i < n; ++i) {
-    dead[static_cast<std::size_t>(i)] =
-        moments.count() == 0 || !(moments.max()(i) > moments.min()(i)) ? 1 : 0;
+    dead[static_cast<std::size_t>(i)] = moments.count() == 0 || !(moments.max()(i) > moments.min()(i)) ? 1 : 0;
+    diagonal(i) = moments.comoment(i, i);
   }
-  return normalise(moments.comoment(), dead, moments.count());
+  const Eigen::VectorXd inv = inverse_norms(diagonal, dead);
+  CorrelationMatrix r(n, precision);
+  const double* packed = moments.comoment_packed().data();
+  auto source = [packed](std::int64_t i, std::int64_t j) { return packed[Moments::column_offset(j) + i]; };
+  if (r.is_f32()) {
+    normalise_into(r.f32().data(), n, source, inv);
+  } else {
+    normalise_into(r.f64().data(), n, source, inv);
+  }
+  Eigen::VectorXd mean = moments.mean();
+  return finish(std::move(r), std::move(dead), std::move(mean), moments.count(), diagonal);
 }
 
-Correlation correlation_from_samples(const Eigen::Ref<const Eigen::MatrixXd>& samples) {
-  const Eigen::Index n = samples.cols();
-  std::vector<std::uint8_t> dead(static_cast<std::size_t>(n), 0);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    dead[static_cast<std::size_t>(i)] =
-        samples.rows() == 0 || !(samples.col(i).maxCoeff() > samples.col(i).minCoeff()) ? 1 : 0;
-  }
-  const Eigen::MatrixXd centred = samples.rowwise() - samples.colwise().mean();
-  Eigen::MatrixXd comoment = Eigen::MatrixXd::Zero(n, n);
-  comoment.selfadjointView<Eigen::Upper>().rankUpdate(centred.transpose());
-  comoment = comoment.selfadjointView<Eigen::Upper>();
-  return normalise(comoment, dead, samples.rows());
+Correlation correlation_from_samples(const Eigen::Ref<const Eigen::MatrixXd>& samples, Precision precision) {
+  return from_samples(samples.rows(), samples.cols(), precision,
+                              [&samples](std::int64_t s, std::int64_t c) { return samples(s, c); });
+}
+
+Correlation correlation_from_rows(const float* data, std::int64_t rows, std::int64_t cols, Precision precision) {
+  return from_samples(rows, cols, precision, [data, cols](std::int64_t s, std::int64_t c) {
+    return static_cast<double>(data[s * cols + c]);
+  });
+}
+
+Correlation correlation_from_rows(const double* data, std::int64_t rows, std::int64_t cols, Precision precision) {
+  return from_samples(rows, cols, precision,
+                              [data, cols](std::int64_t s, std::int64_t c) { return data[s * cols + c]; });
 }
 
 }  // namespace neuronmap::detail

@@ -1,7 +1,10 @@
+// Canonical group lists, correlation-threshold clustering and the method dispatch.
 #include "analysis/grouping.hpp"
 
 #include <algorithm>
 #include <numeric>
+#include <string>
+#include <unordered_map>
 
 #include "neuronmap/errors.hpp"
 
@@ -30,7 +33,9 @@ GroupingResult finish_groups(const Correlation& corr, std::vector<std::vector<st
   GroupingResult out;
   out.labels.assign(n, -1);
   for (auto& members : clusters) {
-    if (static_cast<int>(members.size()) < min_group_size || members.empty()) continue;
+    if (members.empty()) continue;
+    ++out.n_raw_clusters;
+    if (static_cast<int>(members.size()) < min_group_size) continue;
     std::sort(members.begin(), members.end());
     out.groups.push_back(std::move(members));
   }
@@ -39,31 +44,53 @@ GroupingResult finish_groups(const Correlation& corr, std::vector<std::vector<st
   for (std::size_t g = 0; g < out.groups.size(); ++g) {
     const auto& members = out.groups[g];
     double sum = 0.0;
-    std::size_t pairs = 0;
     for (std::size_t a = 0; a < members.size(); ++a) {
       out.labels[static_cast<std::size_t>(members[a])] = static_cast<std::int32_t>(g);
-      for (std::size_t b = a + 1; b < members.size(); ++b) {
-        sum += corr.r(members[a], members[b]);
-        ++pairs;
-      }
+      double row = 0.0;
+      for (std::size_t b = a + 1; b < members.size(); ++b) row += corr.r(members[a], members[b]);
+      sum += row;
     }
-    out.cohesion.push_back(pairs == 0 ? 1.0 : std::clamp(sum / static_cast<double>(pairs), 0.0, 1.0));
+    const double pairs = 0.5 * static_cast<double>(members.size()) * static_cast<double>(members.size() - 1);
+    out.cohesion.push_back(members.size() < 2 ? 1.0 : std::clamp(sum / pairs, 0.0, 1.0));
   }
   return out;
+}
+
+GroupingResult finish_groups(const Correlation& corr, const std::vector<std::int32_t>& raw_labels,
+                             int min_group_size) {
+  std::unordered_map<std::int32_t, std::size_t> slot;
+  std::vector<std::vector<std::int32_t>> clusters;
+  for (std::size_t i = 0; i < raw_labels.size(); ++i) {
+    auto [it, inserted] = slot.emplace(raw_labels[i], clusters.size());
+    if (inserted) clusters.emplace_back();
+    clusters[it->second].push_back(static_cast<std::int32_t>(i));
+  }
+  return finish_groups(corr, std::move(clusters), min_group_size);
 }
 
 GroupingResult correlation_groups(const Correlation& corr, double threshold, int min_group_size) {
   const auto n = static_cast<std::size_t>(corr.r.rows());
   DisjointSets sets(n);
-  for (std::size_t j = 0; j < n; ++j) {
-    const double* column = corr.r.col(static_cast<Eigen::Index>(j)).data();
-    for (std::size_t i = 0; i < j; ++i) {
-      if (column[i] >= threshold) sets.join(i, j);
+  std::int64_t edges = 0;
+  corr.r.visit([&](const auto& r) {
+    using Scalar = typename std::decay_t<decltype(r)>::Scalar;
+    for (std::size_t j = 0; j < n; ++j) {
+      const Scalar* column = r.col(static_cast<Eigen::Index>(j)).data();
+      for (std::size_t i = 0; i < j; ++i) {
+        // Compare in float64, as the reference does (a float32 r is widened exactly).
+        if (static_cast<double>(column[i]) >= threshold) {
+          sets.join(i, j);
+          ++edges;
+        }
+      }
     }
-  }
+    return 0;
+  });
   std::vector<std::vector<std::int32_t>> clusters(n);
   for (std::size_t i = 0; i < n; ++i) clusters[sets.find(i)].push_back(static_cast<std::int32_t>(i));
-  return finish_groups(corr, std::move(clusters), min_group_size);
+  GroupingResult out = finish_groups(corr, std::move(clusters), min_group_size);
+  out.n_edges = edges;
+  return out;
 }
 
 GroupingResult group_neurons(const Correlation& corr, const Grouping& options) {
@@ -71,11 +98,33 @@ GroupingResult group_neurons(const Correlation& corr, const Grouping& options) {
     case GroupingMethod::correlation:
       return correlation_groups(corr, options.threshold, options.min_group_size);
     case GroupingMethod::kmeans:
+      return kmeans_groups(corr, options.n_groups, options.n_init, options.seed, options.min_group_size);
     case GroupingMethod::hierarchical:
-      break;
+      return hierarchical_groups(corr, options.threshold, options.n_groups, options.min_group_size);
   }
-  throw UsageError(std::string("grouping method '") + to_string(options.method) +
-                   "' is not available in this build yet; use GroupingMethod::correlation");
+  throw UsageError(std::string("unknown grouping method ") + std::to_string(static_cast<int>(options.method)));
+}
+
+double adjusted_rand_index(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b) {
+  if (a.size() != b.size()) throw UsageError("adjusted_rand_index: labelings of different lengths");
+  const auto n = static_cast<double>(a.size());
+  if (a.size() < 2) return 1.0;
+  std::unordered_map<std::int64_t, double> joint;
+  std::unordered_map<std::int32_t, double> rows, cols;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    joint[(static_cast<std::int64_t>(a[i]) << 32) ^ static_cast<std::uint32_t>(b[i])] += 1;
+    rows[a[i]] += 1;
+    cols[b[i]] += 1;
+  }
+  auto pairs = [](double m) { return m * (m - 1) / 2; };
+  double index = 0, sum_rows = 0, sum_cols = 0;
+  for (const auto& [key, m] : joint) index += pairs(m);
+  for (const auto& [key, m] : rows) sum_rows += pairs(m);
+  for (const auto& [key, m] : cols) sum_cols += pairs(m);
+  const double expected = sum_rows * sum_cols / pairs(n);
+  const double maximum = 0.5 * (sum_rows + sum_cols);
+  if (maximum == expected) return 1.0;  // both labelings trivial (scikit-learn's convention)
+  return (index - expected) / (maximum - expected);
 }
 
 }  // namespace neuronmap::detail

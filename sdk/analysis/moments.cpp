@@ -1,66 +1,97 @@
-// Streaming moments: each batch is centred on its own mean, its co-moment formed with one symmetric
-// rank-k update, then merged with the running totals (Chan, Golub & LeVeque 1979), which keeps the
-// float64 result within ~1e-12 of a two-pass computation over all samples.
+// Streaming moments: each batch is centred on its own mean, its co-moment formed with BLAS products
+// (a column panel at a time, straight into the packed upper triangle), then merged with the running
+// totals (Chan, Golub & LeVeque 1979), which keeps the float64 result within ~1e-12 of a two-pass
+// computation over all samples.
 #include "analysis/moments.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <vector>
+
+#include <tbb/parallel_for.h>
+
+#include "analysis/blas.hpp"
 
 namespace neuronmap::detail {
+namespace {
+
+// Column panels of the packed update: wide enough for an efficient product, small enough that the
+// panel buffer (n x width float64) stays modest at 16,384 neurons (32 MiB).
+constexpr std::int64_t kPanelWidth = 256;
+// Rows per block copied to float64 and centred (bounds the block to ~64 MiB).
+constexpr std::int64_t kBlockBytes = std::int64_t{64} << 20;
+
+}  // namespace
 
 Moments::Moments(std::int64_t n_neurons)
     : n_(n_neurons),
       mean_(Eigen::VectorXd::Zero(n_neurons)),
-      comoment_(Eigen::MatrixXd::Zero(n_neurons, n_neurons)),
+      packed_(static_cast<std::size_t>(column_offset(n_neurons)), 0.0),
       min_(Eigen::VectorXd::Constant(n_neurons, std::numeric_limits<double>::infinity())),
       max_(Eigen::VectorXd::Constant(n_neurons, -std::numeric_limits<double>::infinity())) {}
 
-std::int64_t Moments::add(const float* data, std::int64_t rows) {
+std::int64_t Moments::add(const float* data, std::int64_t rows) { return add_rows(data, rows); }
+std::int64_t Moments::add(const double* data, std::int64_t rows) { return add_rows(data, rows); }
+
+template <typename T>
+std::int64_t Moments::add_rows(const T* data, std::int64_t rows) {
   if (rows <= 0 || n_ == 0) return 0;
-  // Copy the finite rows to float64 (column-major: samples x neurons).
-  std::vector<std::int64_t> keep;
-  keep.reserve(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* row = data + r * n_;
-    bool finite = true;
-    for (std::int64_t c = 0; c < n_; ++c) {
-      if (!std::isfinite(row[c])) {
-        finite = false;
-        break;
+  const std::int64_t block_rows = std::max<std::int64_t>(64, kBlockBytes / (8 * n_));
+  Eigen::MatrixXd block;
+  std::int64_t skipped = 0;
+  std::int64_t r = 0;
+  while (r < rows) {
+    // Gather up to block_rows finite rows into a column-major float64 block.
+    block.resize(std::min(block_rows, rows - r), n_);
+    std::int64_t kept = 0;
+    for (; r < rows && kept < block.rows(); ++r) {
+      const T* row = data + r * n_;
+      bool finite = true;
+      for (std::int64_t c = 0; c < n_; ++c) finite &= std::isfinite(row[c]);
+      if (!finite) {
+        ++skipped;
+        continue;
       }
+      for (std::int64_t c = 0; c < n_; ++c) block(kept, c) = static_cast<double>(row[c]);
+      ++kept;
     }
-    if (finite) keep.push_back(r);
+    if (kept > 0) add_block(block.topRows(kept));
   }
-  const auto kept = static_cast<std::int64_t>(keep.size());
-  if (kept > 0) {
-    Eigen::MatrixXd block(kept, n_);
-    for (std::int64_t i = 0; i < kept; ++i) {
-      const float* row = data + keep[static_cast<std::size_t>(i)] * n_;
-      for (std::int64_t c = 0; c < n_; ++c) block(i, c) = row[c];
-    }
-    add_block(block);
-  }
-  return rows - kept;
+  return skipped;
 }
 
 void Moments::add_block(const Eigen::Ref<const Eigen::MatrixXd>& block) {
-  const auto b = static_cast<double>(block.rows());
-  Eigen::VectorXd block_mean = block.colwise().mean().transpose();
-  Eigen::MatrixXd centred = block.rowwise() - block_mean.transpose();
-  Eigen::MatrixXd block_comoment = Eigen::MatrixXd::Zero(n_, n_);
-  block_comoment.selfadjointView<Eigen::Upper>().rankUpdate(centred.transpose());
+  const std::int64_t b = block.rows();
+  const Eigen::VectorXd block_mean = block.colwise().mean().transpose();
+  const Eigen::MatrixXd centred = block.rowwise() - block_mean.transpose();
   min_ = min_.cwiseMin(block.colwise().minCoeff().transpose());
   max_ = max_.cwiseMax(block.colwise().maxCoeff().transpose());
 
   const auto a = static_cast<double>(count_);
-  const double total = a + b;
+  const double total = a + static_cast<double>(b);
   const Eigen::VectorXd delta = block_mean - mean_;
-  comoment_.triangularView<Eigen::Upper>() += block_comoment;
-  comoment_.selfadjointView<Eigen::Upper>().rankUpdate(delta, a * b / total);
-  mean_ += delta * (b / total);
-  count_ += block.rows();
+  const double weight = a * static_cast<double>(b) / total;
+
+  // Panel [j0, j1): rows 0..j0 by gemm, the diagonal block by syrk, into `panel` (j1 x width), then
+  // added with the rank-one correction of Chan's update into the packed columns.
+  Eigen::MatrixXd panel;
+  for (std::int64_t j0 = 0; j0 < n_; j0 += kPanelWidth) {
+    const std::int64_t j1 = std::min(n_, j0 + kPanelWidth);
+    const std::int64_t width = j1 - j0;
+    panel.resize(j1, width);
+    if (j0 > 0)
+      blas::gemm_at_b(j0, width, b, 1.0, centred.data(), b, centred.data() + j0 * b, b, 0.0, panel.data(), j1);
+    blas::syrk_upper_at_a(width, b, 1.0, centred.data() + j0 * b, b, 0.0, panel.data() + j0, j1);
+    tbb::parallel_for(j0, j1, [&](std::int64_t j) {
+      double* column = packed_.data() + column_offset(j);
+      const double* source = panel.data() + (j - j0) * j1;
+      const double scaled = weight * delta(j);
+      for (std::int64_t i = 0; i <= j; ++i) column[i] += source[i] + scaled * delta(i);
+    });
+  }
+  mean_ += delta * (static_cast<double>(b) / total);
+  count_ += b;
 }
 
 void Moments::merge(const Moments& other) {
@@ -74,8 +105,13 @@ void Moments::merge(const Moments& other) {
   const auto b = static_cast<double>(other.count_);
   const double total = a + b;
   const Eigen::VectorXd delta = other.mean_ - mean_;
-  comoment_.triangularView<Eigen::Upper>() += other.comoment_;
-  comoment_.selfadjointView<Eigen::Upper>().rankUpdate(delta, a * b / total);
+  const double weight = a * b / total;
+  tbb::parallel_for(std::int64_t{0}, n_, [&](std::int64_t j) {
+    double* column = packed_.data() + column_offset(j);
+    const double* source = other.packed_.data() + column_offset(j);
+    const double scaled = weight * delta(j);
+    for (std::int64_t i = 0; i <= j; ++i) column[i] += source[i] + scaled * delta(i);
+  });
   mean_ += delta * (b / total);
   count_ += other.count_;
   min_ = min_.cwiseMin(other.min_);
@@ -83,7 +119,10 @@ void Moments::merge(const Moments& other) {
 }
 
 Eigen::MatrixXd Moments::comoment() const {
-  Eigen::MatrixXd full = comoment_.selfadjointView<Eigen::Upper>();
+  Eigen::MatrixXd full(n_, n_);
+  for (std::int64_t j = 0; j < n_; ++j) {
+    for (std::int64_t i = 0; i <= j; ++i) full(i, j) = full(j, i) = packed_[static_cast<std::size_t>(column_offset(j) + i)];
+  }
   return full;
 }
 

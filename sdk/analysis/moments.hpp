@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -15,26 +16,37 @@ class Moments {
   /// Adds `rows` samples (row-major, rows x n_neurons). Rows holding NaN or Inf are skipped;
   /// returns how many were skipped.
   std::int64_t add(const float* data, std::int64_t rows);
+  std::int64_t add(const double* data, std::int64_t rows);
   /// Adds the statistics of another accumulator of the same width (order does not matter).
   void merge(const Moments& other);
 
   std::int64_t n_neurons() const noexcept { return n_; }
   std::int64_t count() const noexcept { return count_; }
   const Eigen::VectorXd& mean() const noexcept { return mean_; }
-  /// Sum over samples of (x - mean)(x - mean)^T. Only the upper triangle is maintained; call
-  /// comoment() for the full symmetric matrix.
-  const Eigen::MatrixXd& comoment_upper() const noexcept { return comoment_; }
-  Eigen::MatrixXd comoment() const;
   const Eigen::VectorXd& min() const noexcept { return min_; }
   const Eigen::VectorXd& max() const noexcept { return max_; }
 
+  /// Sum over samples of (x_i - mean_i)(x_j - mean_j), for any i, j.
+  double comoment(std::int64_t i, std::int64_t j) const noexcept {
+    return i <= j ? packed_[static_cast<std::size_t>(column_offset(j) + i)]
+                  : packed_[static_cast<std::size_t>(column_offset(i) + j)];
+  }
+  /// The full symmetric co-moment matrix (n x n float64: tests and small layers only).
+  Eigen::MatrixXd comoment() const;
+  /// The upper triangle packed by columns (column j holds rows 0..j at offset j(j+1)/2): half the
+  /// memory of a square matrix, which is what lets a 16,384-neuron layer fit (docs/ANALYSIS.md).
+  const std::vector<double>& comoment_packed() const noexcept { return packed_; }
+  static std::int64_t column_offset(std::int64_t j) noexcept { return j * (j + 1) / 2; }
+
  private:
+  template <typename T>
+  std::int64_t add_rows(const T* data, std::int64_t rows);
   void add_block(const Eigen::Ref<const Eigen::MatrixXd>& block);
 
   std::int64_t n_ = 0;
   std::int64_t count_ = 0;
   Eigen::VectorXd mean_;
-  Eigen::MatrixXd comoment_;
+  std::vector<double> packed_;
   Eigen::VectorXd min_, max_;
 };
 

@@ -1,0 +1,46 @@
+// CBLAS wrappers. The 64-bit sizes of the callers are checked against BLAS's 32-bit int here.
+#include "analysis/blas.hpp"
+
+#include <cblas.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace neuronmap::detail::blas {
+namespace {
+
+int to_int(std::int64_t value) {
+  if (value < 0 || value > std::numeric_limits<int>::max())
+    throw std::length_error("BLAS dimension out of the 32-bit range");
+  return static_cast<int>(value);
+}
+
+}  // namespace
+
+void syrk_upper_at_a(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+                     double beta, double* c, std::int64_t ldc) {
+  if (n == 0) return;
+  cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
+              to_int(ldc));
+}
+
+void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+                     float beta, float* c, std::int64_t ldc) {
+  if (n == 0) return;
+  cblas_ssyrk(CblasColMajor, CblasUpper, CblasTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
+              to_int(ldc));
+}
+
+void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc) {
+  if (n == 0) return;
+  cblas_dsyr(CblasColMajor, CblasUpper, to_int(n), alpha, x, 1, c, to_int(ldc));
+}
+
+void gemm_at_b(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+               const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
+              to_int(ldb), beta, c, to_int(ldc));
+}
+
+}  // namespace neuronmap::detail::blas

@@ -1,0 +1,23 @@
+// The few BLAS calls the analysis needs (CBLAS through Debian's libblas.so.3, which the
+// alternatives system points at OpenBLAS when it is installed), in column-major terms.
+#pragma once
+
+#include <cstdint>
+
+namespace neuronmap::detail::blas {
+
+/// Upper triangle of C (n x n, leading dimension ldc) = alpha * A^T A + beta * C, where A is
+/// k x n column-major with leading dimension lda. The strictly lower triangle is not touched.
+void syrk_upper_at_a(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+                     double beta, double* c, std::int64_t ldc);
+void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+                     float beta, float* c, std::int64_t ldc);
+
+/// Upper triangle of C += alpha * x x^T (x of length n).
+void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc);
+
+/// C (m x n) = alpha * A^T B + beta * C with A k x m and B k x n, all column-major.
+void gemm_at_b(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+               const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc);
+
+}  // namespace neuronmap::detail::blas

@@ -1,0 +1,266 @@
+// `neuronmap groups`: groups of co-activating neurons in a samples x neurons HDF5 dataset, through the
+// same code as a session's snapshots (correlation_from_samples -> group_neurons).
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <hdf5.h>
+
+#include "analysis/correlation.hpp"
+#include "analysis/grouping.hpp"
+#include "analysis/records.hpp"
+#include "cli/verbs.hpp"
+#include "neuronmap/errors.hpp"
+#include "neuronmap/options.hpp"
+
+namespace neuronmap::cli {
+namespace {
+
+struct GroupsArgs {
+  std::string file;
+  std::string dataset;
+  std::string method = "correlation";
+  double threshold = 0.6;
+  int min_group_size = 3;
+  int n_groups = 0;
+  int n_init = 10;
+  std::uint64_t seed = 42;
+  bool json = false;
+};
+
+// An HDF5 id closed on scope exit.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  hid_t get() const noexcept { return id_; }
+  bool valid() const noexcept { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+// The dataset as row-major samples x neurons, float32 or float64 as stored.
+struct Activations {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<float> f32;
+  std::vector<double> f64;
+  bool single() const noexcept { return !f32.empty() || f64.empty(); }
+};
+
+Activations read_activations(const std::string& path, const std::string& name) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become our messages, not HDF5's stack dumps
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw FileError("cannot open '" + path + "': no such file");
+#if H5_VERSION_GE(1, 12, 0)
+  const htri_t is_hdf5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
+#else
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+#endif
+  if (is_hdf5 <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FormatError("'" + path + "' is not an HDF5 file");
+  }
+  const Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FileError("cannot open '" + path + "' for reading");
+  }
+  const Handle dataset(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!dataset.valid()) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FileError("no dataset '" + name + "' in '" + path + "' (use h5ls to list them)");
+  }
+  const Handle space(H5Dget_space(dataset.get()), H5Sclose);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank != 2) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FormatError("dataset '" + name + "' has rank " + std::to_string(rank) +
+                      "; expected a 2-D samples x neurons matrix");
+  }
+  hsize_t dims[2] = {0, 0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  const Handle type(H5Dget_type(dataset.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_FLOAT) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FormatError("dataset '" + name + "' is not floating point (float32 or float64 expected)");
+  }
+  Activations out;
+  out.rows = static_cast<std::int64_t>(dims[0]);
+  out.cols = static_cast<std::int64_t>(dims[1]);
+  const auto count = static_cast<std::size_t>(out.rows * out.cols);
+  herr_t status = 0;
+  if (H5Tget_size(type.get()) <= 4) {
+    out.f32.resize(count);
+    if (count > 0) status = H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.f32.data());
+  } else {
+    out.f64.resize(count);
+    if (count > 0) status = H5Dread(dataset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.f64.data());
+  }
+  if (status < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw FileError("cannot read dataset '" + name + "' from '" + path + "'");
+  }
+  auto check = [&](const auto& values) {
+    for (const auto v : values) {
+      if (!std::isfinite(v)) throw FormatError("dataset '" + name + "' contains NaN or Inf; the analysis needs finite values");
+    }
+  };
+  if (out.single()) {
+    check(out.f32);
+  } else {
+    check(out.f64);
+  }
+  return out;
+}
+
+GroupingMethod parse_method(const std::string& name) {
+  if (name == "correlation") return GroupingMethod::correlation;
+  if (name == "kmeans") return GroupingMethod::kmeans;
+  if (name == "hierarchical") return GroupingMethod::hierarchical;
+  throw UsageError("unknown method '" + name + "': use correlation, kmeans or hierarchical");
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+template <typename T>
+std::string json_list(const std::vector<T>& values) {
+  return "[" + fmt::format("{}", fmt::join(values, ", ")) + "]";
+}
+
+void run_groups(const GroupsArgs& args) {
+  Grouping options;
+  options.method = parse_method(args.method);
+  options.threshold = args.threshold;
+  options.min_group_size = args.min_group_size;
+  options.n_groups = args.n_groups;
+  options.n_init = args.n_init;
+  options.seed = args.seed;
+  if (!(args.threshold >= -1.0 && args.threshold <= 1.0)) throw UsageError("--threshold must be in [-1, 1]");
+  if (args.min_group_size < 1) throw UsageError("--min-group-size must be >= 1");
+  if (args.n_groups < 0) throw UsageError("--n-groups must be >= 0 (0 = automatic)");
+  if (args.n_init < 1) throw UsageError("--n-init must be >= 1");
+
+  const Activations x = read_activations(args.file, args.dataset);
+  const detail::Correlation corr = x.single() ? detail::correlation_from_rows(x.f32.data(), x.rows, x.cols)
+                                              : detail::correlation_from_rows(x.f64.data(), x.rows, x.cols);
+  const detail::GroupingResult result = detail::group_neurons(corr, options);
+
+  std::vector<double> mean_activation;
+  for (const auto& members : result.groups) {
+    const Eigen::VectorXd pattern = x.single() ? detail::activation_pattern(x.f32.data(), x.rows, x.cols, members)
+                                               : detail::activation_pattern(x.f64.data(), x.rows, x.cols, members);
+    mean_activation.push_back(detail::mean_activation(pattern));
+  }
+  std::vector<std::int32_t> dead, ungrouped;
+  for (std::size_t i = 0; i < corr.dead.size(); ++i) {
+    if (corr.dead[i]) dead.push_back(static_cast<std::int32_t>(i));
+    if (result.labels[i] < 0) ungrouped.push_back(static_cast<std::int32_t>(i));
+  }
+
+  if (args.json) {
+    std::string params = fmt::format("\"min_group_size\": {}", args.min_group_size);
+    std::string diagnostics = fmt::format("\"n_raw_clusters\": {}", result.n_raw_clusters);
+    switch (options.method) {
+      case GroupingMethod::correlation:
+        params += fmt::format(", \"correlation_threshold\": {}", args.threshold);
+        diagnostics += fmt::format(", \"n_edges\": {}", result.n_edges);
+        break;
+      case GroupingMethod::hierarchical:
+        params += fmt::format(", \"correlation_threshold\": {}, \"n_groups\": {}, \"linkage\": \"average\", "
+                              "\"distance\": \"1-corr\"",
+                              args.threshold, args.n_groups > 0 ? std::to_string(args.n_groups) : "null");
+        diagnostics += fmt::format(", \"cut_distance\": {}", 1.0 - args.threshold);
+        break;
+      case GroupingMethod::kmeans: {
+        params += fmt::format(", \"n_groups\": {}, \"n_init\": {}, \"random_state\": {}",
+                              args.n_groups > 0 ? std::to_string(args.n_groups) : "null", args.n_init, args.seed);
+        std::vector<std::string> scores;
+        for (const auto& [k, s] : result.silhouette_by_k) scores.push_back(fmt::format("\"{}\": {}", k, s));
+        diagnostics += fmt::format(", \"chosen_k\": {}, \"inertia\": {}, \"n_iter\": {}, \"silhouette_by_k\": {{{}}}",
+                                   result.chosen_k, result.inertia, result.n_iter, fmt::join(scores, ", "));
+        break;
+      }
+    }
+    std::vector<std::string> groups;
+    for (std::size_t g = 0; g < result.groups.size(); ++g) {
+      groups.push_back(fmt::format(
+          "{{\"group_id\": {}, \"neuron_indices\": {}, \"group_size\": {}, \"cohesion_score\": {}, \"mean_activation\": {}}}",
+          g, json_list(result.groups[g]), result.groups[g].size(), result.cohesion[g], mean_activation[g]));
+    }
+    fmt::print(
+        "{{\"file\": {}, \"dataset\": {}, \"method\": {}, \"params\": {{{}}}, \"n_samples\": {}, \"n_neurons\": {}, "
+        "\"dead_neurons\": {}, \"n_groups\": {}, \"labels\": {}, \"groups\": [{}], \"ungrouped\": {}, "
+        "\"diagnostics\": {{{}}}}}\n",
+        json_string(args.file), json_string(args.dataset), json_string(args.method), params, x.rows, x.cols,
+        json_list(dead), result.groups.size(), json_list(result.labels), fmt::join(groups, ", "), json_list(ungrouped),
+        diagnostics);
+    return;
+  }
+
+  fmt::print("{}:{}  {} samples x {} neurons, {} dead\n", args.file, args.dataset, x.rows, x.cols, dead.size());
+  fmt::print("method {}", args.method);
+  if (options.method != GroupingMethod::kmeans) fmt::print(", threshold {}", args.threshold);
+  if (options.method == GroupingMethod::kmeans) fmt::print(", k = {}{}", result.chosen_k, args.n_groups > 0 ? "" : " (best silhouette)");
+  fmt::print(", min group size {}: {} groups\n\n", args.min_group_size, result.groups.size());
+  if (!result.groups.empty()) {
+    fmt::print("{:>5}  {:>5}  {:>8}  {:>15}  {}\n", "group", "size", "cohesion", "mean_activation", "neurons");
+    for (std::size_t g = 0; g < result.groups.size(); ++g) {
+      fmt::print("{:>5}  {:>5}  {:>8.4f}  {:>15.6g}  {}\n", g, result.groups[g].size(), result.cohesion[g],
+                 mean_activation[g], fmt::join(result.groups[g], " "));
+    }
+    fmt::print("\n");
+  }
+  fmt::print("ungrouped: {} neurons{}{}\n", ungrouped.size(), ungrouped.empty() ? "" : ": ", fmt::join(ungrouped, " "));
+}
+
+}  // namespace
+
+void add_groups(CLI::App& app) {
+  auto args = std::make_shared<GroupsArgs>();
+  CLI::App* verb = app.add_subcommand("groups", "Find groups of co-activating neurons in a samples x neurons HDF5 dataset");
+  verb->add_option("file", args->file, "HDF5 file")->required();
+  verb->add_option("--dataset", args->dataset, "Dataset path inside the file (2-D, float32 or float64, rows = samples)")
+      ->required();
+  verb->add_option("--method", args->method, "correlation | kmeans | hierarchical")
+      ->check(CLI::IsMember({"correlation", "kmeans", "hierarchical"}))
+      ->capture_default_str();
+  verb->add_option("--threshold", args->threshold, "Correlation joining two neurons (hierarchical: cut at 1 - T)")
+      ->capture_default_str();
+  verb->add_option("--min-group-size", args->min_group_size, "Smaller clusters are reported as ungrouped")
+      ->capture_default_str();
+  verb->add_option("--n-groups", args->n_groups, "kmeans/hierarchical: number of clusters (0 = automatic)")
+      ->capture_default_str();
+  verb->add_option("--n-init", args->n_init, "kmeans restarts")->capture_default_str();
+  verb->add_option("--seed", args->seed, "kmeans seed")->capture_default_str();
+  verb->add_flag("--json", args->json, "Print JSON instead of a table");
+  verb->callback([args] {
+    run_groups(*args);
+    set_exit_code(0);
+  });
+}
+
+}  // namespace neuronmap::cli

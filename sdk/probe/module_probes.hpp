@@ -2,6 +2,7 @@
 // forward returned (what a PyTorch forward hook would see) and hand it to a sink.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,12 @@ class ModuleProbes {
   void enable(bool on) noexcept;
   bool enabled() const noexcept;
 
+  /// Outputs handed to the sink so far.
+  std::uint64_t captured() const noexcept;
+  /// Failures inside callbacks (caught there, never thrown into the training step), and the last one.
+  std::uint64_t errors() const noexcept;
+  std::string last_error() const;
+
  private:
   struct State;
   std::unique_ptr<State> state_;
@@ -56,5 +63,18 @@ class ModuleProbes {
 
 /// Every submodule name of `model` (as named_modules() gives it), the root excluded.
 std::vector<std::string> module_names(torch::nn::Module& model);
+
+/// One submodule as `neuronmap::layers(model)` shows it.
+struct LayerInfo {
+  std::string name;         ///< as named_modules() gives it
+  std::string module_type;  ///< e.g. "torch::nn::LinearImpl"
+  std::int64_t parameter_count = 0;  ///< elements of its parameters, submodules included
+  bool probeable = false;
+  std::string why_not;      ///< empty when probeable: what attach() would say
+  OutputLayout layout = OutputLayout::features_last;  ///< meaningful when probeable
+};
+
+/// Every submodule of `model`, in named_modules() order, with whether it can be probed and why not.
+std::vector<LayerInfo> describe_layers(torch::nn::Module& model);
 
 }  // namespace neuronmap::detail

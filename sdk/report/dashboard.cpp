@@ -1,0 +1,167 @@
+// The dashboard's data (compact JSON, safe inside <script>) and the HTML file around it.
+#include "report/dashboard.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "neuronmap/errors.hpp"
+#include "report/colormap.hpp"
+
+namespace neuronmap::report {
+namespace {
+
+/// Group member lists longer than this are cut in the embedded data (the size stays exact).
+constexpr std::size_t kMaxMembersShown = 256;
+/// Scatter points per layer; larger layers show every k-th neuron.
+constexpr std::size_t kMaxScatterPoints = 6000;
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+/// "</script" inside the inlined library would end its <script> element early.
+std::string script_safe(std::string js) {
+  for (std::size_t at = 0; (at = js.find("</", at)) != std::string::npos; at += 3) {
+    std::string tail = js.substr(at + 2, 6);
+    std::transform(tail.begin(), tail.end(), tail.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (tail == "script") js.replace(at, 2, "<\\/");
+  }
+  return js;
+}
+
+/// The template with each placeholder replaced once, in one pass (values are never searched).
+std::string fill(const std::string& text, std::vector<std::pair<std::string, std::string>> values) {
+  std::vector<std::pair<std::size_t, std::size_t>> at;  // position in text, index in values
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    const auto pos = text.find(values[k].first);
+    if (pos == std::string::npos) throw Error("report: the dashboard template lacks " + values[k].first);
+    at.emplace_back(pos, k);
+  }
+  std::sort(at.begin(), at.end());
+  std::string out;
+  std::size_t from = 0;
+  for (const auto& [pos, k] : at) {
+    out.append(text, from, pos - from);
+    out += values[k].second;
+    from = pos + values[k].first.size();
+  }
+  out.append(text, from, std::string::npos);
+  return out;
+}
+
+}  // namespace
+
+void write_dashboard_colors(JsonWriter& w) {
+  w.key("colors").begin_object();
+  w.key("coolwarm").begin_array();
+  for (int k = 0; k <= 16; ++k) w.value(cool_warm(k / 16.0).hex());
+  w.end_array();
+  w.key("groups").begin_array();
+  for (int id = 0; id < 64; ++id) w.value(group_color(id).hex());
+  w.end_array();
+  w.field("ungrouped", group_color(-1).hex());
+  w.key("series").begin_array();
+  for (int i = 0; i < 10; ++i) w.value(series_color(i).hex());
+  w.end_array();
+  w.end_object();
+}
+
+void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
+                           const std::optional<Embedding>& embedding, std::int64_t max_cells) {
+  w.begin_object();
+  w.field("name", layer.name).field("n", layer.n_neurons).field("samples", layer.samples);
+  w.field("dead", layer.dead_count()).field("mean_cohesion", layer.mean_cohesion());
+  std::int64_t grouped = 0;
+  for (auto g : order.label) grouped += g >= 0;
+  w.field("grouped", grouped);
+  w.key("order").array(order.order);
+  w.key("labels").array(order.label);
+  w.key("blocks").begin_array();
+  for (const auto& b : order.blocks)
+    w.begin_array().value(b.group_id).value(b.begin).value(b.end).end_array();
+  w.end_array();
+
+  const ReducedMatrix m = reduce_matrix(layer, order, max_cells);
+  w.field("cells", m.cells);
+  if (m.cells > 0) {
+    w.key("edges").array(m.edges);
+    w.key("matrix").rounded_array(m.values, 3);
+  } else {
+    w.key("edges").null();
+    w.key("matrix").null();
+  }
+
+  w.key("groups").begin_array();
+  for (const auto& g : layer.groups) {
+    w.begin_object();
+    w.field("id", g.group_id).field("size", static_cast<std::int64_t>(g.group_size()));
+    w.field("cohesion", g.cohesion_score).field("mean_activation", g.mean_activation);
+    w.field("phase", g.learning_phase).field("skill", g.skill_category);
+    w.key("members").begin_array();
+    for (std::size_t i = 0; i < g.neuron_indices.size() && i < kMaxMembersShown; ++i) w.value(g.neuron_indices[i]);
+    w.end_array();
+    w.end_object();
+  }
+  w.end_array();
+
+  if (!embedding) {
+    w.key("scatter").null();
+  } else {
+    const auto& e = *embedding;
+    const std::size_t stride = (e.neurons.size() + kMaxScatterPoints - 1) / kMaxScatterPoints;
+    // Round to a fraction of the data's spread: enough to place points, far smaller than full doubles.
+    double spread = 0;
+    for (std::size_t i = 0; i < e.x.size(); ++i) spread = std::max({spread, std::fabs(e.x[i]), std::fabs(e.y[i])});
+    const int decimals = spread > 0 ? std::clamp(4 - static_cast<int>(std::floor(std::log10(spread))), 1, 12) : 3;
+    w.key("scatter").begin_object();
+    w.field("method", e.method).field("x_label", e.x_label).field("y_label", e.y_label);
+    std::string note = e.note;
+    if (stride > 1)
+      note += (note.empty() ? "" : "; ") + std::string("every ") + std::to_string(stride) + "th neuron shown";
+    w.field("note", note);
+    w.key("neuron").begin_array();
+    for (std::size_t i = 0; i < e.neurons.size(); i += stride) w.value(e.neurons[i]);
+    w.end_array();
+    w.key("x").begin_array();
+    for (std::size_t i = 0; i < e.x.size(); i += stride) w.rounded(e.x[i], decimals);
+    w.end_array();
+    w.key("y").begin_array();
+    for (std::size_t i = 0; i < e.y.size(); i += stride) w.rounded(e.y[i], decimals);
+    w.end_array();
+    w.end_object();
+  }
+  w.end_object();
+}
+
+void write_dashboard(const std::string& path, const std::string& echarts_path, const std::string& title,
+                     const std::string& data_json) {
+  std::ifstream in(echarts_path, std::ios::binary);
+  std::ostringstream echarts;
+  echarts << in.rdbuf();
+  if (!in || echarts.str().size() < 1000)
+    throw Error("report: cannot read ECharts from '" + echarts_path + "' (set NEURONMAP_ECHARTS_JS to echarts.min.js)");
+  const std::string html = fill(kDashboardTemplate, {{"{{NEURONMAP_TITLE}}", html_escape(title)},
+                                                      {"{{NEURONMAP_DATA}}", data_json},
+                                                      {"/*{{NEURONMAP_ECHARTS}}*/", script_safe(echarts.str())}});
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << html;
+  out.close();
+  if (!out) throw Error("report: cannot write '" + path + "'");
+}
+
+}  // namespace neuronmap::report

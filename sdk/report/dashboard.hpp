@@ -1,0 +1,30 @@
+// The interactive dashboard: one offline HTML file with ECharts and the data inlined.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "neuronmap/snapshot.hpp"
+#include "report/embedding.hpp"
+#include "report/json.hpp"
+#include "report/layout.hpp"
+
+namespace neuronmap::report {
+
+/// Appends one layer of one snapshot to the dashboard data: its matrix reduced to at most
+/// `max_cells` per side, the group order, groups and scatter coordinates.
+void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
+                           const std::optional<Embedding>& embedding, std::int64_t max_cells);
+
+/// The colours the pictures use, for the dashboard to match them.
+void write_dashboard_colors(JsonWriter& w);
+
+/// Fills the HTML template with ECharts (read from `echarts_path`) and `data_json`. Throws Error.
+void write_dashboard(const std::string& path, const std::string& echarts_path, const std::string& title,
+                     const std::string& data_json);
+
+/// The HTML template (generated from dashboard/dashboard.html at build time).
+extern const char* const kDashboardTemplate;
+
+}  // namespace neuronmap::report

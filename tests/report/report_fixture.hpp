@@ -1,0 +1,223 @@
+// Run files for the report tests: layers with planted groups of correlated neurons, written through
+// RunWriter, and a helper that runs a command and collects its output.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "neuronmap/snapshot.hpp"
+#include "store/run_file.hpp"
+
+namespace neuronmap::test {
+
+namespace fs = std::filesystem;
+
+/// A fresh, empty directory named after the running test.
+inline std::string test_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::path(NEURONMAP_TEST_BINARY_DIR) / "report_tmp" /
+                 (std::string(info->test_suite_name()) + "." + info->name());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+struct LayerPlan {
+  std::string name, type, reduction;
+  std::int64_t neurons;
+  bool store_correlation = true;
+};
+
+/// One layer whose neurons fall into `groups` planted groups (shuffled positions), with a few dead
+/// neurons whose correlations are undefined (NaN), as the analysis stores them.
+inline LayerSnapshot planted_layer(const LayerPlan& plan, int snapshot, int groups, std::uint64_t seed) {
+  std::mt19937_64 rng(seed * 7919 + static_cast<std::uint64_t>(snapshot) * 104729 + plan.neurons);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform;
+  const std::int64_t n = plan.neurons;
+  LayerSnapshot l;
+  l.name = plan.name;
+  l.n_neurons = n;
+  l.samples = 256 * (snapshot + 1);
+  l.output_shape = plan.type.find("Conv") != std::string::npos ? std::vector<std::int64_t>{32, n, 8, 8}
+                                                                 : std::vector<std::int64_t>{32, n};
+  // Planted membership: each neuron a group or none (-1), neurons in random order.
+  std::vector<std::int32_t> member(static_cast<std::size_t>(n), -1);
+  std::vector<std::int32_t> perm(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) perm[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  const std::int64_t grouped = n * 3 / 4;
+  for (std::int64_t k = 0; k < grouped && groups > 0; ++k)
+    member[static_cast<std::size_t>(perm[static_cast<std::size_t>(k)])] = static_cast<std::int32_t>(k % groups);
+  std::vector<std::uint8_t> dead(static_cast<std::size_t>(n), 0);
+  for (std::int64_t k = grouped; k < n; ++k)
+    if (uniform(rng) < 0.25) dead[static_cast<std::size_t>(perm[static_cast<std::size_t>(k)])] = 1;
+
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double mean = dead[static_cast<std::size_t>(i)] ? 0.0 : 0.5 + 0.3 * normal(rng);
+    const double sd = dead[static_cast<std::size_t>(i)] ? 0.0 : 0.2 + 0.1 * uniform(rng);
+    l.mean.push_back(mean);
+    l.stddev.push_back(sd);
+    l.min.push_back(dead[static_cast<std::size_t>(i)] ? 0.0 : mean - 3 * sd);
+    l.max.push_back(dead[static_cast<std::size_t>(i)] ? 0.0 : mean + 3 * sd);
+    l.dead.push_back(dead[static_cast<std::size_t>(i)]);
+  }
+  const auto strength = [&](int g) { return 0.45 + 0.4 * (g % 3) / 2.0 + 0.02 * snapshot; };
+  if (plan.store_correlation) {
+    l.correlation.assign(static_cast<std::size_t>(n * n), 0.0f);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = i; j < n; ++j) {
+        double r;
+        const auto gi = member[static_cast<std::size_t>(i)], gj = member[static_cast<std::size_t>(j)];
+        if (dead[static_cast<std::size_t>(i)] || dead[static_cast<std::size_t>(j)]) r = std::nan("");
+        else if (i == j) r = 1.0;
+        else if (gi >= 0 && gi == gj) r = std::clamp(strength(gi) + 0.08 * normal(rng), -1.0, 1.0);
+        else r = std::clamp(0.12 * normal(rng) - (gi >= 0 && gj >= 0 && (gi + gj) % 4 == 1 ? 0.3 : 0.0), -1.0, 1.0);
+        l.correlation[static_cast<std::size_t>(i * n + j)] = l.correlation[static_cast<std::size_t>(j * n + i)] =
+            static_cast<float>(r);
+      }
+  }
+  // Groups, numbered by their smallest neuron as the analysis numbers them.
+  std::vector<std::vector<std::int32_t>> members(static_cast<std::size_t>(std::max(groups, 0)));
+  for (std::int64_t i = 0; i < n; ++i)
+    if (member[static_cast<std::size_t>(i)] >= 0)
+      members[static_cast<std::size_t>(member[static_cast<std::size_t>(i)])].push_back(static_cast<std::int32_t>(i));
+  std::sort(members.begin(), members.end());
+  l.labels.assign(static_cast<std::size_t>(n), -1);
+  for (std::size_t g = 0; g < members.size(); ++g) {
+    if (members[g].size() < 2) continue;
+    Group group;
+    group.group_id = static_cast<int>(l.groups.size());
+    group.layer_name = plan.name;
+    group.neuron_indices = members[g];
+    for (auto idx : members[g]) l.labels[static_cast<std::size_t>(idx)] = group.group_id;
+    // Cohesion as the analysis defines it: the mean pairwise correlation inside, clipped to [0, 1].
+    double sum = 0;
+    int pairs = 0;
+    if (plan.store_correlation)
+      for (std::size_t a = 0; a < members[g].size(); ++a)
+        for (std::size_t b = a + 1; b < members[g].size(); ++b) {
+          const float r = l.correlation[static_cast<std::size_t>(members[g][a] * n + members[g][b])];
+          if (std::isfinite(r)) sum += r, ++pairs;
+        }
+    group.cohesion_score = std::clamp(pairs > 0 ? sum / pairs : strength(static_cast<int>(g)), 0.0, 1.0);
+    double act = 0;
+    for (auto idx : members[g]) act += l.mean[static_cast<std::size_t>(idx)];
+    group.mean_activation = act / static_cast<double>(members[g].size());
+    for (int k = 0; k < 16; ++k) group.activation_pattern.push_back(static_cast<float>(normal(rng)));
+    if (g % 2 == 0) group.learning_phase = snapshot < 2 ? "early" : "consolidation";
+    if (g % 3 == 0) group.skill_category = "mathematical";
+    l.groups.push_back(std::move(group));
+  }
+  l.counters.captured_batches = 40;
+  l.counters.rows = l.samples;
+  return l;
+}
+
+inline RunInfo planted_info(const std::vector<LayerPlan>& plans) {
+  RunInfo info;
+  info.library_version = "0.1.0";
+  info.torch_version = "1.13.0";
+  info.device = "cpu";
+  info.created = "2026-01-02T03:04:05Z";
+  info.options_json = R"({"every": 5, "threshold": 0.6})";
+  for (const auto& p : plans) info.layers.push_back({p.name, p.type, p.reduction});
+  return info;
+}
+
+/// The standard test run: four layers (names with '.' and '/', one without a stored matrix), four
+/// snapshots at epochs 5..20 with more groups as training goes on, a NaN loss at epoch 15.
+inline std::vector<LayerPlan> standard_layers() {
+  return {{"conv1", "torch::nn::Conv2dImpl", "spatial mean over [H, W]", 16},
+          {"features.3", "torch::nn::Conv2dImpl", "spatial mean over [H, W]", 40},
+          {"fc1", "torch::nn::LinearImpl", "rows as samples", 96},
+          {"head/out", "torch::nn::LinearImpl", "rows as samples", 10, false}};
+}
+
+inline void write_planted_run(const std::string& path, const std::vector<LayerPlan>& plans, int snapshots,
+                              std::uint64_t seed = 1) {
+  detail::RunWriter writer(path, planted_info(plans), true);
+  for (int s = 0; s < snapshots; ++s) {
+    Snapshot snap;
+    snap.epoch = 5 * (s + 1);
+    snap.loss = s == 2 ? std::numeric_limits<double>::quiet_NaN() : 2.3 / (1.0 + s);
+    snap.timestamp = 1.77e9 + 60.0 * s;
+    for (std::size_t k = 0; k < plans.size(); ++k)
+      snap.layers.push_back(planted_layer(plans[k], s, 2 + s + static_cast<int>(k % 3), seed + k));
+    writer.append(snap);
+  }
+  writer.close();
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  bool timed_out = false;
+  std::string out, err;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Runs argv[0] (a path) with stdout and stderr captured; `env` entries ("NAME=value") are added.
+inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& scratch,
+                                 const std::vector<std::string>& env = {}, int timeout_s = 60) {
+  const std::string out_path = scratch + "/.stdout", err_path = scratch + "/.stderr";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::dup2(null, 0);
+    ::setpgid(0, 0);  // its own group, so a timeout can end it with its children (a browser has many)
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  CommandResult r;
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      r.timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+}  // namespace neuronmap::test

@@ -93,6 +93,9 @@ class Options {
   NEURONMAP_OPTION(std::int64_t, reservoir_size, 2048);
   /// Seed of the reservoir's sampling.
   NEURONMAP_OPTION(std::uint64_t, seed, 42);
+  /// Also capture dLoss/dActivation of every probed layer during backward (per-neuron mean |gradient|
+  /// and Taylor importance, mean of activation x gradient).
+  NEURONMAP_OPTION(bool, gradients, false);
   /// Store the full correlation matrix per layer and snapshot (N x N float32).
   NEURONMAP_OPTION(bool, store_correlation, true);
 

@@ -35,6 +35,7 @@ struct Group {
   double cohesion_score = 0.0;           ///< mean pairwise correlation inside, clipped to [0, 1]
   double mean_activation = 0.0;          ///< mean activation of the members over the captured samples
   std::vector<float> activation_pattern; ///< the group's mean activation per reservoir sample (may be empty)
+  double importance = 0.0;               ///< sum of the members' |Taylor importance| (0 without gradients)
   std::string learning_phase;            ///< filled by the learning-pattern analysis (may be empty)
   std::string skill_category;            ///< filled by the learning-pattern analysis (may be empty)
 
@@ -50,6 +51,9 @@ struct LayerSnapshot {
   std::vector<double> mean, stddev, min, max;  ///< per neuron (population std, ddof = 0)
   std::vector<std::uint8_t> dead;          ///< 1 where the neuron never varied (max == min) or never fired
   std::vector<float> correlation;          ///< n_neurons x n_neurons row-major, empty if not stored
+  std::int64_t gradient_samples = 0;       ///< rows of gradients seen (0 without Options::gradients)
+  std::vector<double> grad_mean_abs;       ///< per neuron: mean |dLoss/dActivation| (empty without gradients)
+  std::vector<double> taylor;              ///< per neuron: mean of activation x gradient (Molchanov et al. 2017)
   std::vector<std::int32_t> labels;        ///< per neuron: group id or -1 (ungrouped)
   std::vector<Group> groups;
   Counters counters;                       ///< what happened to this layer's batches in this snapshot's window

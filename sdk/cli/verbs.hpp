@@ -25,5 +25,7 @@ int run_selected(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_groups(CLI::App& app);
 void add_report(CLI::App& app);
+void add_capture(CLI::App& app);
+void add_layers(CLI::App& app);
 
 }  // namespace neuronmap::cli

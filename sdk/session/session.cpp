@@ -14,6 +14,7 @@
 #include "neuronmap/errors.hpp"
 #include "neuronmap/version.hpp"
 #include "probe/module_probes.hpp"
+#include "session/make_session.hpp"
 #include "store/run_file.hpp"
 #include "stream/engine.hpp"
 
@@ -60,14 +61,10 @@ std::string reduction_words(OutputLayout layout, const Options& o) {
                                                       : "[B, F] as is; [B, T, F] -> B x F (mean over T)";
 }
 
-std::string model_device(torch::nn::Module& model) {
-  for (const auto& p : model.parameters()) return p.device().str();
-  for (const auto& b : model.buffers()) return b.device().str();
-  return "cpu";
-}
 
 // Reduces a captured output to [samples, neurons] on its own device (no copy to the host yet).
-at::Tensor to_rows(const at::Tensor& output, OutputLayout layout, const Options& options) {
+// Gradients are always reduced by the mean (`force_mean`), whatever the activations use.
+at::Tensor to_rows(const at::Tensor& output, OutputLayout layout, const Options& options, bool force_mean = false) {
   at::Tensor t = output.detach();
   if (t.is_complex()) t = at::real(t);
   if (!t.is_floating_point()) t = t.to(at::kFloat);  // integer and bool outputs
@@ -77,7 +74,7 @@ at::Tensor to_rows(const at::Tensor& output, OutputLayout layout, const Options&
   if (dims == 2) return t;
   if (layout == OutputLayout::channels_first) {
     const auto flat = t.reshape({t.size(0), t.size(1), -1});
-    return options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
+    return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
   }
   const auto features = t.size(dims - 1);
   if (options.sequence() == SequenceReduction::per_token) return t.reshape({-1, features});
@@ -89,6 +86,32 @@ class EngineSink final : public CaptureSink {
   void bind(Engine* engine, std::vector<ProbeTarget> targets) {
     engine_ = engine;
     targets_ = std::move(targets);
+  }
+
+  // Per sample and neuron: mean |dL/da| and mean a * dL/da, side by side in one batch.
+  void on_gradient(int probe_index, const at::Tensor& output, const at::Tensor& gradient) noexcept override {
+    Engine* engine = engine_;
+    if (engine == nullptr) return;
+    try {
+      BatchTicket ticket = engine->begin_batch(probe_index, /*gradient=*/true);
+      if (!ticket) return;
+      at::RecordFunctionGuard no_recording(false);
+      at::NoGradGuard no_grad;
+      const auto layout = targets_[static_cast<std::size_t>(probe_index)].layout;
+      const auto& options = engine->options();
+      const at::Tensor g = gradient.detach().to(at::kFloat);
+      const at::Tensor a = output.detach().to(at::kFloat);
+      const at::Tensor rows = at::cat({to_rows(g.abs(), layout, options, true), to_rows(a * g, layout, options, true)}, 1);
+      float* dest = ticket.reserve_values(rows.size(0), rows.size(1));
+      at::from_blob(dest, {rows.size(0), rows.size(1)}, at::TensorOptions().dtype(at::kFloat)).copy_(rows);
+      engine->submit(std::move(ticket));
+    } catch (const std::exception& e) {
+      engine->report_probe_error(probe_index, fmt::format("gradient probe '{}': {}",
+                                                          targets_[static_cast<std::size_t>(probe_index)].name,
+                                                          e.what()));
+    } catch (...) {
+      engine->report_probe_error(probe_index, "gradient probe: unknown error");
+    }
   }
 
   void on_output(int probe_index, const at::Tensor& output) noexcept override {
@@ -123,19 +146,25 @@ class EngineSink final : public CaptureSink {
 
 }  // namespace
 
+std::string model_device(torch::nn::Module& model) {
+  for (const auto& p : model.parameters()) return p.device().str();
+  for (const auto& b : model.buffers()) return b.device().str();
+  return "cpu";
+}
+
 class SessionImpl {
  public:
-  SessionImpl(torch::nn::Module& model, const std::vector<std::string>& layers, Options options)
+  SessionImpl(const ProbeFactory& make_probes, const std::string& device, Options options)
       : sink_(std::make_shared<EngineSink>()) {
     options.validate();
     RunWriter::check_path(options.file(), options.overwrite());
-    probes_ = std::make_unique<ModuleProbes>(model, layers, sink_);
+    probes_ = make_probes(sink_);
 
     RunInfo info;
     info.format_version = kFormatVersion;
     info.library_version = NEURONMAP_VERSION_STRING;
     info.torch_version = TORCH_VERSION;
-    info.device = model_device(model);
+    info.device = device;
     info.created = iso_utc_now();
     info.options_json = options_json(options);
     std::vector<neuronmap::LayerInfo> layer_infos;
@@ -144,7 +173,7 @@ class SessionImpl {
     }
     info.layers = layer_infos;
 
-    ModuleProbes* probes = probes_.get();
+    ProbeSet* probes = probes_.get();
     Engine::Hooks hooks;
     hooks.set_capture = [probes](bool on) { probes->enable(on); };
     engine_ = std::make_unique<Engine>(std::move(layer_infos), std::move(options), std::move(info), std::move(hooks));
@@ -165,10 +194,14 @@ class SessionImpl {
 
  private:
   std::shared_ptr<EngineSink> sink_;
-  std::unique_ptr<ModuleProbes> probes_;
+  std::unique_ptr<ProbeSet> probes_;
   std::unique_ptr<Engine> engine_;
   std::mutex close_mutex_;
 };
+
+Session make_session(const ProbeFactory& make_probes, const std::string& device, Options options) {
+  return Session(std::make_unique<SessionImpl>(make_probes, device, std::move(options)));
+}
 
 }  // namespace detail
 
@@ -195,7 +228,10 @@ bool Session::capturing() const { return impl_->engine().capturing(); }
 void Session::set_worker_delay_for_testing(double seconds) { impl_->engine().set_worker_delay(seconds); }
 
 Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options) {
-  return Session(std::make_unique<detail::SessionImpl>(model, layers, std::move(options)));
+  auto make_probes = [&](std::shared_ptr<detail::CaptureSink> sink) -> std::unique_ptr<detail::ProbeSet> {
+    return std::make_unique<detail::ProbeSetOf<detail::ModuleProbes>>(model, layers, std::move(sink));
+  };
+  return detail::make_session(make_probes, detail::model_device(model), std::move(options));
 }
 
 }  // namespace neuronmap

@@ -36,8 +36,41 @@ struct AtomicCounters {
   std::atomic<std::int64_t> captured_batches{0}, dropped_batches{0}, skipped_batches{0}, errors{0};
 };
 
+// Sums of gradient rows: per neuron |dL/da| and a * dL/da (reduced like the activations).
+struct GradientAccumulator {
+  std::int64_t rows = 0;
+  std::vector<double> sum_abs, sum_product;
+  void add(const float* values, std::int64_t n_rows, std::int64_t neurons) {
+    if (sum_abs.empty()) {
+      sum_abs.assign(static_cast<std::size_t>(neurons), 0.0);
+      sum_product.assign(static_cast<std::size_t>(neurons), 0.0);
+    }
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      const float* row = values + r * 2 * neurons;
+      for (std::int64_t c = 0; c < neurons; ++c) {
+        sum_abs[static_cast<std::size_t>(c)] += row[c];
+        sum_product[static_cast<std::size_t>(c)] += row[neurons + c];
+      }
+    }
+    rows += n_rows;
+  }
+  void merge(const GradientAccumulator& other) {
+    if (other.rows == 0) return;
+    if (rows == 0) {
+      *this = other;
+      return;
+    }
+    for (std::size_t c = 0; c < sum_abs.size() && c < other.sum_abs.size(); ++c) {
+      sum_abs[c] += other.sum_abs[c];
+      sum_product[c] += other.sum_product[c];
+    }
+    rows += other.rows;
+  }
+};
+
 // What one worker accumulated for one layer in one window.
 struct LayerAccumulator {
+  GradientAccumulator gradients;
   std::optional<Moments> moments;
   Reservoir reservoir;
   std::vector<std::int64_t> output_shape;
@@ -181,6 +214,15 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
         Window* window = batch->window;
         auto& acc = window->accumulators[static_cast<std::size_t>(w)][static_cast<std::size_t>(batch->layer)];
         try {
+          if (batch->gradient) {
+            const auto neurons = st.widths[static_cast<std::size_t>(batch->layer)].load();
+            if (batch->cols == 2 * neurons && batch->rows > 0 && row_is_finite(batch->values.data(), batch->rows * batch->cols)) {
+              acc.gradients.add(batch->values.data(), batch->rows, neurons);
+            }
+            release(batch);
+            window->processed.fetch_add(1, std::memory_order_release);
+            continue;
+          }
           if (st.options.transform()) {
             RowsView view{st.layers[static_cast<std::size_t>(batch->layer)].name, batch->values.data(), batch->rows,
                           batch->cols};
@@ -246,7 +288,7 @@ void Engine::release(Batch* batch) noexcept {
   state_->pool.push(batch);
 }
 
-BatchTicket Engine::begin_batch(int layer) noexcept {
+BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
   auto& s = *state_;
   BatchTicket ticket;
   Window* window = s.current.load(std::memory_order_acquire);
@@ -257,10 +299,13 @@ BatchTicket Engine::begin_batch(int layer) noexcept {
     return ticket;
   }
   const auto index = static_cast<std::size_t>(layer);
-  window->counters[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
-  s.totals[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
-  const std::int64_t ordinal = window->ordinals[index].fetch_add(1, std::memory_order_relaxed);
-  if (s.options.max_batches() > 0 && ordinal >= s.options.max_batches()) {
+  std::int64_t ordinal = 0;
+  if (!gradient) {
+    window->counters[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
+    s.totals[index].captured_batches.fetch_add(1, std::memory_order_relaxed);
+    ordinal = window->ordinals[index].fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!gradient && s.options.max_batches() > 0 && ordinal >= s.options.max_batches()) {
     window->counters[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
     s.totals[index].skipped_batches.fetch_add(1, std::memory_order_relaxed);
     window->active.fetch_sub(1);
@@ -277,6 +322,7 @@ BatchTicket Engine::begin_batch(int layer) noexcept {
     }
   }
   batch->layer = layer;
+  batch->gradient = gradient;
   batch->ordinal = ordinal;
   batch->window = window;
   ticket.engine_ = this;
@@ -296,7 +342,7 @@ void Engine::submit(BatchTicket ticket) noexcept {
     s.record_error(why);
   };
   std::int64_t expected = -1;
-  if (!s.widths[index].compare_exchange_strong(expected, batch->cols) && expected != batch->cols) {
+  if (!batch->gradient && !s.widths[index].compare_exchange_strong(expected, batch->cols) && expected != batch->cols) {
     skip(fmt::format("layer '{}' changed from {} to {} neurons; batches of the new width are skipped",
                      s.layers[index].name, expected, batch->cols));
     return;  // the ticket's destructor returns the buffer and leaves the window
@@ -418,13 +464,19 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
       for (std::size_t l = 0; l < n_layers; ++l) {
         auto& from = per_worker[l];
         auto& to = merged[l];
-        if (!from.moments) continue;
+        if (!from.moments) {
+          to.gradients.merge(from.gradients);
+          continue;
+        }
         if (!to.moments) {
+          GradientAccumulator gradients = std::move(to.gradients);
           to = std::move(from);
+          to.gradients.merge(gradients);
           continue;
         }
         if (from.moments->n_neurons() != to.moments->n_neurons()) continue;  // widths are checked at submit
         to.moments->merge(*from.moments);
+        to.gradients.merge(from.gradients);
         to.reservoir.merge(from.reservoir);
         to.rows += from.rows;
         to.nonfinite_rows += from.nonfinite_rows;
@@ -483,6 +535,14 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
     for (std::int64_t i = 0; i < n; ++i)
       for (std::int64_t j = 0; j < n; ++j) out.correlation[static_cast<std::size_t>(i * n + j)] = static_cast<float>(corr.r(i, j));
   }
+  if (acc.gradients.rows > 0 && static_cast<std::int64_t>(acc.gradients.sum_abs.size()) == n) {
+    const auto rows = static_cast<double>(acc.gradients.rows);
+    out.gradient_samples = acc.gradients.rows;
+    for (std::int64_t i = 0; i < n; ++i) {
+      out.grad_mean_abs.push_back(acc.gradients.sum_abs[static_cast<std::size_t>(i)] / rows);
+      out.taylor.push_back(acc.gradients.sum_product[static_cast<std::size_t>(i)] / rows);
+    }
+  }
   const GroupingResult grouping = group_neurons(corr, options.grouping());
   out.labels = grouping.labels;
   const auto [rows, ids] = acc.reservoir.sorted_rows();
@@ -502,6 +562,9 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
       for (auto i : group.neuron_indices) row_sum += rows[static_cast<std::size_t>(r * n + i)];
       group.activation_pattern[static_cast<std::size_t>(r)] =
           static_cast<float>(row_sum / static_cast<double>(group.neuron_indices.size()));
+    }
+    for (auto i : group.neuron_indices) {
+      if (!out.taylor.empty()) group.importance += std::abs(out.taylor[static_cast<std::size_t>(i)]);
     }
     out.groups.push_back(std::move(group));
   }

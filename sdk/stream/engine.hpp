@@ -23,6 +23,7 @@ struct Batch {
   std::int64_t ordinal = 0;                ///< this layer's n-th batch in the window (one per forward)
   std::vector<float> values;               ///< capacity is kept when the batch returns to the pool
   std::vector<std::int64_t> output_shape;  ///< the raw output's shape
+  bool gradient = false;                   ///< rows x (2 * neurons): |gradient| then activation x gradient
   struct Window* window = nullptr;
 };
 
@@ -64,7 +65,7 @@ class Engine {
   // --- probing threads (never throw) ---
   /// A slot for layer `layer`'s next batch, or an empty ticket if nothing should be captured now
   /// (no open window, max_batches reached, queue full under drop_newest: each counted).
-  BatchTicket begin_batch(int layer) noexcept;
+  BatchTicket begin_batch(int layer, bool gradient = false) noexcept;
   /// Hands a filled batch to the workers. Checks the width against the layer's first capture.
   void submit(BatchTicket ticket) noexcept;
   /// Records a failure inside a probe (counted; the first message kept for last_error()).

@@ -1,0 +1,14 @@
+// The one way every front end (C++ modules, TorchScript, Python) builds a Session.
+#pragma once
+
+#include <string>
+
+#include "neuronmap/session.hpp"
+#include "probe/probe_set.hpp"
+
+namespace neuronmap::detail {
+
+/// `device` is recorded in the run file (e.g. "cpu", "cuda:0").
+Session make_session(const ProbeFactory& make_probes, const std::string& device, Options options);
+
+}  // namespace neuronmap::detail

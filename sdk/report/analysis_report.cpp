@@ -15,8 +15,8 @@ namespace {
 
 constexpr const char* kEventsNote =
     "This run file stores no learning events: NeuronMap records groups, cohesion and dead neurons per "
-    "snapshot (see 'timeline'). The event sections are kept, empty, so that readers of the original "
-    "report find them.";
+    "snapshot instead (the per-snapshot totals). The event sections are kept, empty, so that readers of "
+    "the original report find them.";
 
 /// Totals of one snapshot summary over its (reported) layers.
 struct Totals {

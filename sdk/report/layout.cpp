@@ -25,11 +25,16 @@ GroupOrder order_by_group(const LayerSnapshot& layer) {
     if (end > begin) out.blocks.push_back({g.group_id, begin, end});
   }
   const auto ungrouped_begin = static_cast<std::int64_t>(out.order.size());
-  for (std::int64_t i = 0; i < n; ++i)
-    if (!placed[static_cast<std::size_t>(i)]) {
-      out.order.push_back(static_cast<std::int32_t>(i));
-      out.label.push_back(-1);
-    }
+  // Dead neurons last: their undefined correlations then form one band instead of scattered stripes.
+  const auto is_dead = [&layer](std::int64_t i) {
+    return static_cast<std::size_t>(i) < layer.dead.size() && layer.dead[static_cast<std::size_t>(i)] != 0;
+  };
+  for (const bool dead : {false, true})
+    for (std::int64_t i = 0; i < n; ++i)
+      if (!placed[static_cast<std::size_t>(i)] && is_dead(i) == dead) {
+        out.order.push_back(static_cast<std::int32_t>(i));
+        out.label.push_back(-1);
+      }
   if (n > ungrouped_begin) out.blocks.push_back({-1, ungrouped_begin, n});
   return out;
 }

@@ -8,7 +8,7 @@
 
 namespace neuronmap::report {
 
-/// Neurons ordered group by group (members ascending), the ungrouped ones last.
+/// Neurons ordered group by group (members ascending), the ungrouped ones last (dead ones at the end).
 struct GroupOrder {
   struct Block {
     int group_id;  ///< -1: the ungrouped neurons

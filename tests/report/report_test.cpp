@@ -86,12 +86,6 @@ void expect_python(const std::string& script, const std::string& path, const std
 
 class Report : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const fs::path dir = fs::path(NEURONMAP_TEST_BINARY_DIR) / "report_tmp";
-    fs::create_directories(dir);
-    run_path_ = (dir / "standard_run.h5").string();
-    write_planted_run(run_path_, standard_layers(), 4);
-  }
   CommandResult report(const std::string& out, std::vector<std::string> extra = {},
                        const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {kCli, "report", run_path_, "--out", out};
@@ -104,12 +98,16 @@ class Report : public ::testing::Test {
     const auto run = Run::open(run_path_);
     return report::write_report(run, options);
   }
-  void SetUp() override { out_root_ = test_dir(); }
+  // A run file per test: ctest runs tests in parallel processes, which must not share one.
+  void SetUp() override {
+    out_root_ = test_dir();
+    run_path_ = out_root_ + "/run.h5";
+    write_planted_run(run_path_, standard_layers(), 4);
+  }
 
-  static std::string run_path_;
+  std::string run_path_;
   std::string out_root_;
 };
-std::string Report::run_path_;
 
 TEST_F(Report, DefaultWritesTheOriginalToolsFilesAndReports) {
   const std::string out = out_root_ + "/out";
@@ -380,6 +378,32 @@ TEST(ReportParts, RandomisedPcaAgreesWithTheExactOne) {
   const auto randomised = report::principal_components(data.data(), rows, cols, 2, 7);
   EXPECT_GT(randomised.explained[0] + randomised.explained[1], 0.99);
   EXPECT_GT(randomised.explained[0], randomised.explained[1]);
+}
+
+TEST(ReportParts, TsneIsSeededAndKeepsPlantedGroupsApart) {
+  const auto layer = planted_layer({"fc", "torch::nn::LinearImpl", "rows as samples", 60}, 3, 3, 5);
+  const auto a = report::embed_layer(layer, true, 11);
+  const auto b = report::embed_layer(layer, true, 11);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->x, b->x);
+  EXPECT_EQ(a->y, b->y);
+  EXPECT_NE(a->method.find("t-SNE"), std::string::npos);
+  // Every neuron is nearer, on average, to its own group than to the others.
+  std::vector<int> group(60, -1);
+  for (const auto& g : layer.groups)
+    for (auto i : g.neuron_indices) group[static_cast<std::size_t>(i)] = g.group_id;
+  double inside = 0, outside = 0;
+  int n_inside = 0, n_outside = 0;
+  for (std::size_t i = 0; i < a->neurons.size(); ++i)
+    for (std::size_t j = i + 1; j < a->neurons.size(); ++j) {
+      const int gi = group[static_cast<std::size_t>(a->neurons[i])], gj = group[static_cast<std::size_t>(a->neurons[j])];
+      if (gi < 0 || gj < 0) continue;
+      const double d = std::hypot(a->x[i] - a->x[j], a->y[i] - a->y[j]);
+      if (gi == gj) inside += d, ++n_inside;
+      else outside += d, ++n_outside;
+    }
+  ASSERT_GT(n_inside, 0);
+  EXPECT_LT(inside / n_inside, 0.5 * outside / n_outside);
 }
 
 TEST(ReportParts, CoolWarmRunsFromBlueThroughGreyToRed) {

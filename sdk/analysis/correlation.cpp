@@ -24,6 +24,8 @@ Precision resolve_precision(Precision requested, std::int64_t n_neurons) noexcep
 CorrelationMatrix::CorrelationMatrix(std::int64_t n, Precision precision)
     : n_(n), single_(resolve_precision(precision, n) == Precision::f32) {
   if (single_) {
+    f32_.reserve(static_cast<std::size_t>(n * n));
+    advise_huge_pages(f32_.data(), f32_.capacity() * sizeof(float));
     f32_.resize(static_cast<std::size_t>(n * n));
   } else {
     f64_.resize(static_cast<std::size_t>(n * n));
@@ -148,14 +150,15 @@ Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision,
     using S = typename decltype(matrix)::Scalar;
     S* m = matrix.data();
     // Centred row chunks, each one syrk into the upper triangle of r's own storage.
-    constexpr std::int64_t kChunkBytes = std::int64_t{512} << 20;
-    const std::int64_t chunk_rows = std::clamp<std::int64_t>(kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1)),
-                                                             256, std::max<std::int64_t>(rows, 1));
-    Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> centred;
+    constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
+    const std::int64_t chunk_rows = std::min<std::int64_t>(
+        std::max<std::int64_t>(1024, kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1))),
+        std::max<std::int64_t>(rows, 1));
+    LargeVector<S> buffer(static_cast<std::size_t>(std::min(chunk_rows, rows) * n));
     bool first = true;
     for (std::int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
       const std::int64_t r1 = std::min(rows, r0 + chunk_rows);
-      centred.resize(r1 - r0, n);
+      Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>> centred(buffer.data(), r1 - r0, n);
       tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kTile), [&](const tbb::blocked_range<std::int64_t>& cols) {
         for (std::int64_t s = r0; s < r1; ++s) {
           for (std::int64_t c = cols.begin(); c != cols.end(); ++c)

@@ -8,6 +8,8 @@
 
 #include <Eigen/Core>
 
+#include "analysis/large_buffer.hpp"
+
 namespace neuronmap::detail {
 
 class Moments;
@@ -61,8 +63,8 @@ class CorrelationMatrix {
  private:
   std::int64_t n_ = 0;
   bool single_ = false;
-  std::vector<double> f64_;
-  std::vector<float> f32_;
+  LargeVector<double> f64_;
+  std::vector<float> f32_;  // the standard allocator, so take_float_values() can move it out
 };
 
 struct Correlation {

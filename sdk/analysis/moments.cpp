@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "analysis/blas.hpp"
@@ -37,15 +38,18 @@ std::int64_t Moments::add(const double* data, std::int64_t rows) { return add_ro
 template <typename T>
 std::int64_t Moments::add_rows(const T* data, std::int64_t rows) {
   if (rows <= 0 || n_ == 0) return 0;
+  // Per-thread scratch, kept between calls: workers add many batches, and fresh buffers would page
+  // fault every time.
+  thread_local LargeVector<double> centred;
+  thread_local std::vector<std::int64_t> kept;
   const std::int64_t block_rows = std::max<std::int64_t>(64, kBlockBytes / (8 * n_));
-  Eigen::MatrixXd block;
   std::int64_t skipped = 0;
-  std::int64_t r = 0;
-  while (r < rows) {
-    // Gather up to block_rows finite rows into a column-major float64 block.
-    block.resize(std::min(block_rows, rows - r), n_);
-    std::int64_t kept = 0;
-    for (; r < rows && kept < block.rows(); ++r) {
+  for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+    const std::int64_t r1 = std::min(rows, r0 + block_rows);
+    kept.clear();
+    Eigen::VectorXd sum = Eigen::VectorXd::Zero(n_);
+    Eigen::VectorXd lo = min_, hi = max_;
+    for (std::int64_t r = r0; r < r1; ++r) {
       const T* row = data + r * n_;
       bool finite = true;
       for (std::int64_t c = 0; c < n_; ++c) finite &= std::isfinite(row[c]);
@@ -53,21 +57,36 @@ std::int64_t Moments::add_rows(const T* data, std::int64_t rows) {
         ++skipped;
         continue;
       }
-      for (std::int64_t c = 0; c < n_; ++c) block(kept, c) = static_cast<double>(row[c]);
-      ++kept;
+      kept.push_back(r);
+      for (std::int64_t c = 0; c < n_; ++c) {
+        const auto v = static_cast<double>(row[c]);
+        sum(c) += v;
+        lo(c) = std::min(lo(c), v);
+        hi(c) = std::max(hi(c), v);
+      }
     }
-    if (kept > 0) add_block(block.topRows(kept));
+    const auto b = static_cast<std::int64_t>(kept.size());
+    if (b == 0) continue;
+    min_ = lo;
+    max_ = hi;
+    const Eigen::VectorXd block_mean = sum / static_cast<double>(b);
+    if (static_cast<std::int64_t>(centred.size()) < b * n_) centred = LargeVector<double>(static_cast<std::size_t>(b * n_));
+    // Column-major b x n, centred on the block mean; column blocks keep the transpose in cache.
+    // thread_local names resolve per thread inside the lambda: pass the pointers.
+    double* out = centred.data();
+    const std::int64_t* kept_rows = kept.data();
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, 64), [&](const tbb::blocked_range<std::int64_t>& cols) {
+      for (std::int64_t i = 0; i < b; ++i) {
+        const T* row = data + kept_rows[i] * n_;
+        for (std::int64_t c = cols.begin(); c != cols.end(); ++c) out[c * b + i] = static_cast<double>(row[c]) - block_mean(c);
+      }
+    });
+    add_centred(out, b, block_mean);
   }
   return skipped;
 }
 
-void Moments::add_block(const Eigen::Ref<const Eigen::MatrixXd>& block) {
-  const std::int64_t b = block.rows();
-  const Eigen::VectorXd block_mean = block.colwise().mean().transpose();
-  const Eigen::MatrixXd centred = block.rowwise() - block_mean.transpose();
-  min_ = min_.cwiseMin(block.colwise().minCoeff().transpose());
-  max_ = max_.cwiseMax(block.colwise().maxCoeff().transpose());
-
+void Moments::add_centred(const double* centred, std::int64_t b, const Eigen::VectorXd& block_mean) {
   const auto a = static_cast<double>(count_);
   const double total = a + static_cast<double>(b);
   const Eigen::VectorXd delta = block_mean - mean_;
@@ -75,17 +94,18 @@ void Moments::add_block(const Eigen::Ref<const Eigen::MatrixXd>& block) {
 
   // Panel [j0, j1): rows 0..j0 by gemm, the diagonal block by syrk, into `panel` (j1 x width), then
   // added with the rank-one correction of Chan's update into the packed columns.
-  Eigen::MatrixXd panel;
+  thread_local LargeVector<double> panel;
+  if (static_cast<std::int64_t>(panel.size()) < n_ * kPanelWidth)
+    panel = LargeVector<double>(static_cast<std::size_t>(n_ * kPanelWidth));
   for (std::int64_t j0 = 0; j0 < n_; j0 += kPanelWidth) {
     const std::int64_t j1 = std::min(n_, j0 + kPanelWidth);
     const std::int64_t width = j1 - j0;
-    panel.resize(j1, width);
-    if (j0 > 0)
-      blas::gemm_at_b(j0, width, b, 1.0, centred.data(), b, centred.data() + j0 * b, b, 0.0, panel.data(), j1);
-    blas::syrk_upper_at_a(width, b, 1.0, centred.data() + j0 * b, b, 0.0, panel.data() + j0, j1);
+    double* panel_data = panel.data();  // not `panel` inside the lambda: thread_local
+    if (j0 > 0) blas::gemm_at_b(j0, width, b, 1.0, centred, b, centred + j0 * b, b, 0.0, panel_data, j1);
+    blas::syrk_upper_at_a(width, b, 1.0, centred + j0 * b, b, 0.0, panel_data + j0, j1);
     tbb::parallel_for(j0, j1, [&](std::int64_t j) {
       double* column = packed_.data() + column_offset(j);
-      const double* source = panel.data() + (j - j0) * j1;
+      const double* source = panel_data + (j - j0) * j1;
       const double scaled = weight * delta(j);
       for (std::int64_t i = 0; i <= j; ++i) column[i] += source[i] + scaled * delta(i);
     });

@@ -7,6 +7,8 @@
 
 #include <Eigen/Core>
 
+#include "analysis/large_buffer.hpp"
+
 namespace neuronmap::detail {
 
 class Moments {
@@ -35,18 +37,18 @@ class Moments {
   Eigen::MatrixXd comoment() const;
   /// The upper triangle packed by columns (column j holds rows 0..j at offset j(j+1)/2): half the
   /// memory of a square matrix, which is what lets a 16,384-neuron layer fit (docs/ANALYSIS.md).
-  const std::vector<double>& comoment_packed() const noexcept { return packed_; }
+  const LargeVector<double>& comoment_packed() const noexcept { return packed_; }
   static std::int64_t column_offset(std::int64_t j) noexcept { return j * (j + 1) / 2; }
 
  private:
   template <typename T>
   std::int64_t add_rows(const T* data, std::int64_t rows);
-  void add_block(const Eigen::Ref<const Eigen::MatrixXd>& block);
+  void add_centred(const double* centred, std::int64_t rows, const Eigen::VectorXd& block_mean);
 
   std::int64_t n_ = 0;
   std::int64_t count_ = 0;
   Eigen::VectorXd mean_;
-  std::vector<double> packed_;
+  LargeVector<double> packed_;
   Eigen::VectorXd min_, max_;
 };
 

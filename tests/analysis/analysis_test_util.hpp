@@ -46,7 +46,7 @@ std::vector<T> int_array(const rapidjson::Value& v) {
   return out;
 }
 
-/// A C-order 2-D .npy of '<f4' or '<f8' (format 1.0), as float64 samples x neurons.
+/// A 2-D .npy of '<f4' or '<f8' (format 1.0, C or Fortran order), as float64 samples x neurons.
 inline Eigen::MatrixXd read_npy(const std::string& path) {
   const std::string bytes = read_text(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw std::runtime_error(path + ": not .npy");
@@ -55,7 +55,7 @@ inline Eigen::MatrixXd read_npy(const std::string& path) {
   const std::string header = bytes.substr(10, header_len);
   const bool f4 = header.find("'<f4'") != std::string::npos;
   if (!f4 && header.find("'<f8'") == std::string::npos) throw std::runtime_error(path + ": not f4/f8");
-  if (header.find("'fortran_order': False") == std::string::npos) throw std::runtime_error(path + ": fortran order");
+  const bool fortran = header.find("'fortran_order': True") != std::string::npos;
   const auto open = header.find('('), close = header.find(')');
   std::vector<std::int64_t> shape;
   std::stringstream dims(header.substr(open + 1, close - open - 1));
@@ -68,13 +68,14 @@ inline Eigen::MatrixXd read_npy(const std::string& path) {
   const char* data = bytes.data() + 10 + header_len;
   for (std::int64_t r = 0; r < rows; ++r) {
     for (std::int64_t c = 0; c < cols; ++c) {
+      const std::int64_t at = fortran ? c * rows + r : r * cols + c;
       if (f4) {
         float v;
-        std::memcpy(&v, data + 4 * (r * cols + c), 4);
+        std::memcpy(&v, data + 4 * at, 4);
         out(r, c) = v;
       } else {
         double v;
-        std::memcpy(&v, data + 8 * (r * cols + c), 8);
+        std::memcpy(&v, data + 8 * at, 8);
         out(r, c) = v;
       }
     }

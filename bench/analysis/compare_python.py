@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""NeuronMap analysis vs the Python reference (numpy corrcoef, scipy linkage/fcluster, scikit-learn
+KMeans/silhouette), on the same matrices, in one run, with the groups checked for agreement.
+
+    /usr/bin/python3 bench/analysis/compare_python.py [--build build-analysis] [--full] [--grid 1024x2000,...]
+
+The matrices are the oracle's perf-anchor data (make_cases.planted_matrix, seed N + S). Each Python
+step runs the reference's own function (shared/oracle/reference.py). Both sides use the BLAS that
+Debian's alternatives select (OpenBLAS when installed); the dgemm rate of each is printed.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ORACLE = os.path.join(os.path.dirname(ROOT), "shared", "oracle")
+
+
+def timed(fn, reps):
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def ari(a, b):
+    from sklearn.metrics import adjusted_rand_score
+    return float(adjusted_rand_score(a, b))
+
+
+def numpy_dgemm_gflops(n=2048, reps=3):
+    a = np.full((n, n), 1.0 / n)
+    best = min(timed(lambda: a @ a, 1)[0] for _ in range(reps))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def run_case(n, s, args, ref, make_cases):
+    from sklearn.cluster import KMeans
+    os.makedirs(args.data, exist_ok=True)
+    path = os.path.join(args.data, f"planted_N{n}_S{s}.npy")
+    if not os.path.exists(path):
+        X, *_ = make_cases.planted_matrix(n_neurons=n, n_samples=s, k=8, noise=0.5, relu=False,
+                                          n_dead=max(3, n // 32), n_background=n // 8, seed=n + s)
+        np.save(path, np.ascontiguousarray(X))
+    load = os.getloadavg()[0]
+    exe = os.path.join(args.build, "bench", "analysis", "analysis_compare")
+    ours = json.loads(subprocess.run([exe, path, "--reps", str(args.reps)], check=True,
+                                     capture_output=True, text=True).stdout)
+
+    X = np.load(path).astype(np.float64)
+    dead = ref.dead_mask(X)
+    big = n * s >= 4096 * 10000
+    reps = 1 if big else args.reps
+    py = {}
+    py["correlation"], C = timed(lambda: ref.corr_matrix(X, dead), reps)
+    py["graph"], graph = timed(lambda: ref.correlation_clustering(X, 0.6, 3, C=C, dead=dead), reps)
+    py["hierarchical"], hier = timed(lambda: ref.hierarchical(X, 0.6, 3, C=C, dead=dead), reps)
+    Z = ref.zscore_profiles(X, dead)
+    py["kmeans8"], km8 = timed(lambda: KMeans(n_clusters=8, n_init=10, random_state=42, algorithm="lloyd").fit(Z), 1)
+    if args.no_python_autok:
+        py["autok"], auto = None, None
+    else:
+        py["autok"], auto = timed(lambda: ref.kmeans(X, None, 3, C=C, dead=dead, Z=Z), 1)
+
+    rows = []
+    ol = ours["labels"]
+    rows.append(("correlation (C from X)", py["correlation"], ours["seconds"]["correlation"],
+                 f"{ours['corr_gflops']:.1f} GFLOP/s = {100 * ours['corr_gflops'] / ours['dgemm_gflops']:.0f}% of dgemm"))
+    rows.append(("  from streaming moments", None, ours["seconds"]["correlation_from_moments"], "batches of 256 rows"))
+    rows.append(("components+stats", py["graph"], ours["seconds"]["graph"],
+                 "identical" if ol["correlation_clustering"] == graph[0]["labels"] else "DIFFERENT"))
+    rows.append(("linkage+cut+stats", py["hierarchical"], ours["seconds"]["hierarchical"],
+                 "identical" if ol["hierarchical"] == hier[0]["labels"] else "DIFFERENT"))
+    rows.append(("k-means k=8 n_init=10", py["kmeans8"], ours["seconds"]["kmeans8"],
+                 f"ARI {ari(ol['kmeans8'], km8.labels_):.3f}, inertia {ours['kmeans8_inertia'] / km8.inertia_:.4f}x"))
+    if auto is not None:
+        d = auto[0]["diagnostics"]
+        check = (f"k {ours['chosen_k']} vs {d['chosen_k']}, ARI {ari(ol['kmeans'], auto[0]['labels']):.3f}, "
+                 f"inertia {ours['autok_inertia'] / d['inertia']:.4f}x")
+    else:
+        check = f"k {ours['chosen_k']} (Python skipped)"
+    rows.append(("auto-k (k=2..10 + silhouette)", py["autok"], ours["seconds"]["autok"], check))
+    return {"n": n, "s": s, "load": load, "rows": rows, "dgemm_ours": ours["dgemm_gflops"]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(ROOT, "build-analysis"))
+    p.add_argument("--data", default="/tmp/neuronmap_compare")
+    p.add_argument("--full", action="store_true", help="N in {256, 1024, 4096} x S in {2000, 10000}")
+    p.add_argument("--grid", default=None, help="e.g. 1024x2000,4096x10000")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--no-python-autok", action="store_true", help="skip the (slow) Python auto-k")
+    args = p.parse_args()
+    sys.path.insert(0, ORACLE)
+    import make_cases  # noqa: E402
+    import reference as ref  # noqa: E402
+
+    if args.grid:
+        grid = [tuple(int(v) for v in g.split("x")) for g in args.grid.split(",")]
+    elif args.full:
+        grid = [(n, s) for n in (256, 1024, 4096) for s in (2000, 10000)]
+    else:
+        grid = [(256, 2000), (1024, 2000)]
+    print(f"numpy dgemm: {numpy_dgemm_gflops():.1f} GFLOP/s (2048^3); "
+          f"cores: {os.cpu_count()}; BLAS: {os.path.realpath('/usr/lib/x86_64-linux-gnu/libblas.so.3')}")
+    print()
+    print("| N | S | step | Python s | ours s | speed-up | check |")
+    print("|---|---|---|---|---|---|---|")
+    for n, s in grid:
+        r = run_case(n, s, args, ref, make_cases)
+        for name, t_py, t_ours, check in r["rows"]:
+            speed = f"{t_py / t_ours:.1f}x" if t_py and t_ours and t_ours > 0 else ""
+            fmt = (lambda v: "" if v is None else f"{v:.3g}")
+            print(f"| {n} | {s} | {name} | {fmt(t_py)} | {fmt(t_ours)} | {speed} | {check} |", flush=True)
+        print(f"| {n} | {s} | (our dgemm {r['dgemm_ours']:.1f} GFLOP/s, load avg {r['load']:.1f}) | | | | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

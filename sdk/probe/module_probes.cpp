@@ -137,7 +137,7 @@ std::vector<at::Tensor> own_tensors(const Module& m) {
 struct Tracked {
   std::string name;
   std::string module_type;
-  std::shared_ptr<Module> module;  // parametric ones, to re-read their storages
+  std::shared_ptr<Module> module;  // while resolving only: tables must not keep a model alive
   const KindSpec* spec = nullptr;
   bool by_storage = false;         // else found by chaining from a predecessor
   bool linear_bias = false;        // Linear whose matmul path ends with add_(out, bias)
@@ -189,15 +189,16 @@ struct Table {
 };
 using Snapshot = std::vector<std::shared_ptr<const Table>>;
 
+// `modules[i]` is tracked module i when it is found by storage, else null.
 std::shared_ptr<const Table> build_table(const std::shared_ptr<Core>& core,
-                                         const std::shared_ptr<const std::vector<Tracked>>& tracked) {
+                                         const std::shared_ptr<const std::vector<Tracked>>& tracked,
+                                         const std::vector<std::shared_ptr<Module>>& modules) {
   auto table = std::make_shared<Table>();
   table->core = core;
   table->tracked = tracked;
   for (std::size_t i = 0; i < tracked->size(); ++i) {
-    const Tracked& t = (*tracked)[i];
-    if (!t.by_storage) continue;
-    for (const auto& tensor : own_tensors(*t.module)) {
+    if (!modules[i]) continue;
+    for (const auto& tensor : own_tensors(*modules[i])) {
       auto& list = table->by_storage[storage_of(tensor)];
       if (std::find(list.begin(), list.end(), static_cast<int>(i)) == list.end()) list.push_back(static_cast<int>(i));
     }
@@ -277,11 +278,15 @@ struct ThreadStateOwner {
     t_state_gone = true;
   }
 };
-ThreadState* thread_state() {
+ThreadState* thread_state() noexcept {
   if (t_state != nullptr) return t_state;
   if (t_state_gone) return nullptr;
-  thread_local ThreadStateOwner owner;
-  t_state = new ThreadState();
+  try {
+    thread_local ThreadStateOwner owner;
+    t_state = new ThreadState();
+  } catch (...) {
+    return nullptr;  // out of memory: this op runs unprobed
+  }
   return t_state;
 }
 
@@ -710,6 +715,7 @@ class Resolver {
 struct ModuleProbes::State {
   std::shared_ptr<Core> core;
   std::shared_ptr<const std::vector<Tracked>> tracked;
+  std::vector<std::shared_ptr<Module>> modules;  // parallel to tracked: those found by storage
   std::vector<ProbeTarget> targets;
   std::atomic<bool> on{false};
   std::mutex enable_mutex;  // one enable() at a time per probe set
@@ -726,6 +732,7 @@ ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::stri
     resolver.tracked()[r.tracked].probe_indices.push_back(static_cast<int>(i));
     state_->targets.push_back(ProbeTarget{names[i], module->name(), r.layout});
   }
+  for (auto& t : resolver.tracked()) state_->modules.push_back(t.by_storage ? std::move(t.module) : nullptr);
   state_->tracked = std::make_shared<const std::vector<Tracked>>(std::move(resolver.tracked()));
   state_->core = std::make_shared<Core>();
   state_->core->sink = std::move(sink);
@@ -776,7 +783,7 @@ void ModuleProbes::enable(bool on) noexcept {
   try {
     std::lock_guard<std::mutex> enable_lock(state_->enable_mutex);
     // Re-read parameter storages on every enable: model.to(...) after attach replaces them.
-    std::shared_ptr<const Table> table = on ? build_table(state_->core, state_->tracked) : nullptr;
+    std::shared_ptr<const Table> table = on ? build_table(state_->core, state_->tracked, state_->modules) : nullptr;
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     if (on) {

@@ -33,6 +33,12 @@ class CaptureSink {
  public:
   virtual ~CaptureSink() = default;
   virtual void on_output(int probe_index, const at::Tensor& output) noexcept = 0;
+  /// dLoss/dOutput of a probed layer during backward, with the output it belongs to (gradient probes).
+  virtual void on_gradient(int probe_index, const at::Tensor& output, const at::Tensor& gradient) noexcept {
+    (void)probe_index;
+    (void)output;
+    (void)gradient;
+  }
 };
 
 /// The probes of one session. Installed on construction (disabled), removed on destruction.

@@ -564,6 +564,23 @@ TEST(ModuleProbes, ProbesComeAndGoWhileAnotherThreadTrains) {
   }
 }
 
+TEST(ModuleProbes, NeitherModelNorSinkIsKeptAliveAfterDestruction) {
+  auto model = std::make_shared<MemberNet>();
+  auto sink = std::make_shared<RecordingSink>();
+  std::weak_ptr<nn::Module> fc1 = model->fc1.ptr();
+  std::weak_ptr<RecordingSink> weak_sink = sink;
+  {
+    nm::ModuleProbes probes(*model, {"fc1", "block"}, sink);
+    probes.enable(true);
+    model->forward(torch::randn({2, 1, 4, 4}));
+    EXPECT_EQ(sink->total(), 2u);
+  }
+  model.reset();
+  sink.reset();
+  EXPECT_TRUE(fc1.expired());
+  EXPECT_TRUE(weak_sink.expired());
+}
+
 TEST(ModuleProbes, ParametersMovedAfterAttachAreFoundOnEnable) {
   torch::manual_seed(15);
   auto model = std::make_shared<LinearNet>();

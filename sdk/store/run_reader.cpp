@@ -1,0 +1,447 @@
+// RunReader: opens a run file for SWMR reading and reads committed snapshots only (commit record first).
+// Every offset read from the file is checked against the extents before use: files may be damaged.
+#include <hdf5.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "neuronmap/errors.hpp"
+#include "neuronmap/version.hpp"
+#include "store/h5.hpp"
+#include "store/run_file.hpp"
+#include "store/schema.hpp"
+
+namespace neuronmap::detail {
+
+using h5::Handle;
+
+namespace {
+
+struct Table {
+  const char* name = nullptr;
+  Handle dset;
+  Handle mem_type;
+  std::uint64_t extent = 0;
+};
+
+/// The end-of-file address a version 2 or 3 superblock (what libver "latest" writes) records, or 0.
+std::uint64_t superblock_eof(const std::string& path) {
+  unsigned char b[48] = {0};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return 0;
+  const std::size_t n = std::fread(b, 1, sizeof b, f);
+  std::fclose(f);
+  static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (n < 44 || std::memcmp(b, signature, 8) != 0 || (b[8] != 2 && b[8] != 3) || b[9] != 8) return 0;
+  auto u64 = [&](int at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + i];
+    return v;
+  };
+  return u64(12) + u64(28);  // base address + end-of-file address
+}
+
+constexpr unsigned kMetadataReadAttempts = 12;
+// Reading raw data that the writer is rewriting (the last, partly filled chunk of a table) can see a
+// torn chunk whose checksum fails; the rows we want are the same in both versions, so read again.
+constexpr int kChecksumRetries = 8;
+
+}  // namespace
+
+struct RunReader::State {
+  std::string path;
+  Handle file;
+  RunInfo info;
+  Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
+  std::vector<schema::CommitRow> commits;
+
+  std::string where() const { return "run file '" + path + "'"; }
+
+  [[noreturn]] void damaged(const std::string& what) const {
+    throw FormatError(where() + " is damaged: " + what);
+  }
+  [[noreturn]] void fail(const std::string& what) const {
+    bool system = false;
+    const std::string reason = h5::last_error(&system);
+    fail_with(what, reason, system);
+  }
+  /// Past the open, HDF5 failing on its own structures (checksums, bad addresses) means damage; only a
+  /// failing system call is an I/O error.
+  [[noreturn]] void fail_with(const std::string& what, const std::string& reason, bool system) const {
+    if (!system) throw FormatError(where() + " is damaged: " + what + ": " + reason);
+    throw FileError(where() + ": " + what + ": " + reason);
+  }
+
+  void read_rows(const Table& table, std::uint64_t offset, std::uint64_t count, void* out) const {
+    if (count == 0) return;
+    if (offset > table.extent || count > table.extent - offset)
+      damaged(std::string(table.name) + " rows " + std::to_string(offset) + "+" + std::to_string(count) +
+              " are past its end (" + std::to_string(table.extent) + ")");
+    Handle space(H5Dget_space(table.dset.get()), &H5Sclose);
+    if (!space.valid()) fail(std::string("cannot get the dataspace of ") + table.name);
+    const hsize_t start[1] = {offset};
+    const hsize_t n[1] = {count};
+    if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr) < 0)
+      fail(std::string("cannot select rows of ") + table.name);
+    Handle mem(H5Screate_simple(1, n, nullptr), &H5Sclose);
+    if (!mem.valid()) fail("cannot create a memory dataspace");
+    for (int attempt = 0;; ++attempt) {
+      if (H5Dread(table.dset.get(), table.mem_type.get(), mem.get(), space.get(), H5P_DEFAULT, out) >= 0) return;
+      bool system = false;
+      const std::string reason = h5::last_error(&system);
+      if (attempt >= kChecksumRetries || reason.find("Fletcher32") == std::string::npos)
+        fail_with(std::string("cannot read ") + table.name, reason, system);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 6)));
+      H5Drefresh(table.dset.get());  // also drops the dataset's chunk cache
+    }
+  }
+
+  std::uint64_t current_extent(const Table& table) const {
+    Handle space(H5Dget_space(table.dset.get()), &H5Sclose);
+    if (!space.valid()) fail(std::string("cannot get the dataspace of ") + table.name);
+    if (H5Sget_simple_extent_ndims(space.get()) != 1) damaged(std::string(table.name) + " is not 1-D");
+    hsize_t dims[1] = {0};
+    H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+    return dims[0];
+  }
+
+  // An attribute that cannot even be looked up means damage, not absence.
+  bool has_attr(hid_t loc, const char* name) const {
+    const htri_t exists = H5Aexists(loc, name);
+    if (exists < 0) fail(std::string("cannot look up attribute ") + name);
+    return exists > 0;
+  }
+
+  std::string read_string_attr(const char* name, bool required) const {
+    if (!has_attr(file.get(), name)) {
+      if (required) damaged(std::string("attribute ") + name + " is missing");
+      return {};
+    }
+    Handle attr(H5Aopen(file.get(), name, H5P_DEFAULT), &H5Aclose);
+    if (!attr.valid()) fail(std::string("cannot open attribute ") + name);
+    Handle type(H5Aget_type(attr.get()), &H5Tclose);
+    if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) != 0)
+      damaged(std::string("attribute ") + name + " is not a fixed-length string");
+    Handle space(H5Aget_space(attr.get()), &H5Sclose);
+    if (H5Sget_simple_extent_npoints(space.get()) != 1) damaged(std::string("attribute ") + name + " is not scalar");
+    const std::size_t size = H5Tget_size(type.get());
+    std::vector<char> buffer(size + 1, '\0');
+    if (H5Aread(attr.get(), type.get(), buffer.data()) < 0) fail(std::string("cannot read attribute ") + name);
+    return std::string(buffer.data(), strnlen(buffer.data(), size));
+  }
+
+  std::vector<std::string> read_string_array_attr(const char* name) const {
+    if (!has_attr(file.get(), name)) damaged(std::string("attribute ") + name + " is missing");
+    Handle attr(H5Aopen(file.get(), name, H5P_DEFAULT), &H5Aclose);
+    if (!attr.valid()) fail(std::string("cannot open attribute ") + name);
+    Handle type(H5Aget_type(attr.get()), &H5Tclose);
+    if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) != 0)
+      damaged(std::string("attribute ") + name + " is not an array of fixed-length strings");
+    Handle space(H5Aget_space(attr.get()), &H5Sclose);
+    const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+    if (count < 0) fail(std::string("cannot read the size of attribute ") + name);
+    const std::size_t width = H5Tget_size(type.get());
+    std::vector<std::string> values;
+    if (count == 0) return values;
+    std::vector<char> buffer(width * static_cast<std::size_t>(count), '\0');
+    if (H5Aread(attr.get(), type.get(), buffer.data()) < 0) fail(std::string("cannot read attribute ") + name);
+    for (hssize_t i = 0; i < count; ++i) {
+      const char* at = buffer.data() + static_cast<std::size_t>(i) * width;
+      values.emplace_back(at, strnlen(at, width));
+    }
+    return values;
+  }
+
+  /// SWMR readers skip HDF5's own check of the file's length (a live file grows), so check that the
+  /// last stored chunk of every table lies inside the file. HDF5 indexes a chunk only after writing it,
+  /// so a live or killed writer never fails this; a file cut short does.
+  void check_length() {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return;
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    for (Table* t : tables()) {
+      if (t->extent == 0) continue;
+      const hsize_t last[1] = {t->extent - 1};
+      unsigned filter_mask = 0;
+      haddr_t address = HADDR_UNDEF;
+      hsize_t bytes = 0;
+      if (H5Dget_chunk_info_by_coord(t->dset.get(), last, &filter_mask, &address, &bytes) < 0 ||
+          address == HADDR_UNDEF)
+        continue;
+      if (address + bytes > size)
+        throw FileError(where() + " is truncated: " + t->name + " has data up to byte " +
+                        std::to_string(address + bytes) + " but the file ends at byte " + std::to_string(size) +
+                        " (copied while incomplete?)");
+    }
+  }
+
+  std::vector<Table*> tables() {
+    return {&snapshots, &layer_rows, &neurons, &corr, &groups, &members, &patterns, &text};
+  }
+
+  // Reads new commit rows, then the extents of the data tables: data committed below the commit
+  // count is then visible, because the writer flushed it before the commit row.
+  void refresh() {
+    if (H5Drefresh(snapshots.dset.get()) < 0) fail("cannot refresh /snapshots");
+    const std::uint64_t n = current_extent(snapshots);
+    if (n > commits.size()) {
+      const std::uint64_t old = commits.size();
+      std::vector<schema::CommitRow> rows(n - old);
+      snapshots.extent = n;
+      read_rows(snapshots, old, n - old, rows.data());
+      for (const auto& row : rows) {
+        if (row.committed != 1) break;  // space allocated, row not written yet
+        commits.push_back(row);
+      }
+    }
+    for (Table* t : tables()) {
+      if (t == &snapshots) continue;
+      if (H5Drefresh(t->dset.get()) < 0) fail(std::string("cannot refresh ") + t->name);
+      t->extent = current_extent(*t);
+    }
+  }
+
+  const schema::CommitRow& commit(std::int64_t index) const {
+    if (index < 0 || static_cast<std::uint64_t>(index) >= commits.size())
+      throw UsageError(where() + ": snapshot index " + std::to_string(index) + " is out of range (size " +
+                       std::to_string(commits.size()) + ")");
+    return commits[static_cast<std::size_t>(index)];
+  }
+
+  std::vector<schema::LayerRow> read_layer_rows(std::int64_t index) const {
+    const auto& c = commit(index);
+    std::vector<schema::LayerRow> rows(c.n_layers);
+    read_rows(layer_rows, c.layer_rows_offset, c.n_layers, rows.data());
+    for (const auto& row : rows) {
+      if (row.snapshot != static_cast<std::uint64_t>(index))
+        damaged("/layer_rows row for snapshot " + std::to_string(index) + " names snapshot " +
+                std::to_string(row.snapshot));
+      if (row.n_neurons < 0 || row.ndim < 0 || row.ndim > schema::kMaxDims)
+        damaged("/layer_rows row for snapshot " + std::to_string(index) + " has impossible sizes");
+    }
+    return rows;
+  }
+
+  std::string layer_name(const schema::LayerRow& row) const {
+    std::string name(row.name_len, '\0');
+    read_rows(text, row.name_offset, row.name_len, name.data());
+    return name;
+  }
+};
+
+RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()) {
+  h5::quiet();
+  auto& s = *state_;
+  s.path = path;
+
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOENT) throw FileError(s.where() + " does not exist");
+    throw FileError("cannot open " + s.where() + ": " + std::error_code(err, std::generic_category()).message());
+  }
+  if (S_ISDIR(st.st_mode)) throw FileError("cannot open " + s.where() + ": it is a directory");
+  if (st.st_size == 0) throw FormatError(s.where() + " is empty, not an HDF5 file");
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 < 0) s.fail("cannot open");
+  if (is_hdf5 == 0) throw FormatError(s.where() + " is not an HDF5 file (and so not a NeuronMap run)");
+
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), &H5Pclose);
+  // SWMR readers retry a metadata read whose checksum fails (the writer may be rewriting it) with a
+  // growing sleep; HDF5's default of 100 tries turns a damaged file into a minutes-long hang.
+  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0 ||
+      H5Pset_metadata_read_attempts(fapl.get(), kMetadataReadAttempts) < 0)
+    s.fail("cannot set up file access");
+  s.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get()), &H5Fclose);
+  if (!s.file.valid()) {
+    const std::string reason = h5::last_error();
+    if (const auto eof = superblock_eof(path); eof > static_cast<std::uint64_t>(st.st_size))
+      throw FileError(s.where() + " is truncated: its superblock says it ends at byte " + std::to_string(eof) +
+                      " but it has " + std::to_string(st.st_size) + " bytes (copied while incomplete?)");
+    if (reason.find("truncated") != std::string::npos)
+      throw FileError(s.where() + " is truncated (" + reason + "); was it copied while incomplete?");
+    // Not openable for SWMR reading: a foreign file in an older format, or damaged. Tell them apart.
+    Handle plain(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), &H5Fclose);
+    if (plain.valid() && H5Aexists(plain.get(), schema::kFormatVersionAttr) == 0)
+      throw FormatError(s.where() + " is an HDF5 file but not a NeuronMap run (no format_version attribute)");
+    throw FormatError("cannot open " + s.where() + ": " + reason);
+  }
+
+  if (!s.has_attr(s.file.get(), schema::kFormatVersionAttr))
+    throw FormatError(s.where() + " is an HDF5 file but not a NeuronMap run (no format_version attribute)");
+  {
+    Handle attr(H5Aopen(s.file.get(), schema::kFormatVersionAttr, H5P_DEFAULT), &H5Aclose);
+    Handle type(attr.valid() ? H5Aget_type(attr.get()) : -1, &H5Tclose);
+    Handle space(attr.valid() ? H5Aget_space(attr.get()) : -1, &H5Sclose);
+    if (!type.valid() || H5Tget_class(type.get()) != H5T_INTEGER || !space.valid() ||
+        H5Sget_simple_extent_npoints(space.get()) != 1)
+      throw FormatError(s.where() + ": attribute format_version is not an integer; not a NeuronMap run");
+    std::int64_t version = 0;
+    if (H5Aread(attr.get(), H5T_NATIVE_INT64, &version) < 0) s.fail("cannot read format_version");
+    if (version > kFormatVersion)
+      throw FormatError(s.where() + " has format_version " + std::to_string(version) + ", newer than the " +
+                        std::to_string(kFormatVersion) + " this NeuronMap " NEURONMAP_VERSION_STRING
+                        " reads; upgrade NeuronMap");
+    if (version < 1) throw FormatError(s.where() + " has an invalid format_version " + std::to_string(version));
+    s.info.format_version = version;
+  }
+  s.info.library_version = s.read_string_attr(schema::kLibraryVersionAttr, true);
+  s.info.torch_version = s.read_string_attr(schema::kTorchVersionAttr, false);
+  s.info.device = s.read_string_attr(schema::kDeviceAttr, false);
+  s.info.created = s.read_string_attr(schema::kCreatedAttr, false);
+  s.info.options_json = s.read_string_attr(schema::kOptionsJsonAttr, false);
+  const auto names = s.read_string_array_attr(schema::kLayerNamesAttr);
+  const auto types = s.read_string_array_attr(schema::kLayerTypesAttr);
+  const auto reductions = s.read_string_array_attr(schema::kLayerReductionsAttr);
+  if (types.size() != names.size() || reductions.size() != names.size())
+    s.damaged("layer_names, layer_types and layer_reductions differ in length");
+  for (std::size_t i = 0; i < names.size(); ++i) s.info.layers.push_back({names[i], types[i], reductions[i]});
+
+  struct Spec {
+    Table* table;
+    const char* name;
+    Handle mem_type;
+  };
+  Spec specs[] = {
+      {&s.snapshots, schema::kSnapshots, h5::commit_row_type(false)},
+      {&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false)},
+      {&s.neurons, schema::kNeurons, h5::neuron_row_type(false)},
+      {&s.corr, schema::kCorr, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.groups, schema::kGroups, h5::group_row_type(false)},
+      {&s.members, schema::kMembers, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)},
+      {&s.patterns, schema::kPatterns, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.text, schema::kText, Handle(H5Tcopy(H5T_NATIVE_UINT8), &H5Tclose)},
+  };
+  for (auto& spec : specs) {
+    auto& t = *spec.table;
+    t.name = spec.name;
+    t.mem_type = std::move(spec.mem_type);
+    if (!t.mem_type.valid()) s.fail(std::string("cannot build the memory type of ") + spec.name);
+    if (H5Lexists(s.file.get(), schema::kDataGroup, H5P_DEFAULT) <= 0 ||
+        H5Lexists(s.file.get(), spec.name, H5P_DEFAULT) <= 0)
+      s.damaged(std::string("dataset ") + spec.name + " is missing");
+    t.dset = Handle(H5Dopen2(s.file.get(), spec.name, H5P_DEFAULT), &H5Dclose);
+    if (!t.dset.valid()) s.fail(std::string("cannot open dataset ") + spec.name);
+    // Check the stored types before any read converts through them (malformed compound types have
+    // crashed HDF5's converter).
+    Handle file_type(H5Dget_type(t.dset.get()), &H5Tclose);
+    if (!file_type.valid()) s.fail(std::string("cannot read the type of ") + spec.name);
+    const auto cls = H5Tget_class(t.mem_type.get());
+    const bool ok = cls == H5T_COMPOUND ? h5::compound_matches(file_type.get(), t.mem_type.get())
+                                        : H5Tget_class(file_type.get()) == cls && H5Tget_size(file_type.get()) <= 8;
+    if (!ok) s.damaged(std::string("dataset ") + spec.name + " has an unexpected type");
+  }
+  s.refresh();
+  s.check_length();
+}
+
+RunReader::~RunReader() = default;
+
+const RunInfo& RunReader::info() const noexcept { return state_->info; }
+std::int64_t RunReader::size() const noexcept { return static_cast<std::int64_t>(state_->commits.size()); }
+
+std::int64_t RunReader::refresh() {
+  h5::quiet();
+  state_->refresh();
+  return size();
+}
+
+SnapshotSummary RunReader::summary(std::int64_t index) const {
+  h5::quiet();
+  const auto& s = *state_;
+  const auto& c = s.commit(index);
+  SnapshotSummary out;
+  out.epoch = c.epoch;
+  out.loss = c.loss;
+  out.timestamp = c.timestamp;
+  for (const auto& row : s.read_layer_rows(index)) {
+    LayerSummary layer;
+    layer.name = s.layer_name(row);
+    layer.n_neurons = row.n_neurons;
+    layer.samples = row.samples;
+    layer.groups = static_cast<std::int64_t>(row.n_groups);
+    layer.mean_cohesion = row.mean_cohesion;
+    layer.dead = row.dead_count;
+    layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
+                      row.rows,             row.nonfinite_rows,  row.errors};
+    out.layers.push_back(std::move(layer));
+  }
+  return out;
+}
+
+Snapshot RunReader::snapshot(std::int64_t index) const {
+  h5::quiet();
+  const auto& s = *state_;
+  const auto& c = s.commit(index);
+  Snapshot out;
+  out.epoch = c.epoch;
+  out.loss = c.loss;
+  out.timestamp = c.timestamp;
+  for (const auto& row : s.read_layer_rows(index)) {
+    LayerSnapshot layer;
+    layer.name = s.layer_name(row);
+    layer.output_shape.assign(row.output_shape, row.output_shape + row.ndim);
+    layer.n_neurons = row.n_neurons;
+    layer.samples = row.samples;
+    layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
+                      row.rows,             row.nonfinite_rows,  row.errors};
+
+    const auto n = static_cast<std::uint64_t>(row.n_neurons);
+    if (n > s.neurons.extent) s.damaged("a layer of snapshot " + std::to_string(index) + " has more neurons than stored");
+    std::vector<schema::NeuronRow> neurons(n);
+    s.read_rows(s.neurons, row.neuron_offset, n, neurons.data());
+    for (auto* v : {&layer.mean, &layer.stddev, &layer.min, &layer.max}) v->reserve(n);
+    layer.dead.reserve(n);
+    layer.labels.reserve(n);
+    layer.gradient_samples = row.gradient_samples;
+    for (const auto& nr : neurons) {
+      layer.mean.push_back(nr.mean);
+      layer.stddev.push_back(nr.stddev);
+      layer.min.push_back(nr.min);
+      layer.max.push_back(nr.max);
+      layer.dead.push_back(nr.dead);
+      layer.labels.push_back(nr.label);
+      if (row.gradients & schema::kHasGradMeanAbs) layer.grad_mean_abs.push_back(nr.grad_mean_abs);
+      if (row.gradients & schema::kHasTaylor) layer.taylor.push_back(nr.taylor);
+    }
+
+    if (row.corr_count != 0 && row.corr_count != n * n)
+      s.damaged("a correlation matrix of snapshot " + std::to_string(index) + " has the wrong size");
+    layer.correlation.resize(row.corr_count);
+    s.read_rows(s.corr, row.corr_offset, row.corr_count, layer.correlation.data());
+
+    if (row.n_groups > s.groups.extent) s.damaged("a layer of snapshot " + std::to_string(index) + " has too many groups");
+    std::vector<schema::GroupRow> groups(row.n_groups);
+    s.read_rows(s.groups, row.group_offset, row.n_groups, groups.data());
+    for (const auto& gr : groups) {
+      Group g;
+      g.group_id = gr.group_id;
+      g.layer_name = layer.name;
+      if (gr.size < 0 || static_cast<std::uint64_t>(gr.size) > s.members.extent ||
+          gr.pattern_len > s.patterns.extent)
+        s.damaged("a group of snapshot " + std::to_string(index) + " has impossible sizes");
+      g.neuron_indices.resize(static_cast<std::size_t>(gr.size));
+      s.read_rows(s.members, gr.members_offset, static_cast<std::uint64_t>(gr.size), g.neuron_indices.data());
+      g.activation_pattern.resize(gr.pattern_len);
+      s.read_rows(s.patterns, gr.pattern_offset, gr.pattern_len, g.activation_pattern.data());
+      g.cohesion_score = gr.cohesion;
+      g.mean_activation = gr.mean_activation;
+      g.importance = gr.importance;
+      g.learning_phase.assign(gr.learning_phase, strnlen(gr.learning_phase, schema::kLabelLen));
+      g.skill_category.assign(gr.skill_category, strnlen(gr.skill_category, schema::kLabelLen));
+      layer.groups.push_back(std::move(g));
+    }
+    out.layers.push_back(std::move(layer));
+  }
+  return out;
+}
+
+}  // namespace neuronmap::detail

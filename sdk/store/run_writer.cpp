@@ -1,0 +1,543 @@
+// RunWriter: builds the run file's skeleton in `<path>.tmp`, renames it into place, then appends
+// snapshots under SWMR with the commit row written last (docs/FORMAT.md, shared notes on HDF5).
+#include <fcntl.h>
+#include <hdf5.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "neuronmap/errors.hpp"
+#include "neuronmap/version.hpp"
+#include "store/h5.hpp"
+#include "store/run_file.hpp"
+#include "store/schema.hpp"
+
+namespace neuronmap::detail {
+
+namespace fs = std::filesystem;
+using h5::Handle;
+
+namespace {
+
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// fsync a file or directory by path; returns 0 or an errno value.
+int fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) return errno;
+  int err = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  // Some file systems refuse fsync on directories; the rename is still atomic there.
+  if (directory && err == EINVAL) err = 0;
+  return err;
+}
+
+std::string parent_dir(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+/// One append-only 1-D dataset and how much of it is committed.
+struct Table {
+  const char* name = nullptr;
+  Handle dset;
+  Handle mem_type;              // type of the elements in memory
+  std::uint64_t committed = 0;  // elements referenced by committed snapshots
+  std::uint64_t extent = 0;     // current extent (>= committed after a failed append)
+  std::uint64_t chunk = 1;      // elements per chunk
+  std::uint64_t element_bytes = 1;  // in the file
+
+  /// At most the file space that writing `count` more elements can take: every chunk they touch,
+  /// filtered (the checksum adds 4 bytes), newly allocated.
+  std::uint64_t bytes_for(std::uint64_t count) const {
+    if (count == 0) return 0;
+    const std::uint64_t chunks = (committed + count - 1) / chunk - committed / chunk + 1;
+    return chunks * (chunk * element_bytes + 4);
+  }
+  std::uint64_t chunks_after(std::uint64_t count) const { return (committed + count + chunk - 1) / chunk; }
+};
+
+// Room for metadata a flush may add: object headers, the free-space manager, the superblock, and the
+// chunk indexes (extensible arrays) that grow with the number of chunks.
+constexpr std::uint64_t kMetadataMargin = 256 * 1024;
+constexpr std::uint64_t kIndexBytesPerChunk = 32;
+
+/// The file could not take the next snapshot, but nothing was written: appending may work later.
+class NoRoom : public FileError {
+ public:
+  using FileError::FileError;
+};
+
+}  // namespace
+
+struct RunWriter::State {
+  std::string path;
+  Handle file;
+  Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
+  std::vector<std::string> layer_names;  // from RunInfo, to fill LayerRow::layer
+  bool closed = false;
+  std::string broken;  // why HDF5 failed mid-write; the file is detached from then on
+
+  /// After HDF5 failed in the middle of writing, its view of the file no longer matches the disk and
+  /// whatever it writes next (at the latest when closing) can make the file unreadable: a superblock
+  /// promising more bytes than were written. The file as it is now holds every committed snapshot, so
+  /// point HDF5's descriptor at /dev/null; HDF5 can then close without touching the file.
+  void detach(const std::string& reason) {
+    broken = reason;
+    void* handle = nullptr;
+    if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) return;
+    const int fd = *static_cast<int*>(handle);
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return;
+    ::dup2(null_fd, fd);
+    ::close(null_fd);
+  }
+
+  /// Checks, before HDF5 writes anything, that the file can grow by `extra` bytes past what HDF5 has
+  /// allocated: a disk that fills up in the middle of a flush leaves a superblock promising more file
+  /// than there is, which readers refuse as truncated, and an HDF5 1.10.8 that cannot close the file.
+  /// The space is allocated and given back at once (the file keeps its size); another process could
+  /// take it in between, which leaves the rarer in-flush failure to detach(). Throws NoRoom.
+  void reserve(std::uint64_t extra) const {
+    hsize_t allocated = 0;
+    void* handle = nullptr;
+    if (H5Fget_filesize(file.get(), &allocated) < 0 || H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 ||
+        handle == nullptr)
+      fail("cannot get the file size");
+    const int fd = *static_cast<int*>(handle);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      throw NoRoom("run file '" + path + "': cannot stat: " + errno_text(err));
+    }
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const std::uint64_t target = std::max<std::uint64_t>(allocated, size) + extra;
+    const int err = ::posix_fallocate(fd, static_cast<off_t>(size), static_cast<off_t>(target - size));
+    // Give the space back, also after a partial success. Should that fail, the file is merely longer
+    // than HDF5's allocation, which HDF5 and our reader accept.
+    [[maybe_unused]] const int ignored = ::ftruncate(fd, static_cast<off_t>(size));
+    if (err != 0)
+      throw NoRoom("run file '" + path + "': no room for " + std::to_string((target - size + 1023) / 1024) +
+                   " KiB more: " + errno_text(err));
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    // Capture the HDF5 reason before anything else touches the error stack.
+    throw FileError("run file '" + path + "': " + what + ": " + h5::last_error());
+  }
+  void check(long long status, const std::string& what) const {
+    if (status < 0) fail(what);
+  }
+
+  // Writes `count` elements at the committed end of `table`, growing it when needed.
+  void write_rows(Table& table, const void* data, std::uint64_t count) {
+    if (count == 0) return;
+    const std::uint64_t end = table.committed + count;
+    if (end > table.extent) {
+      const hsize_t dims[1] = {end};
+      check(H5Dset_extent(table.dset.get(), dims), std::string("cannot extend ") + table.name);
+      table.extent = end;
+    }
+    Handle space(H5Dget_space(table.dset.get()), &H5Sclose);
+    if (!space.valid()) fail(std::string("cannot get the dataspace of ") + table.name);
+    const hsize_t start[1] = {table.committed};
+    const hsize_t n[1] = {count};
+    check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr),
+          std::string("cannot select rows of ") + table.name);
+    Handle mem(H5Screate_simple(1, n, nullptr), &H5Sclose);
+    if (!mem.valid()) fail("cannot create a memory dataspace");
+    check(H5Dwrite(table.dset.get(), table.mem_type.get(), mem.get(), space.get(), H5P_DEFAULT, data),
+          std::string("cannot write ") + table.name);
+  }
+};
+
+void RunWriter::check_path(const std::string& path, bool overwrite) {
+  if (path.empty()) throw FileError("run file: the path is empty; give Options{}.file(\"run.h5\")");
+  std::error_code ec;
+  const fs::path file(path);
+  const fs::path parent = file.parent_path();
+  if (!parent.empty()) {
+    const auto parent_status = fs::status(parent, ec);
+    if (!fs::exists(parent_status)) {
+      fs::create_directories(parent, ec);
+      if (ec)
+        throw FileError("cannot create the directory '" + parent.string() + "' for run file '" + path +
+                        "': " + ec.message());
+    } else if (!fs::is_directory(parent_status)) {
+      throw FileError("cannot create run file '" + path + "': '" + parent.string() + "' is not a directory");
+    }
+  }
+  const auto status = fs::status(file, ec);
+  if (fs::exists(status)) {
+    if (fs::is_directory(status))
+      throw FileError("cannot create run file '" + path + "': it is a directory");
+    if (!overwrite)
+      throw FileError("run file '" + path +
+                      "' already exists; pass Options{}.overwrite(true) to replace it, or choose another file");
+  }
+  // Probe with the temporary name the writer uses anyway: proves the directory takes new files.
+  const std::string probe = path + ".tmp";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    throw FileError("cannot create run file '" + path + "': directory '" + parent_dir(path) +
+                    "' is not writable (" + errno_text(err) + ")");
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+namespace {
+
+// Fixed-length string attribute (UTF-8, NUL-terminated): plain `bytes`/`str` for h5py users.
+void write_string_attr(hid_t loc, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), &H5Tclose);
+  if (!type.valid() || H5Tset_size(type.get(), value.size() + 1) < 0 || H5Tset_strpad(type.get(), H5T_STR_NULLTERM) < 0 ||
+      H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
+    throw FileError(std::string("cannot make the type of attribute ") + name + ": " + h5::last_error());
+  Handle space(H5Screate(H5S_SCALAR), &H5Sclose);
+  Handle attr(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), &H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), type.get(), value.c_str()) < 0)
+    throw FileError(std::string("cannot write attribute ") + name + ": " + h5::last_error());
+}
+
+void write_string_array_attr(hid_t loc, const char* name, const std::vector<std::string>& values) {
+  std::size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size() + 1);
+  std::vector<char> buffer(width * std::max<std::size_t>(values.size(), 1), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::memcpy(&buffer[i * width], values[i].data(), values[i].size());
+  Handle type(H5Tcopy(H5T_C_S1), &H5Tclose);
+  if (!type.valid() || H5Tset_size(type.get(), width) < 0 || H5Tset_strpad(type.get(), H5T_STR_NULLTERM) < 0 ||
+      H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
+    throw FileError(std::string("cannot make the type of attribute ") + name + ": " + h5::last_error());
+  const hsize_t dims[1] = {values.size()};
+  Handle space(H5Screate_simple(1, dims, nullptr), &H5Sclose);
+  Handle attr(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), &H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), type.get(), buffer.data()) < 0)
+    throw FileError(std::string("cannot write attribute ") + name + ": " + h5::last_error());
+}
+
+void write_int_attr(hid_t loc, const char* name, std::int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), &H5Sclose);
+  Handle attr(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), &H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) < 0)
+    throw FileError(std::string("cannot write attribute ") + name + ": " + h5::last_error());
+}
+
+void create_table(hid_t file, const char* name, hid_t file_type, std::uint64_t chunk, bool checksum) {
+  const hsize_t dims[1] = {0};
+  const hsize_t maxdims[1] = {H5S_UNLIMITED};
+  const hsize_t chunks[1] = {chunk};
+  Handle space(H5Screate_simple(1, dims, maxdims), &H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), &H5Pclose);
+  if (!space.valid() || !dcpl.valid() || H5Pset_chunk(dcpl.get(), 1, chunks) < 0 ||
+      (checksum && H5Pset_fletcher32(dcpl.get()) < 0))
+    throw FileError(std::string("cannot prepare dataset ") + name + ": " + h5::last_error());
+  Handle dset(H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), &H5Dclose);
+  if (!dset.valid()) throw FileError(std::string("cannot create dataset ") + name + ": " + h5::last_error());
+}
+
+Handle file_access(bool strong_close) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), &H5Pclose);
+  if (!fapl.valid() || H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
+      (strong_close && H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0))
+    throw FileError("cannot set up HDF5 file access: " + h5::last_error());
+  return fapl;
+}
+
+void build_skeleton(const std::string& tmp, const RunInfo& info) {
+  Handle fapl = file_access(true);
+  Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), &H5Fclose);
+  if (!file.valid()) throw FileError("cannot create '" + tmp + "': " + h5::last_error());
+  const hid_t f = file.get();
+
+  write_int_attr(f, schema::kFormatVersionAttr, kFormatVersion);
+  write_string_attr(f, schema::kLibraryVersionAttr, info.library_version.empty() ? NEURONMAP_VERSION_STRING
+                                                                                 : info.library_version);
+  write_string_attr(f, schema::kTorchVersionAttr, info.torch_version);
+  write_string_attr(f, schema::kDeviceAttr, info.device);
+  write_string_attr(f, schema::kCreatedAttr, info.created);
+  write_string_attr(f, schema::kOptionsJsonAttr, info.options_json);
+  std::vector<std::string> names, types, reductions;
+  for (const auto& layer : info.layers) {
+    names.push_back(layer.name);
+    types.push_back(layer.module_type);
+    reductions.push_back(layer.reduction);
+  }
+  write_string_array_attr(f, schema::kLayerNamesAttr, names);
+  write_string_array_attr(f, schema::kLayerTypesAttr, types);
+  write_string_array_attr(f, schema::kLayerReductionsAttr, reductions);
+
+  Handle group(H5Gcreate2(f, schema::kDataGroup, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), &H5Gclose);
+  if (!group.valid()) throw FileError("cannot create group /data: " + h5::last_error());
+
+  // Checksums on everything: a flipped bit should fail loudly, not read back as a wrong statistic.
+  create_table(f, schema::kSnapshots, h5::commit_row_type(true).get(), schema::kCommitChunk, true);
+  create_table(f, schema::kLayerRows, h5::layer_row_type(true).get(), schema::kLayerRowChunk, true);
+  create_table(f, schema::kNeurons, h5::neuron_row_type(true).get(), schema::kNeuronChunk, true);
+  create_table(f, schema::kCorr, H5T_IEEE_F32LE, schema::kCorrChunk, true);
+  create_table(f, schema::kGroups, h5::group_row_type(true).get(), schema::kGroupChunk, true);
+  create_table(f, schema::kMembers, H5T_STD_I32LE, schema::kMembersChunk, true);
+  create_table(f, schema::kPatterns, H5T_IEEE_F32LE, schema::kPatternsChunk, true);
+  create_table(f, schema::kText, H5T_STD_U8LE, schema::kTextChunk, true);
+
+  group.reset();
+  if (file.reset() < 0) throw FileError("cannot close '" + tmp + "': " + h5::last_error());
+}
+
+void copy_label(char (&dst)[schema::kLabelLen], const std::string& src) {
+  std::memset(dst, 0, sizeof dst);
+  std::memcpy(dst, src.data(), std::min(src.size(), sizeof dst));
+}
+
+}  // namespace
+
+RunWriter::RunWriter(const std::string& path, const RunInfo& info, bool overwrite) : state_(std::make_unique<State>()) {
+  h5::quiet();
+  check_path(path, overwrite);
+  auto& s = *state_;
+  s.path = path;
+  for (const auto& layer : info.layers) s.layer_names.push_back(layer.name);
+
+  const std::string tmp = path + ".tmp";
+  try {
+    build_skeleton(tmp, info);
+  } catch (const FileError& e) {
+    ::unlink(tmp.c_str());
+    throw FileError("cannot create run file '" + path + "': " + e.what());
+  }
+  // The skeleton must be on disk before its name is: a crash then leaves either no file or a whole one.
+  if (int err = fsync_path(tmp, false); err != 0) {
+    ::unlink(tmp.c_str());
+    throw FileError("cannot create run file '" + path + "': fsync failed (" + errno_text(err) + ")");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw FileError("cannot create run file '" + path + "': rename failed (" + errno_text(err) + ")");
+  }
+  fsync_path(parent_dir(path), true);
+
+  Handle fapl = file_access(true);
+  s.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR | H5F_ACC_SWMR_WRITE, fapl.get()), &H5Fclose);
+  if (!s.file.valid()) s.fail("cannot open for SWMR writing");
+
+  struct Spec {
+    Table* table;
+    const char* name;
+    Handle mem_type;
+  };
+  // Chunk lengths and element sizes come from the file, so the space estimate follows the schema.
+  Spec specs[] = {
+      {&s.snapshots, schema::kSnapshots, h5::commit_row_type(false)},
+      {&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false)},
+      {&s.neurons, schema::kNeurons, h5::neuron_row_type(false)},
+      {&s.corr, schema::kCorr, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.groups, schema::kGroups, h5::group_row_type(false)},
+      {&s.members, schema::kMembers, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)},
+      {&s.patterns, schema::kPatterns, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.text, schema::kText, Handle(H5Tcopy(H5T_NATIVE_UINT8), &H5Tclose)},
+  };
+  for (auto& spec : specs) {
+    spec.table->name = spec.name;
+    if (!spec.mem_type.valid()) s.fail(std::string("cannot build the memory type of ") + spec.name);
+    spec.table->mem_type = std::move(spec.mem_type);
+    spec.table->dset = Handle(H5Dopen2(s.file.get(), spec.name, H5P_DEFAULT), &H5Dclose);
+    if (!spec.table->dset.valid()) s.fail(std::string("cannot open dataset ") + spec.name);
+    Handle type(H5Dget_type(spec.table->dset.get()), &H5Tclose);
+    Handle dcpl(H5Dget_create_plist(spec.table->dset.get()), &H5Pclose);
+    hsize_t chunk[1] = {0};
+    if (!type.valid() || !dcpl.valid() || H5Pget_chunk(dcpl.get(), 1, chunk) != 1)
+      s.fail(std::string("cannot read the layout of ") + spec.name);
+    spec.table->chunk = std::max<hsize_t>(chunk[0], 1);
+    spec.table->element_bytes = H5Tget_size(type.get());
+  }
+}
+
+RunWriter::~RunWriter() {
+  try {
+    close();
+  } catch (...) {
+    // A destructor cannot report; close() explicitly to see the error.
+  }
+}
+
+std::int64_t RunWriter::size() const noexcept { return static_cast<std::int64_t>(state_->snapshots.committed); }
+
+void RunWriter::append(const Snapshot& snapshot) {
+  h5::quiet();
+  auto& s = *state_;
+  if (s.closed || !s.file.valid()) throw FileError("run file '" + s.path + "': append after close");
+  if (!s.broken.empty())
+    throw FileError("run file '" + s.path + "' takes no more snapshots after a write error (" + s.broken + "); the " +
+                    std::to_string(s.snapshots.committed) + " snapshots written before are intact");
+
+  // Validate first: nothing is written for a snapshot that does not fit the schema.
+  for (const auto& layer : snapshot.layers) {
+    const auto n = static_cast<std::size_t>(std::max<std::int64_t>(layer.n_neurons, 0));
+    auto bad = [&](const std::string& what) {
+      throw UsageError("snapshot at epoch " + std::to_string(snapshot.epoch) + ", layer '" + layer.name + "': " + what);
+    };
+    if (layer.n_neurons < 0) bad("n_neurons is negative");
+    if (layer.mean.size() != n || layer.stddev.size() != n || layer.min.size() != n || layer.max.size() != n ||
+        layer.dead.size() != n || layer.labels.size() != n)
+      bad("mean, stddev, min, max, dead and labels must each have n_neurons (" + std::to_string(n) + ") entries");
+    if ((!layer.grad_mean_abs.empty() && layer.grad_mean_abs.size() != n) ||
+        (!layer.taylor.empty() && layer.taylor.size() != n))
+      bad("grad_mean_abs and taylor must each be empty or have n_neurons (" + std::to_string(n) + ") entries");
+    if (!layer.correlation.empty() && layer.correlation.size() != n * n)
+      bad("correlation must be empty or n_neurons x n_neurons");
+    if (layer.output_shape.size() > static_cast<std::size_t>(schema::kMaxDims))
+      bad("output_shape has more than " + std::to_string(schema::kMaxDims) + " dimensions");
+  }
+
+  // Lay the snapshot out in the append-only tables, starting at their committed ends.
+  std::vector<schema::LayerRow> layer_rows;
+  std::vector<schema::NeuronRow> neurons;
+  std::vector<float> corr;
+  std::vector<schema::GroupRow> groups;
+  std::vector<std::int32_t> members;
+  std::vector<float> patterns;
+  std::vector<std::uint8_t> text;
+  layer_rows.reserve(snapshot.layers.size());
+  for (const auto& layer : snapshot.layers) {
+    schema::LayerRow row{};
+    row.snapshot = s.snapshots.committed;
+    const auto it = std::find(s.layer_names.begin(), s.layer_names.end(), layer.name);
+    row.layer = it == s.layer_names.end() ? -1 : static_cast<std::int32_t>(it - s.layer_names.begin());
+    row.name_offset = s.text.committed + text.size();
+    row.name_len = static_cast<std::uint32_t>(layer.name.size());
+    text.insert(text.end(), layer.name.begin(), layer.name.end());
+    row.n_neurons = layer.n_neurons;
+    row.samples = layer.samples;
+    row.ndim = static_cast<std::int32_t>(layer.output_shape.size());
+    std::copy(layer.output_shape.begin(), layer.output_shape.end(), row.output_shape);
+    row.captured_batches = layer.counters.captured_batches;
+    row.dropped_batches = layer.counters.dropped_batches;
+    row.skipped_batches = layer.counters.skipped_batches;
+    row.rows = layer.counters.rows;
+    row.nonfinite_rows = layer.counters.nonfinite_rows;
+    row.errors = layer.counters.errors;
+    row.neuron_offset = s.neurons.committed + neurons.size();
+    const bool has_grad = !layer.grad_mean_abs.empty();
+    const bool has_taylor = !layer.taylor.empty();
+    row.gradient_samples = layer.gradient_samples;
+    row.gradients = static_cast<std::uint8_t>((has_grad ? schema::kHasGradMeanAbs : 0) | (has_taylor ? schema::kHasTaylor : 0));
+    for (std::size_t i = 0; i < static_cast<std::size_t>(layer.n_neurons); ++i)
+      neurons.push_back({layer.mean[i], layer.stddev[i], layer.min[i], layer.max[i], layer.dead[i], layer.labels[i],
+                         has_grad ? layer.grad_mean_abs[i] : 0.0, has_taylor ? layer.taylor[i] : 0.0});
+    row.corr_offset = s.corr.committed + corr.size();
+    row.corr_count = layer.correlation.size();
+    corr.insert(corr.end(), layer.correlation.begin(), layer.correlation.end());
+    row.group_offset = s.groups.committed + groups.size();
+    row.n_groups = layer.groups.size();
+    for (const auto& g : layer.groups) {
+      schema::GroupRow gr{};
+      gr.group_id = g.group_id;
+      gr.layer_row = s.layer_rows.committed + layer_rows.size();
+      gr.size = static_cast<std::int64_t>(g.neuron_indices.size());
+      gr.cohesion = g.cohesion_score;
+      gr.mean_activation = g.mean_activation;
+      gr.importance = g.importance;
+      gr.members_offset = s.members.committed + members.size();
+      members.insert(members.end(), g.neuron_indices.begin(), g.neuron_indices.end());
+      gr.pattern_offset = s.patterns.committed + patterns.size();
+      gr.pattern_len = g.activation_pattern.size();
+      patterns.insert(patterns.end(), g.activation_pattern.begin(), g.activation_pattern.end());
+      copy_label(gr.learning_phase, g.learning_phase);
+      copy_label(gr.skill_category, g.skill_category);
+      groups.push_back(gr);
+    }
+    row.mean_cohesion = layer.mean_cohesion();
+    row.dead_count = layer.dead_count();
+    layer_rows.push_back(row);
+  }
+
+  schema::CommitRow commit{};
+  commit.epoch = snapshot.epoch;
+  commit.loss = snapshot.loss;
+  commit.timestamp = snapshot.timestamp;
+  commit.layer_rows_offset = s.layer_rows.committed;
+  commit.n_layers = static_cast<std::uint32_t>(snapshot.layers.size());
+  commit.committed = 1;
+
+  const std::uint64_t committed_snapshots = s.snapshots.committed;
+  std::uint64_t need = kMetadataMargin;
+  const std::pair<const Table*, std::uint64_t> sizes[] = {
+      {&s.neurons, neurons.size()},   {&s.corr, corr.size()},     {&s.members, members.size()},
+      {&s.patterns, patterns.size()}, {&s.groups, groups.size()}, {&s.text, text.size()},
+      {&s.layer_rows, layer_rows.size()}, {&s.snapshots, 1}};
+  for (const auto& [table, count] : sizes)
+    need += table->bytes_for(count) + table->chunks_after(count) * kIndexBytesPerChunk;
+  try {
+    s.reserve(need);
+    s.write_rows(s.neurons, neurons.data(), neurons.size());
+    s.write_rows(s.corr, corr.data(), corr.size());
+    s.write_rows(s.members, members.data(), members.size());
+    s.write_rows(s.patterns, patterns.data(), patterns.size());
+    s.write_rows(s.groups, groups.data(), groups.size());
+    s.write_rows(s.text, text.data(), text.size());
+    s.write_rows(s.layer_rows, layer_rows.data(), layer_rows.size());
+    // Everything the commit row points at reaches the file before the commit row does.
+    s.check(H5Fflush(s.file.get(), H5F_SCOPE_LOCAL), "cannot flush snapshot data");
+    // The flush may have truncated the file to HDF5's allocation: reserve again for the commit row.
+    s.reserve(kMetadataMargin + s.snapshots.bytes_for(1) + s.snapshots.chunks_after(1) * kIndexBytesPerChunk);
+    s.write_rows(s.snapshots, &commit, 1);
+    s.check(H5Dflush(s.snapshots.dset.get()), "cannot flush the commit record");
+  } catch (const NoRoom& e) {
+    // Nothing reached HDF5: the data tables' extents may have grown in an earlier step, but rows past
+    // the committed offsets are unreferenced and the next append overwrites them.
+    if (s.snapshots.extent > committed_snapshots) {
+      const hsize_t dims[1] = {committed_snapshots};
+      if (H5Dset_extent(s.snapshots.dset.get(), dims) >= 0) s.snapshots.extent = committed_snapshots;
+    }
+    throw FileError(std::string(e.what()) + " (snapshot at epoch " + std::to_string(snapshot.epoch) +
+                    " not written; earlier snapshots are kept)");
+  } catch (const FileError& e) {
+    s.detach(e.what());
+    throw FileError(std::string(e.what()) + " (snapshot at epoch " + std::to_string(snapshot.epoch) +
+                    " not written; earlier snapshots are kept, later ones are refused)");
+  }
+  s.snapshots.committed += 1;
+  s.layer_rows.committed += layer_rows.size();
+  s.neurons.committed += neurons.size();
+  s.corr.committed += corr.size();
+  s.groups.committed += groups.size();
+  s.members.committed += members.size();
+  s.patterns.committed += patterns.size();
+  s.text.committed += text.size();
+}
+
+void RunWriter::close() {
+  auto& s = *state_;
+  if (s.closed) return;
+  s.closed = true;
+  h5::quiet();
+  for (Table* t : {&s.snapshots, &s.layer_rows, &s.neurons, &s.corr, &s.groups, &s.members, &s.patterns, &s.text}) {
+    t->dset.reset();
+    t->mem_type.reset();
+  }
+  if (!s.file.valid()) return;
+  // Flush first: should that fail, detach before H5Fclose, whose own failure leaves HDF5 with a
+  // half-closed file that it tries to close again at exit, and crashes (1.10.8).
+  if (s.broken.empty() && H5Fflush(s.file.get(), H5F_SCOPE_LOCAL) < 0) {
+    const std::string reason = "cannot flush when closing: " + h5::last_error();
+    s.detach(reason);
+    s.file.reset();
+    throw FileError("run file '" + s.path + "': " + reason + "; the " + std::to_string(s.snapshots.committed) +
+                    " snapshots written before are intact");
+  }
+  // A detached file closes into /dev/null; if HDF5 still fails (a failed metadata flush leaves 1.10.8's
+  // cache unable to flush again), there is nothing left to report: the file on disk is as it was.
+  if (s.file.reset() < 0 && s.broken.empty()) s.fail("cannot close");
+}
+
+}  // namespace neuronmap::detail

@@ -1,0 +1,182 @@
+// Deterministic run content for the store tests: snapshot i is a pure function of i, so a file written
+// by another (killed) process can be checked bit for bit.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "neuronmap/snapshot.hpp"
+
+namespace neuronmap::test {
+
+inline std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/// A reproducible stream of numbers seeded by (snapshot, layer, purpose).
+class Numbers {
+ public:
+  Numbers(std::uint64_t a, std::uint64_t b, std::uint64_t c) : state_(mix(mix(mix(a) ^ b) ^ c)) {}
+  std::uint64_t next() { return state_ = mix(state_); }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }          // [0, 1)
+  double value() { return (uniform() - 0.5) * std::ldexp(1.0, static_cast<int>(next() % 20) - 10); }
+  std::int64_t below(std::int64_t n) { return n <= 0 ? 0 : static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(n)); }
+
+ private:
+  std::uint64_t state_;
+};
+
+inline RunInfo sample_info() {
+  RunInfo info;
+  info.library_version = "0.1.0";
+  info.torch_version = "1.13.0";
+  info.device = "cpu";
+  info.created = "2026-01-02T03:04:05Z";
+  info.options_json = R"({"every": 5, "file": "run.h5", "threshold": 0.6})";
+  info.layers = {{"conv1", "torch::nn::Conv2dImpl", "spatial mean over [H, W]"},
+                 {"fc1", "torch::nn::LinearImpl", "rows as samples"},
+                 {"fc2", "torch::nn::LinearImpl", "rows as samples"},
+                 {"head", "torch::nn::LinearImpl", "rows as samples"}};
+  return info;
+}
+
+inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::string& name, std::int64_t n,
+                                  bool with_correlation, int max_groups) {
+  Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 1);
+  LayerSnapshot l;
+  l.name = name;
+  l.n_neurons = n;
+  if (n > 0) l.output_shape = {32, n, 1 + r.below(7), 1 + r.below(7)};
+  if (which == 1 && n > 0) l.output_shape = {2, 3, 4, 5, 6, 7, 8, n};  // the most dimensions stored
+  l.samples = n > 0 ? 32 * (index + 1) : 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    double a = r.value(), b = r.value();
+    l.mean.push_back(a);
+    l.stddev.push_back(std::fabs(b));
+    l.min.push_back(a - 1.0 - r.uniform());
+    l.max.push_back(a + 1.0 + r.uniform());
+    l.dead.push_back(static_cast<std::uint8_t>(r.below(5) == 0));
+    l.labels.push_back(-1);
+  }
+  // A NaN and signed zero must come back with the same bits.
+  if (n > 2) {
+    l.min[1] = std::numeric_limits<double>::quiet_NaN();
+    l.max[2] = -0.0;
+  }
+  // Gradient statistics on some layers only (they need Options::gradients).
+  if (which == 1 || (which == 0 && index % 2 == 1)) {
+    l.gradient_samples = l.samples / 2;
+    for (std::int64_t j = 0; j < n; ++j) l.grad_mean_abs.push_back(std::fabs(r.value()));
+    if (which == 1)
+      for (std::int64_t j = 0; j < n; ++j) l.taylor.push_back(r.value());
+  }
+  if (with_correlation && n > 0) {
+    l.correlation.resize(static_cast<std::size_t>(n * n));
+    for (auto& c : l.correlation) c = static_cast<float>(r.uniform() * 2.0 - 1.0);
+  }
+  const int n_groups = n >= 3 ? static_cast<int>(r.below(max_groups + 1)) : 0;
+  std::int64_t next_member = 0;
+  for (int g = 0; g < n_groups && next_member < n; ++g) {
+    Group group;
+    group.group_id = g;
+    group.layer_name = name;
+    const std::int64_t size = std::min<std::int64_t>(1 + r.below(4), n - next_member);
+    for (std::int64_t k = 0; k < size; ++k) {
+      l.labels[static_cast<std::size_t>(next_member)] = g;
+      group.neuron_indices.push_back(static_cast<std::int32_t>(next_member++));
+    }
+    next_member += r.below(3);
+    group.cohesion_score = r.uniform();
+    group.mean_activation = r.value();
+    group.importance = r.uniform();
+    const auto pattern_len = r.below(3) == 0 ? 0 : 1 + r.below(40);
+    for (std::int64_t k = 0; k < pattern_len; ++k) group.activation_pattern.push_back(static_cast<float>(r.value()));
+    if (g % 2 == 0) group.learning_phase = "early";
+    if (g == 1) group.skill_category = std::string(32, 'x');  // exactly the stored width
+    l.groups.push_back(std::move(group));
+  }
+  l.counters.captured_batches = 10 + r.below(100);
+  l.counters.dropped_batches = r.below(3);
+  l.counters.skipped_batches = r.below(2);
+  l.counters.rows = l.samples;
+  l.counters.nonfinite_rows = r.below(2);
+  l.counters.errors = 0;
+  return l;
+}
+
+/// Snapshot `index`: layers of different widths (one with no neurons on even indices, one not named in
+/// RunInfo), correlation stored for some layers only, a NaN loss every fourth snapshot.
+inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
+  Snapshot s;
+  s.epoch = 5 * (index + 1);
+  s.loss = index % 4 == 3 ? std::numeric_limits<double>::quiet_NaN() : 1.0 / static_cast<double>(index + 1);
+  s.timestamp = 1.7e9 + 0.25 * static_cast<double>(index);
+  s.layers.push_back(sample_layer(index, 0, "conv1", 4 + index % 5, true, 1));
+  s.layers.push_back(sample_layer(index, 1, "fc1", scale * (40 + (index * 13) % 90), true, 4));
+  s.layers.push_back(sample_layer(index, 2, "fc2", 1 + index % 3, false, 0));
+  s.layers.push_back(sample_layer(index, 3, "head", index % 2 == 0 ? 0 : 10, false, 2));
+  if (index % 3 == 1) s.layers.push_back(sample_layer(index, 4, "extra.not_in_info", 5, true, 2));
+  return s;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+/// Empty when equal bit for bit; otherwise what differs first.
+inline std::string difference(const Snapshot& a, const Snapshot& b) {
+  std::ostringstream why;
+  if (a.epoch != b.epoch) return "epoch";
+  if (!same_bits(a.loss, b.loss)) return "loss";
+  if (!same_bits(a.timestamp, b.timestamp)) return "timestamp";
+  if (a.layers.size() != b.layers.size()) return "number of layers";
+  for (std::size_t i = 0; i < a.layers.size(); ++i) {
+    const auto& x = a.layers[i];
+    const auto& y = b.layers[i];
+    const std::string at = "layer " + std::to_string(i) + " ('" + x.name + "'): ";
+    if (x.name != y.name) return at + "name";
+    if (x.output_shape != y.output_shape) return at + "output_shape";
+    if (x.n_neurons != y.n_neurons || x.samples != y.samples) return at + "n_neurons/samples";
+    if (!same_bits(x.mean, y.mean) || !same_bits(x.stddev, y.stddev) || !same_bits(x.min, y.min) ||
+        !same_bits(x.max, y.max))
+      return at + "statistics";
+    if (x.dead != y.dead || x.labels != y.labels) return at + "dead/labels";
+    if (x.gradient_samples != y.gradient_samples || !same_bits(x.grad_mean_abs, y.grad_mean_abs) ||
+        !same_bits(x.taylor, y.taylor))
+      return at + "gradients";
+    if (!same_bits(x.correlation, y.correlation)) return at + "correlation";
+    const auto& c = x.counters;
+    const auto& d = y.counters;
+    if (c.captured_batches != d.captured_batches || c.dropped_batches != d.dropped_batches ||
+        c.skipped_batches != d.skipped_batches || c.rows != d.rows || c.nonfinite_rows != d.nonfinite_rows ||
+        c.errors != d.errors)
+      return at + "counters";
+    if (x.groups.size() != y.groups.size()) return at + "number of groups";
+    for (std::size_t g = 0; g < x.groups.size(); ++g) {
+      const auto& p = x.groups[g];
+      const auto& q = y.groups[g];
+      const std::string gat = at + "group " + std::to_string(g) + ": ";
+      if (p.group_id != q.group_id || p.layer_name != q.layer_name) return gat + "id/layer";
+      if (p.neuron_indices != q.neuron_indices) return gat + "members";
+      if (!same_bits(p.cohesion_score, q.cohesion_score) || !same_bits(p.mean_activation, q.mean_activation) ||
+          !same_bits(p.importance, q.importance))
+        return gat + "scores";
+      if (!same_bits(p.activation_pattern, q.activation_pattern)) return gat + "pattern";
+      if (p.learning_phase != q.learning_phase || p.skill_category != q.skill_category) return gat + "labels";
+    }
+  }
+  return {};
+}
+
+}  // namespace neuronmap::test

@@ -1,0 +1,285 @@
+// The run file in one process: round trips, the reader's errors, check_path, and a live reader.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "neuronmap/errors.hpp"
+#include "neuronmap/run.hpp"
+#include "neuronmap/version.hpp"
+#include "process.hpp"
+#include "sample_run.hpp"
+#include "store/run_file.hpp"
+#include "test_files.hpp"
+
+namespace neuronmap::test {
+namespace {
+
+using detail::RunReader;
+using detail::RunWriter;
+
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("WRONG EXCEPTION TYPE: ") + e.what();
+  }
+  return "NO EXCEPTION";
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(RunFile, RoundTripsSnapshotsBitForBit) {
+  const auto path = test_dir() + "/run.h5";
+  const std::int64_t n = 7;
+  write_sample_run(path, n);
+
+  RunReader reader(path);
+  const auto& info = reader.info();
+  const auto expected = sample_info();
+  EXPECT_EQ(info.format_version, kFormatVersion);
+  EXPECT_EQ(info.library_version, expected.library_version);
+  EXPECT_EQ(info.torch_version, expected.torch_version);
+  EXPECT_EQ(info.device, expected.device);
+  EXPECT_EQ(info.created, expected.created);
+  EXPECT_EQ(info.options_json, expected.options_json);
+  ASSERT_EQ(info.layers.size(), expected.layers.size());
+  for (std::size_t i = 0; i < info.layers.size(); ++i) {
+    EXPECT_EQ(info.layers[i].name, expected.layers[i].name);
+    EXPECT_EQ(info.layers[i].module_type, expected.layers[i].module_type);
+    EXPECT_EQ(info.layers[i].reduction, expected.layers[i].reduction);
+  }
+
+  ASSERT_EQ(reader.size(), n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto want = sample_snapshot(i);
+    EXPECT_EQ(difference(reader.snapshot(i), want), "") << "snapshot " << i;
+    const auto summary = reader.summary(i);
+    EXPECT_EQ(summary.epoch, want.epoch);
+    EXPECT_TRUE(same_bits(summary.loss, want.loss));
+    ASSERT_EQ(summary.layers.size(), want.layers.size());
+    for (std::size_t k = 0; k < want.layers.size(); ++k) {
+      const auto& s = summary.layers[k];
+      const auto& w = want.layers[k];
+      EXPECT_EQ(s.name, w.name);
+      EXPECT_EQ(s.n_neurons, w.n_neurons);
+      EXPECT_EQ(s.samples, w.samples);
+      EXPECT_EQ(s.groups, static_cast<std::int64_t>(w.groups.size()));
+      EXPECT_DOUBLE_EQ(s.mean_cohesion, w.mean_cohesion());
+      EXPECT_EQ(s.dead, w.dead_count());
+      EXPECT_EQ(s.counters.dropped_batches, w.counters.dropped_batches);
+      EXPECT_EQ(s.counters.captured_batches, w.counters.captured_batches);
+    }
+  }
+  // The sample covers what the schema must carry: NaN loss, an empty matrix, a layer with no neurons,
+  // a layer not listed in RunInfo, groups with and without patterns.
+  EXPECT_TRUE(std::isnan(reader.snapshot(3).loss));
+  EXPECT_TRUE(reader.snapshot(0).layers[2].correlation.empty());
+  EXPECT_EQ(reader.snapshot(0).layers[3].n_neurons, 0);
+  EXPECT_EQ(reader.snapshot(1).layers.back().name, "extra.not_in_info");
+}
+
+TEST(RunFile, PublicRunReadsTheSameFile) {
+  const auto path = test_dir() + "/run.h5";
+  write_sample_run(path, 2);
+  auto run = Run::open(path);
+  ASSERT_EQ(run.size(), 2);
+  EXPECT_EQ(difference(run.snapshot(1), sample_snapshot(1)), "");
+  EXPECT_EQ(run.refresh(), 2);
+  EXPECT_THROW(run.snapshot(2), UsageError);
+  EXPECT_THROW(run.summary(-1), UsageError);
+}
+
+TEST(RunFile, ZeroSnapshotsAndZeroLayers) {
+  const auto dir = test_dir();
+  {
+    RunWriter writer(dir + "/empty.h5", sample_info(), false);
+    EXPECT_EQ(writer.size(), 0);
+  }  // the destructor closes
+  RunReader reader(dir + "/empty.h5");
+  EXPECT_EQ(reader.size(), 0);
+  EXPECT_EQ(reader.refresh(), 0);
+  EXPECT_EQ(reader.info().layers.size(), 4u);
+  EXPECT_THROW(reader.snapshot(0), UsageError);
+
+  RunInfo bare;  // nothing but defaults
+  {
+    RunWriter writer(dir + "/bare.h5", bare, false);
+    Snapshot no_layers;
+    no_layers.epoch = 3;
+    no_layers.loss = std::nan("");
+    writer.append(no_layers);
+    EXPECT_EQ(writer.size(), 1);
+    writer.close();
+    writer.close();  // idempotent
+    EXPECT_THROW(writer.append(no_layers), FileError);
+  }
+  RunReader bare_reader(dir + "/bare.h5");
+  EXPECT_TRUE(bare_reader.info().layers.empty());
+  EXPECT_EQ(bare_reader.info().library_version, NEURONMAP_VERSION_STRING);
+  ASSERT_EQ(bare_reader.size(), 1);
+  EXPECT_EQ(bare_reader.snapshot(0).epoch, 3);
+  EXPECT_TRUE(bare_reader.snapshot(0).layers.empty());
+  EXPECT_TRUE(std::isnan(bare_reader.summary(0).loss));
+}
+
+TEST(RunFile, RejectsInconsistentSnapshotsWithoutWriting) {
+  const auto path = test_dir() + "/run.h5";
+  RunWriter writer(path, sample_info(), false);
+  auto bad = sample_snapshot(0);
+  bad.layers[1].mean.pop_back();
+  EXPECT_THROW(writer.append(bad), UsageError);
+  bad = sample_snapshot(0);
+  bad.layers[0].correlation.resize(3);
+  EXPECT_THROW(writer.append(bad), UsageError);
+  bad = sample_snapshot(0);
+  bad.layers[0].output_shape.assign(9, 1);
+  EXPECT_THROW(writer.append(bad), UsageError);
+  EXPECT_EQ(writer.size(), 0);
+  writer.append(sample_snapshot(0));
+  writer.close();
+  RunReader reader(path);
+  ASSERT_EQ(reader.size(), 1);
+  EXPECT_EQ(difference(reader.snapshot(0), sample_snapshot(0)), "");
+}
+
+TEST(RunFile, TruncatesLongGroupLabelsToTheirWidth) {
+  const auto path = test_dir() + "/run.h5";
+  auto s = sample_snapshot(2);
+  ASSERT_FALSE(s.layers[1].groups.empty());
+  s.layers[1].groups[0].learning_phase = std::string(40, 'p');
+  {
+    RunWriter writer(path, sample_info(), false);
+    writer.append(s);
+  }
+  RunReader reader(path);
+  EXPECT_EQ(reader.snapshot(0).layers[1].groups[0].learning_phase, std::string(32, 'p'));
+}
+
+TEST(CheckPath, CreatesMissingDirectories) {
+  const auto dir = test_dir();
+  const auto path = dir + "/a/b/c/run.h5";
+  EXPECT_NO_THROW(RunWriter::check_path(path, false));
+  EXPECT_TRUE(fs::is_directory(dir + "/a/b/c"));
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  RunWriter writer(dir + "/x/y/run.h5", sample_info(), false);  // the constructor does it too
+  EXPECT_TRUE(fs::exists(dir + "/x/y/run.h5"));
+}
+
+TEST(CheckPath, RefusesAnExistingFileUnlessOverwrite) {
+  const auto path = test_dir() + "/run.h5";
+  write_sample_run(path, 2);
+  const auto message = message_of<FileError>([&] { RunWriter::check_path(path, false); });
+  EXPECT_TRUE(contains(message, "already exists")) << message;
+  EXPECT_TRUE(contains(message, "Options{}.overwrite(true)")) << message;
+  EXPECT_THROW(RunWriter(path, sample_info(), false), FileError);
+  EXPECT_EQ(RunReader(path).size(), 2);  // refused: untouched
+
+  EXPECT_NO_THROW(RunWriter::check_path(path, true));
+  {
+    RunWriter writer(path, sample_info(), true);
+    writer.append(sample_snapshot(5));
+  }
+  RunReader reader(path);
+  ASSERT_EQ(reader.size(), 1);
+  EXPECT_EQ(difference(reader.snapshot(0), sample_snapshot(5)), "");
+}
+
+TEST(CheckPath, FailsClearlyOnUnwritablePlaces) {
+  const auto dir = test_dir();
+  write_text(dir + "/plain_file", "not a directory\n");
+
+  auto message = message_of<FileError>([&] { RunWriter::check_path(dir + "/plain_file/run.h5", false); });
+  EXPECT_TRUE(contains(message, "not a directory")) << message;
+  message = message_of<FileError>([&] { RunWriter::check_path(dir + "/plain_file/sub/run.h5", false); });
+  EXPECT_TRUE(contains(message, "cannot create the directory")) << message;
+  message = message_of<FileError>([&] { RunWriter::check_path("/proc/neuronmap_store_test.h5", false); });
+  EXPECT_TRUE(contains(message, "not writable")) << message;
+  message = message_of<FileError>([&] { RunWriter::check_path("/proc/self/neuronmap/run.h5", false); });
+  EXPECT_TRUE(contains(message, "cannot create")) << message;
+  message = message_of<FileError>([&] { RunWriter::check_path(dir, true); });
+  EXPECT_TRUE(contains(message, "is a directory")) << message;
+  message = message_of<FileError>([&] { RunWriter::check_path("", false); });
+  EXPECT_TRUE(contains(message, "empty")) << message;
+  EXPECT_THROW(RunWriter(dir + "/plain_file/run.h5", sample_info(), false), FileError);
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+TEST(Reader, RefusesMissingForeignNewerAndTruncatedFiles) {
+  const auto dir = test_dir();
+  const auto good = dir + "/good.h5";
+  write_sample_run(good, 3);
+
+  auto message = message_of<FileError>([&] { RunReader r(dir + "/missing.h5"); });
+  EXPECT_TRUE(contains(message, "does not exist")) << message;
+  EXPECT_EQ(message_of<FormatError>([&] { RunReader r(dir + "/missing.h5"); }).rfind("WRONG", 0), 0u)
+      << "a missing file is not a format error";
+
+  write_text(dir + "/text.h5", "epoch,loss\n5,0.1\n");
+  message = message_of<FormatError>([&] { RunReader r(dir + "/text.h5"); });
+  EXPECT_TRUE(contains(message, "not an HDF5 file")) << message;
+
+  write_text(dir + "/empty.h5", "");
+  message = message_of<FormatError>([&] { RunReader r(dir + "/empty.h5"); });
+  EXPECT_TRUE(contains(message, "empty")) << message;
+
+  write_foreign_hdf5(dir + "/foreign.h5");
+  message = message_of<FormatError>([&] { RunReader r(dir + "/foreign.h5"); });
+  EXPECT_TRUE(contains(message, "not a NeuronMap run")) << message;
+
+  fs::copy_file(good, dir + "/newer.h5");
+  set_format_version(dir + "/newer.h5", kFormatVersion + 1);
+  message = message_of<FormatError>([&] { RunReader r(dir + "/newer.h5"); });
+  EXPECT_TRUE(contains(message, "newer")) << message;
+  set_format_version(dir + "/newer.h5", kFormatVersion);
+  EXPECT_EQ(RunReader(dir + "/newer.h5").size(), 3);  // only the version made the difference
+
+  write_truncated_copy(good, dir + "/truncated.h5", fs::file_size(good) / 2);
+  message = message_of<FileError>([&] { RunReader r(dir + "/truncated.h5"); });
+  EXPECT_TRUE(contains(message, "truncated")) << message;
+
+  message = message_of<FileError>([&] { RunReader r(dir); });
+  EXPECT_TRUE(contains(message, "directory")) << message;
+}
+
+// A writer in another process (SWMR allows no second opener of the file in the writer's process).
+TEST(Reader, SeesCommittedSnapshotsOnlyAndGrowsOnRefresh) {
+  const auto path = test_dir() + "/live.h5";
+  ChildProcess writer({NEURONMAP_STORE_CHILD, path, "--count", "2", "--stdin"}, true);
+  std::string line;
+  ASSERT_TRUE(writer.read_line(line, 20000));
+  ASSERT_EQ(line, "created");
+  ASSERT_TRUE(writer.read_line(line, 20000));
+  ASSERT_TRUE(writer.read_line(line, 20000));
+  ASSERT_EQ(line, "committed 1");
+
+  RunReader reader(path);
+  ASSERT_EQ(reader.size(), 2);
+  EXPECT_EQ(difference(reader.snapshot(1), sample_snapshot(1)), "");
+
+  for (int next = 2; next < 5; ++next) {
+    writer.write_stdin("more\n");
+    ASSERT_TRUE(writer.read_line(line, 20000));
+    ASSERT_EQ(line, "committed " + std::to_string(next));
+    EXPECT_EQ(reader.size(), next) << "size changes only on refresh()";
+    EXPECT_THROW(reader.snapshot(next), UsageError);
+    EXPECT_EQ(reader.refresh(), next + 1);
+    EXPECT_EQ(difference(reader.snapshot(next), sample_snapshot(next)), "") << "snapshot " << next;
+    EXPECT_EQ(difference(reader.snapshot(0), sample_snapshot(0)), "");
+  }
+  writer.close_stdin();
+  ASSERT_TRUE(writer.read_line(line, 20000));
+  EXPECT_EQ(line, "closed");
+  const int status = writer.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(reader.refresh(), 5);
+  EXPECT_EQ(RunReader(path).size(), 5);
+}
+
+}  // namespace
+}  // namespace neuronmap::test

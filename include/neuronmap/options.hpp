@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace neuronmap {
 
@@ -93,6 +94,8 @@ class Options {
   NEURONMAP_OPTION(std::int64_t, reservoir_size, 2048);
   /// Seed of the reservoir's sampling.
   NEURONMAP_OPTION(std::uint64_t, seed, 42);
+  /// Names of the sample tags given to Session::observe (e.g. {"mathematical", "linguistic"}).
+  NEURONMAP_OPTION(std::vector<std::string>, tag_names, {});
   /// Also capture dLoss/dActivation of every probed layer during backward (per-neuron mean |gradient|
   /// and Taylor importance, mean of activation x gradient).
   NEURONMAP_OPTION(bool, gradients, false);

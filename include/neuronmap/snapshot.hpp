@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct Group {
   double mean_activation = 0.0;          ///< mean activation of the members over the captured samples
   std::vector<float> activation_pattern; ///< the group's mean activation per reservoir sample (may be empty)
   double importance = 0.0;               ///< sum of the members' |Taylor importance| (0 without gradients)
+  std::int64_t lineage_id = -1;          ///< follows the group across snapshots (-1: not tracked)
+  double selectivity = 0.0;              ///< class selectivity index over sample tags (0 without tags)
+  double loss_correlation = 0.0;         ///< Pearson r of activation_pattern with the per-sample loss (0 if unknown)
   std::string learning_phase;            ///< filled by the learning-pattern analysis (may be empty)
   std::string skill_category;            ///< filled by the learning-pattern analysis (may be empty)
 
@@ -54,6 +58,16 @@ struct LayerSnapshot {
   std::int64_t gradient_samples = 0;       ///< rows of gradients seen (0 without Options::gradients)
   std::vector<double> grad_mean_abs;       ///< per neuron: mean |dLoss/dActivation| (empty without gradients)
   std::vector<double> taylor;              ///< per neuron: mean of activation x gradient (Molchanov et al. 2017)
+  std::vector<double> mean_abs;            ///< per neuron: mean |activation| (dormant-neuron scores)
+  double dead_rate = 0.0;                  ///< fraction of neurons with dormant score <= 0 (Sokar et al. 2023)
+  double dormant_rate = 0.0;               ///< fraction with dormant score <= LearningOptions::dormant_tau (0.025)
+  double cka_previous = std::numeric_limits<double>::quiet_NaN();  ///< linear CKA to the previous snapshot
+  /// The reservoir: a uniform sample of rows (reservoir_ids.size() x n_neurons, row-major), with each
+  /// row's sample id, tag (-1 untagged) and per-sample loss (NaN if not observed).
+  std::vector<float> reservoir;
+  std::vector<std::int64_t> reservoir_ids;
+  std::vector<std::int32_t> reservoir_tags;
+  std::vector<float> reservoir_loss;
   std::vector<std::int32_t> labels;        ///< per neuron: group id or -1 (ungrouped)
   std::vector<Group> groups;
   Counters counters;                       ///< what happened to this layer's batches in this snapshot's window
@@ -71,12 +85,29 @@ struct LayerSnapshot {
   }
 };
 
+/// A learning event (docs/LEARNING.md): a group transition, a cohesion jump or a dormant-rate change.
+struct Event {
+  std::int64_t epoch = 0;
+  std::string layer;
+  std::string kind;                   ///< emerged, split, merged, dissolved, grew, shrank, cohesion_jump, dormant_change
+  std::vector<std::int64_t> lineages; ///< lineage ids involved
+  double strength = 0.0;              ///< in [0, 1]
+  std::string skill_category;
+  double loss_change = 0.0;           ///< loss at this snapshot minus loss at the previous one
+};
+
 /// Everything analysed at one snapshot epoch.
 struct Snapshot {
   std::int64_t epoch = 0;
   double loss = 0.0;          ///< the loss given to end_epoch (NaN if none)
   double timestamp = 0.0;     ///< seconds since the Unix epoch when the snapshot was made
   std::vector<LayerSnapshot> layers;
+  std::string phase;                  ///< learning phase of the interval ending here (docs/LEARNING.md)
+  std::vector<Event> events;          ///< events detected at this snapshot
+  std::vector<double> layer_cka;      ///< L x L linear CKA between the layers on the reservoir (row-major)
+  /// The loss of every epoch since the previous snapshot (this one included), from end_epoch.
+  std::vector<std::int64_t> loss_epochs;
+  std::vector<double> losses;
 };
 
 /// One probed layer as the run file describes it.
@@ -94,6 +125,7 @@ struct RunInfo {
   std::string device;
   std::string created;       ///< ISO 8601, UTC
   std::string options_json;  ///< the session's options
+  std::vector<std::string> tag_names;  ///< names of the sample tags (Options::tag_names)
   std::vector<LayerInfo> layers;
 };
 

@@ -161,6 +161,7 @@ LearningSummary summarize(const std::vector<LearningEvent>& events);
 /// rows. Pairs where either value is not finite are skipped; 0 when undefined (< 2 pairs, or no
 /// variance). Throws std::invalid_argument when the lengths differ.
 double loss_correlation(const std::vector<float>& activation_pattern, const std::vector<double>& sample_loss);
+double loss_correlation(const std::vector<float>& activation_pattern, const std::vector<float>& sample_loss);
 
 struct Selectivity {
   double index = 0.0;                ///< class selectivity index SI in [0, 1]
@@ -255,6 +256,10 @@ class LayerLearning {
                    double dormant_rate = std::numeric_limits<double>::quiet_NaN(),
                    double cka_to_previous = std::numeric_limits<double>::quiet_NaN());
 
+  /// The same from a snapshot's layer (annotate_layer first): reads its groups, dormant_rate and
+  /// cka_previous, and writes each group's lineage_id.
+  LayerStep update(std::int64_t epoch, double loss, LayerSnapshot& layer);
+
   const std::string& layer() const noexcept { return layer_; }
 
  private:
@@ -268,5 +273,31 @@ class LayerLearning {
   double previous_cka_ = std::numeric_limits<double>::quiet_NaN();
   std::vector<Group> previous_groups_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Glue to the snapshot model (neuronmap/snapshot.hpp)
+
+/// Linear CKA between two reservoirs (LayerSnapshot::reservoir, rows identified by reservoir_ids), on the
+/// samples both hold (first occurrence of an id), in the first one's order. Works for one layer at two
+/// snapshots (cka_previous) and for two layers at one snapshot (Snapshot::layer_cka). NaN when fewer than
+/// 2 samples are shared or CKA is undefined. Throws std::invalid_argument when a reservoir's size is not
+/// reservoir_ids.size() x n_neurons.
+double reservoir_cka(const LayerSnapshot& a, const LayerSnapshot& b);
+
+/// Fills what can be computed from one layer alone: per group selectivity, skill_category (from
+/// activation_pattern and reservoir_tags; tag ids without a name count as untagged, a group without a
+/// pattern is "untagged") and loss_correlation (with reservoir_loss); the layer's dead_rate and
+/// dormant_rate from mean_abs (from mean_abs_from_moments when mean_abs is empty).
+void annotate_layer(LayerSnapshot& layer, const std::vector<std::string>& tag_names, const LearningOptions& options);
+
+/// The smallest finite cka_previous over a snapshot's layers (NaN if none): the model-wide CKA.
+double min_layer_cka(const Snapshot& snapshot) noexcept;
+
+/// The phase of the interval ending at `current`: the two snapshots' losses and epochs, min_layer_cka of
+/// both as cka and previous_cka.
+LearningPhase snapshot_phase(const Snapshot& previous, const Snapshot& current, const LearningOptions& options) noexcept;
+
+/// The run file's event record (neuronmap::Event); loss_change stays NaN when unknown.
+Event to_event(const LearningEvent& event);
 
 }  // namespace neuronmap::detail::learning

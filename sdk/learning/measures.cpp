@@ -74,7 +74,10 @@ double linear_cka_impl(MatrixView<T> x, MatrixView<T> y) {
 
 }  // namespace
 
-double loss_correlation(const std::vector<float>& activation_pattern, const std::vector<double>& sample_loss) {
+namespace {
+
+template <typename Loss>
+double loss_correlation_impl(const std::vector<float>& activation_pattern, const std::vector<Loss>& sample_loss) {
   if (activation_pattern.size() != sample_loss.size()) {
     throw std::invalid_argument("loss_correlation: one loss per reservoir sample of the activation pattern is needed");
   }
@@ -82,7 +85,7 @@ double loss_correlation(const std::vector<float>& activation_pattern, const std:
   double sum_a = 0.0, sum_l = 0.0;
   std::size_t n = 0;
   for (std::size_t k = 0; k < sample_loss.size(); ++k) {
-    const double a = activation_pattern[k], l = sample_loss[k];
+    const double a = activation_pattern[k], l = static_cast<double>(sample_loss[k]);
     if (!std::isfinite(a) || !std::isfinite(l)) continue;
     sum_a += a, sum_l += l, ++n;
   }
@@ -90,7 +93,7 @@ double loss_correlation(const std::vector<float>& activation_pattern, const std:
   const double mean_a = sum_a / static_cast<double>(n), mean_l = sum_l / static_cast<double>(n);
   double saa = 0.0, sll = 0.0, sal = 0.0;
   for (std::size_t k = 0; k < sample_loss.size(); ++k) {
-    const double a = activation_pattern[k], l = sample_loss[k];
+    const double a = activation_pattern[k], l = static_cast<double>(sample_loss[k]);
     if (!std::isfinite(a) || !std::isfinite(l)) continue;
     saa += (a - mean_a) * (a - mean_a);
     sll += (l - mean_l) * (l - mean_l);
@@ -99,6 +102,15 @@ double loss_correlation(const std::vector<float>& activation_pattern, const std:
   if (!(saa > 0.0) || !(sll > 0.0)) return 0.0;
   const double r = sal / std::sqrt(saa * sll);
   return std::isfinite(r) ? std::min(1.0, std::max(-1.0, r)) : 0.0;
+}
+
+}  // namespace
+
+double loss_correlation(const std::vector<float>& activation_pattern, const std::vector<double>& sample_loss) {
+  return loss_correlation_impl(activation_pattern, sample_loss);
+}
+double loss_correlation(const std::vector<float>& activation_pattern, const std::vector<float>& sample_loss) {
+  return loss_correlation_impl(activation_pattern, sample_loss);
 }
 
 Selectivity class_selectivity(const std::vector<float>& activation_pattern, const std::vector<std::int32_t>& sample_tags,

@@ -204,9 +204,10 @@ TEST(LossCorrelation, PearsonNanSafe) {
   loss[4] = std::numeric_limits<double>::infinity();
   EXPECT_NEAR(nl::loss_correlation(pattern, loss), 1.0, 1e-6);  // the pairs left still lie on a line
   EXPECT_EQ(nl::loss_correlation(std::vector<float>(6, 1.0f), loss), 0.0);  // no variance
-  EXPECT_EQ(nl::loss_correlation({1.0f}, {2.0}), 0.0);
-  EXPECT_EQ(nl::loss_correlation({}, {}), 0.0);
-  EXPECT_THROW(nl::loss_correlation({1.0f, 2.0f}, {1.0}), std::invalid_argument);
+  EXPECT_EQ(nl::loss_correlation({1.0f}, std::vector<double>{2.0}), 0.0);
+  EXPECT_EQ(nl::loss_correlation({}, std::vector<double>{}), 0.0);
+  EXPECT_THROW(nl::loss_correlation({1.0f, 2.0f}, std::vector<double>{1.0}), std::invalid_argument);
+  EXPECT_THROW(nl::loss_correlation({1.0f, 2.0f}, std::vector<float>{1.0f}), std::invalid_argument);
 }
 
 TEST(Dormant, ScoresAndRates) {

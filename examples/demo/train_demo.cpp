@@ -72,8 +72,13 @@ int main(int argc, char** argv) {
   torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(2e-3));
 
   // The one line: probes on four layers (one parameter-free), a snapshot every 5 epochs.
-  auto session = neuronmap::attach(*net, {"features.0", "features.1", "features.2", "head"},
-                                   neuronmap::Options{}.every(5).file(out).overwrite(true));
+  auto session = neuronmap::attach(
+      *net, {"features.0", "features.1", "features.2", "head"},
+      neuronmap::Options{}.every(5).file(out).overwrite(true).tag_names(
+          {kFamilyNames[0], kFamilyNames[1], kFamilyNames[2], kFamilyNames[3]}));
+  // A fixed reference batch, evaluated at every snapshot: the CKA between snapshots is measured on it.
+  const auto reference = make_dataset(256, 99);
+  session.set_reference([&] { net->forward(reference.inputs); });
 
   std::printf("demo: %d epochs, %lld samples of %d task families (%s, %s, %s, %s); probes on %zu layers; run file %s\n",
               epochs, static_cast<long long>(train.inputs.size(0)), kFamilies, kFamilyNames[0], kFamilyNames[1],
@@ -91,7 +96,15 @@ int main(int argc, char** argv) {
       auto y = train.targets.index_select(0, idx);
       optimizer.zero_grad();
       auto logits = net->forward(x);
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      auto per_sample = torch::nn::functional::cross_entropy(
+          logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      // Which family each sample came from, and its loss: which groups answer to which skill.
+      if (session.capturing()) {
+        auto tags = train.family.index_select(0, idx).to(torch::kInt);
+        session.observe(per_sample, std::vector<std::int32_t>(tags.data_ptr<std::int32_t>(),
+                                                               tags.data_ptr<std::int32_t>() + tags.numel()));
+      }
+      auto loss = per_sample.mean();
       loss.backward();
       optimizer.step();
       loss_sum += loss.item<double>();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -10,6 +11,10 @@
 #include "neuronmap/fwd.hpp"
 #include "neuronmap/options.hpp"
 #include "neuronmap/snapshot.hpp"
+
+namespace at {
+class Tensor;
+}
 
 namespace neuronmap {
 
@@ -33,6 +38,18 @@ class Session {
   /// during that epoch and append a snapshot to the run file; the call returns at once.
   /// Throws UsageError if `epoch` does not increase.
   void end_epoch(std::int64_t epoch, double loss = std::numeric_limits<double>::quiet_NaN());
+
+  /// Per-sample information about the forward pass that just ran: its per-sample loss (e.g.
+  /// cross_entropy with reduction none; may be undefined/empty) and a tag per sample (an index into
+  /// Options::tag_names, -1 for none; may be empty). Call once after each forward of a captured
+  /// epoch; outside captured epochs it costs nothing. Feeds skill categories and loss correlations.
+  void observe(const at::Tensor& per_sample_loss, const std::vector<std::int32_t>& tags = {});
+  void observe(std::vector<float> per_sample_loss, std::vector<std::int32_t> tags);
+
+  /// A function that runs the model on a fixed reference batch, e.g. `[&] { model->forward(x_ref); }`.
+  /// At every snapshot epoch the session runs it once (no grad, on the calling thread of end_epoch);
+  /// the layers' outputs on it give the CKA between consecutive snapshots.
+  void set_reference(std::function<void()> forward);
 
   /// Blocks until every snapshot requested so far is written (or failed: see last_error()).
   void flush();

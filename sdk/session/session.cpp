@@ -118,6 +118,14 @@ class EngineSink final : public CaptureSink {
     Engine* engine = engine_;
     if (engine == nullptr) return;
     try {
+      if (engine->reference_mode()) {
+        at::RecordFunctionGuard no_recording(false);
+        at::NoGradGuard no_grad;
+        const auto& target = targets_[static_cast<std::size_t>(probe_index)];
+        const at::Tensor rows = to_rows(output, target.layout, engine->options()).to(at::kCPU, at::kFloat).contiguous();
+        engine->add_reference_rows(probe_index, rows.data_ptr<float>(), rows.size(0), rows.size(1));
+        return;
+      }
       BatchTicket ticket = engine->begin_batch(probe_index);
       if (!ticket) return;
       at::RecordFunctionGuard no_recording(false);
@@ -167,6 +175,7 @@ class SessionImpl {
     info.device = device;
     info.created = iso_utc_now();
     info.options_json = options_json(options);
+    info.tag_names = options.tag_names();
     std::vector<neuronmap::LayerInfo> layer_infos;
     for (const auto& target : probes_->targets()) {
       layer_infos.push_back(neuronmap::LayerInfo{target.name, target.module_type, reduction_words(target.layout, options)});
@@ -212,6 +221,28 @@ Session::~Session() = default;
 
 void Session::end_epoch(std::int64_t epoch, double loss) { impl_->engine().end_epoch(epoch, loss); }
 void Session::flush() { impl_->engine().flush(); }
+
+void Session::observe(const at::Tensor& per_sample_loss, const std::vector<std::int32_t>& tags) {
+  if (!impl_->engine().capturing()) return;
+  std::vector<float> loss;
+  if (per_sample_loss.defined() && per_sample_loss.numel() > 0) {
+    at::NoGradGuard no_grad;
+    const auto cpu = per_sample_loss.detach().reshape({-1}).to(at::kCPU, at::kFloat).contiguous();
+    loss.assign(cpu.data_ptr<float>(), cpu.data_ptr<float>() + cpu.numel());
+  }
+  impl_->engine().observe(std::move(loss), tags);
+}
+
+void Session::observe(std::vector<float> per_sample_loss, std::vector<std::int32_t> tags) {
+  impl_->engine().observe(std::move(per_sample_loss), std::move(tags));
+}
+
+void Session::set_reference(std::function<void()> forward) {
+  impl_->engine().set_reference_source([forward = std::move(forward)] {
+    at::NoGradGuard no_grad;
+    forward();
+  });
+}
 void Session::close() noexcept {
   if (impl_) impl_->close();
 }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <tbb/concurrent_queue.h>
@@ -71,6 +72,8 @@ struct GradientAccumulator {
 // What one worker accumulated for one layer in one window.
 struct LayerAccumulator {
   GradientAccumulator gradients;
+  std::vector<double> sum_abs;                            // per neuron, over finite rows
+  std::unordered_map<std::int64_t, std::int64_t> batch_rows;  // ordinal -> rows, to map rows to samples
   std::optional<Moments> moments;
   Reservoir reservoir;
   std::vector<std::int64_t> output_shape;
@@ -105,12 +108,27 @@ struct Window {
   std::unique_ptr<std::atomic<std::int64_t>[]> ordinals;  // batches begun per layer
   std::unique_ptr<AtomicCounters[]> counters;              // producer-side counters per layer
   std::vector<std::vector<LayerAccumulator>> accumulators; // [worker][layer], each touched by one worker
+  struct Observation {
+    std::vector<float> loss;
+    std::vector<std::int32_t> tags;
+  };
+  std::mutex observations_mutex;
+  std::vector<Observation> observations;  // one per forward pass, in order
+};
+
+// A layer's rows of the reference batch (Session::set_reference), captured at a snapshot epoch.
+struct ReferenceRows {
+  std::int64_t cols = 0;
+  std::vector<float> rows;
 };
 
 struct SnapshotJob {
   Window* window = nullptr;  // null: an epoch in which nothing was captured
   std::int64_t epoch = 0;
   double loss = 0.0;
+  std::vector<std::int64_t> loss_epochs;  // every epoch since the previous snapshot
+  std::vector<double> losses;
+  std::vector<ReferenceRows> reference;   // per layer; empty without a reference batch
 };
 
 struct Engine::State {
@@ -147,6 +165,12 @@ struct Engine::State {
   std::string first_error;
 
   std::optional<std::int64_t> last_epoch;
+  std::vector<std::int64_t> pending_loss_epochs;
+  std::vector<double> pending_losses;
+  std::atomic<bool> reference_on{false};
+  std::function<void()> reference_source;
+  std::mutex reference_mutex;
+  std::vector<ReferenceRows> reference;
   bool closed = false;
   tbb::task_arena arena;
 
@@ -156,6 +180,7 @@ struct Engine::State {
   static void wait_until_processed(Window* window);
   void make_snapshot(const SnapshotJob& job);
   void analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const;
+  void attach_observations(Window& window, const std::vector<LayerAccumulator>& merged, Snapshot& snapshot) const;
 
   void record_error(const std::string& message) {
     std::lock_guard<std::mutex> lock(error_mutex);
@@ -233,10 +258,14 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
             acc.reservoir = Reservoir(st.options.reservoir_size(), batch->cols, st.options.seed());
           }
           const std::int64_t skipped = acc.moments->add(batch->values.data(), batch->rows);
+          if (acc.sum_abs.empty()) acc.sum_abs.assign(static_cast<std::size_t>(batch->cols), 0.0);
           for (std::int64_t r = 0; r < batch->rows; ++r) {
             const float* row = batch->values.data() + r * batch->cols;
-            if (skipped == 0 || row_is_finite(row, batch->cols)) acc.reservoir.offer(sample_id(batch->ordinal, r), row);
+            if (skipped != 0 && !row_is_finite(row, batch->cols)) continue;
+            acc.reservoir.offer(sample_id(batch->ordinal, r), row);
+            for (std::int64_t c = 0; c < batch->cols; ++c) acc.sum_abs[static_cast<std::size_t>(c)] += std::abs(row[c]);
           }
+          acc.batch_rows[batch->ordinal] = batch->rows;
           acc.rows += batch->rows - skipped;
           acc.nonfinite_rows += skipped;
           acc.output_shape = batch->output_shape;
@@ -386,6 +415,30 @@ void Engine::report_probe_error(int layer, const std::string& message) noexcept 
   }
 }
 
+void Engine::observe(std::vector<float> per_sample_loss, std::vector<std::int32_t> tags) {
+  Window* window = state_->current.load(std::memory_order_acquire);
+  if (window == nullptr) return;
+  std::lock_guard<std::mutex> lock(window->observations_mutex);
+  window->observations.push_back(Window::Observation{std::move(per_sample_loss), std::move(tags)});
+}
+
+void Engine::set_reference_source(std::function<void()> forward) { state_->reference_source = std::move(forward); }
+void Engine::set_reference_mode(bool on) noexcept { state_->reference_on = on; }
+bool Engine::reference_mode() const noexcept { return state_->reference_on.load(); }
+
+void Engine::add_reference_rows(int layer, const float* rows, std::int64_t n_rows, std::int64_t cols) noexcept {
+  auto& s = *state_;
+  try {
+    std::lock_guard<std::mutex> lock(s.reference_mutex);
+    if (layer < 0 || static_cast<std::size_t>(layer) >= s.reference.size()) return;
+    auto& ref = s.reference[static_cast<std::size_t>(layer)];
+    if (!ref.rows.empty() && ref.cols != cols) return;  // a second call of the same layer with another width
+    ref.cols = cols;
+    ref.rows.insert(ref.rows.end(), rows, rows + n_rows * cols);
+  } catch (...) {
+  }
+}
+
 bool Engine::capturing() const noexcept { return state_->current.load(std::memory_order_acquire) != nullptr; }
 
 void Engine::State::open_window_if_captured(std::int64_t epoch) {
@@ -418,11 +471,36 @@ void Engine::end_epoch(std::int64_t epoch, double loss) {
     throw UsageError(fmt::format("end_epoch({}) after end_epoch({}): epochs must increase", epoch, *s.last_epoch));
   }
   s.last_epoch = epoch;
+  s.pending_loss_epochs.push_back(epoch);
+  s.pending_losses.push_back(loss);
   Window* window = s.close_window();
   if (epoch % s.options.every() == 0) {
+    SnapshotJob job{window, epoch, loss, std::move(s.pending_loss_epochs), std::move(s.pending_losses), {}};
+    s.pending_loss_epochs.clear();
+    s.pending_losses.clear();
+    if (s.reference_source) {
+      // The reference batch runs here, on the training thread, with the probes routed to the
+      // reference store: one no-grad forward per snapshot.
+      {
+        std::lock_guard<std::mutex> lock(s.reference_mutex);
+        s.reference.assign(s.layers.size(), ReferenceRows{});
+      }
+      s.reference_on = true;
+      if (s.hooks.set_capture) s.hooks.set_capture(true);
+      try {
+        s.reference_source();
+      } catch (const std::exception& e) {
+        s.record_error(std::string("reference batch: ") + e.what());
+      }
+      if (s.hooks.set_capture) s.hooks.set_capture(false);
+      s.reference_on = false;
+      std::lock_guard<std::mutex> lock(s.reference_mutex);
+      job.reference = std::move(s.reference);
+      s.reference.clear();
+    }
     {
       std::lock_guard<std::mutex> lock(s.jobs_mutex);
-      s.jobs.push_back(SnapshotJob{window, epoch, loss});
+      s.jobs.push_back(std::move(job));
     }
     s.jobs_changed.notify_all();
   } else if (window != nullptr) {
@@ -458,6 +536,8 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
   snapshot.loss = job.loss;
   snapshot.timestamp = now_seconds();
   snapshot.layers.resize(n_layers);
+  snapshot.loss_epochs = job.loss_epochs;
+  snapshot.losses = job.losses;
   if (job.window != nullptr) {
     wait_until_processed(job.window);
     for (auto& per_worker : job.window->accumulators) {
@@ -477,6 +557,8 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
         if (from.moments->n_neurons() != to.moments->n_neurons()) continue;  // widths are checked at submit
         to.moments->merge(*from.moments);
         to.gradients.merge(from.gradients);
+        for (std::size_t c = 0; c < to.sum_abs.size() && c < from.sum_abs.size(); ++c) to.sum_abs[c] += from.sum_abs[c];
+        to.batch_rows.insert(from.batch_rows.begin(), from.batch_rows.end());
         to.reservoir.merge(from.reservoir);
         to.rows += from.rows;
         to.nonfinite_rows += from.nonfinite_rows;
@@ -503,6 +585,7 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
       analyse_layer(merged[l], s.layers[l].name, snapshot.layers[l]);
     });
   });
+  if (job.window != nullptr) attach_observations(*job.window, merged, snapshot);
   s.writer->append(snapshot);
   s.written.fetch_add(1, std::memory_order_release);
 }
@@ -545,7 +628,10 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
   }
   const GroupingResult grouping = group_neurons(corr, options.grouping());
   out.labels = grouping.labels;
-  const auto [rows, ids] = acc.reservoir.sorted_rows();
+  if (m.count() > 0 && static_cast<std::int64_t>(acc.sum_abs.size()) == n) {
+    for (std::int64_t i = 0; i < n; ++i) out.mean_abs.push_back(acc.sum_abs[static_cast<std::size_t>(i)] / static_cast<double>(m.count()));
+  }
+  auto [rows, ids] = acc.reservoir.sorted_rows();
   const std::int64_t kept = acc.reservoir.size();
   for (std::size_t g = 0; g < grouping.groups.size(); ++g) {
     Group group;
@@ -568,7 +654,34 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
     }
     out.groups.push_back(std::move(group));
   }
-  (void)ids;
+  out.reservoir = std::move(rows);
+  out.reservoir_ids = std::move(ids);
+}
+
+// Tags and per-sample losses of the reservoir rows: row r of a layer's n-th batch (R rows) belongs to
+// sample r * B / R of the n-th observed forward pass (B samples), which also covers per-token rows.
+void Engine::State::attach_observations(Window& window, const std::vector<LayerAccumulator>& merged,
+                                        Snapshot& snapshot) const {
+  std::lock_guard<std::mutex> lock(window.observations_mutex);
+  for (std::size_t l = 0; l < snapshot.layers.size(); ++l) {
+    auto& layer = snapshot.layers[l];
+    const auto kept = layer.reservoir_ids.size();
+    layer.reservoir_tags.assign(kept, -1);
+    layer.reservoir_loss.assign(kept, std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t k = 0; k < kept; ++k) {
+      const std::int64_t id = layer.reservoir_ids[k];
+      const std::int64_t ordinal = id >> 24;
+      const std::int64_t row = id & ((std::int64_t{1} << 24) - 1);
+      if (ordinal < 0 || static_cast<std::size_t>(ordinal) >= window.observations.size()) continue;
+      const auto& obs = window.observations[static_cast<std::size_t>(ordinal)];
+      const auto found = merged[l].batch_rows.find(ordinal);
+      if (found == merged[l].batch_rows.end() || found->second <= 0) continue;
+      const auto samples = static_cast<std::int64_t>(std::max(obs.tags.size(), obs.loss.size()));
+      const std::int64_t sample = row * samples / found->second;
+      if (sample < static_cast<std::int64_t>(obs.tags.size())) layer.reservoir_tags[k] = obs.tags[static_cast<std::size_t>(sample)];
+      if (sample < static_cast<std::int64_t>(obs.loss.size())) layer.reservoir_loss[k] = obs.loss[static_cast<std::size_t>(sample)];
+    }
+  }
 }
 
 void Engine::flush() {

@@ -72,6 +72,16 @@ class Engine {
   void report_probe_error(int layer, const std::string& message) noexcept;
 
   // --- the session's thread ---
+  /// Per-sample loss and tags of the forward pass that just ran (the n-th call in a window belongs
+  /// to each layer's n-th batch). Either may be empty. Ignored outside captured epochs.
+  void observe(std::vector<float> per_sample_loss, std::vector<std::int32_t> tags);
+  /// Reference mode: while on, probe outputs go to the reference store, not the statistics.
+  void set_reference_mode(bool on) noexcept;
+  bool reference_mode() const noexcept;
+  /// Called by the sink in reference mode: one layer's rows of the reference batch.
+  void add_reference_rows(int layer, const float* rows, std::int64_t n_rows, std::int64_t cols) noexcept;
+  /// A function that runs the model on a fixed reference batch (no grad); run at every snapshot epoch.
+  void set_reference_source(std::function<void()> forward);
   void end_epoch(std::int64_t epoch, double loss);
   void flush();
   void close() noexcept;

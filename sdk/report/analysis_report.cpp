@@ -118,6 +118,8 @@ std::string render_json_report(const AnalysisInput& in) {
   w.field("created", info.created).field("snapshots_in_file", in.snapshots_in_file);
   w.field("snapshot_index", in.snapshot_index).field("epoch", snap.epoch).field("loss", snap.loss);
   w.field("options_json", info.options_json);
+  w.key("tag_names").array(info.tag_names);
+  w.field("phase", snap.phase);
   w.key("layers").begin_array();
   for (const auto& l : snap.layers) {
     const auto* li = find_info(info, l.name);
@@ -146,6 +148,11 @@ std::string render_json_report(const AnalysisInput& in) {
     std::int64_t grouped = 0;
     for (auto label : l.labels) grouped += label >= 0;
     w.field("grouped_neurons", grouped);
+    w.field("cka_previous", l.cka_previous);
+    if (l.mean_abs.empty()) w.key("dormant_rate").null();
+    else w.field("dormant_rate", l.dormant_rate);
+    w.field("gradient_samples", l.gradient_samples);
+    w.field("reservoir_samples", static_cast<std::int64_t>(l.reservoir_ids.size()));
     const auto it = in.layer_files.find(l.name);
     const LayerFiles files = it == in.layer_files.end() ? LayerFiles{} : it->second;
     w.field("correlation_stored", files.correlation_stored);
@@ -158,6 +165,8 @@ std::string render_json_report(const AnalysisInput& in) {
       w.key("neuron_indices").array(g.neuron_indices);
       w.field("cohesion", g.cohesion_score).field("mean_activation", g.mean_activation);
       w.field("activation_pattern_length", static_cast<std::int64_t>(g.activation_pattern.size()));
+      w.field("lineage_id", g.lineage_id).field("importance", g.importance);
+      w.field("selectivity", g.selectivity).field("loss_correlation", g.loss_correlation);
       if (!g.skill_category.empty()) w.field("skill_category", g.skill_category);
       if (!g.learning_phase.empty()) w.field("learning_phase", g.learning_phase);
       w.end_object();
@@ -175,25 +184,56 @@ std::string render_json_report(const AnalysisInput& in) {
   }
   w.end_object();
 
+  const RunLearning& learning = *in.learning;
+  const auto& events = learning.events;
   w.key("learning_patterns").begin_object();
-  w.field("source", "per-snapshot totals from the run file (groups, cohesion, dead neurons, loss)");
-  w.field("total_events", std::int64_t{0});
-  w.key("events").begin_array().end_array();
-  w.field("events_note", kEventsNote);
+  w.field("source", "the run file: learning events, phases and CKA where it holds them, and per-snapshot totals");
+  w.field("total_events", static_cast<std::int64_t>(events.size()));
+  std::map<std::string, std::int64_t> per_kind, skills;
+  double strength = 0;
+  for (const auto& e : events) {
+    ++per_kind[e.kind];
+    if (!e.skill_category.empty()) ++skills[e.skill_category];
+    strength += e.strength;
+  }
+  w.key("events_per_kind").begin_object();
+  for (const auto& [kind, count] : per_kind) w.field(kind, count);
+  w.end_object();
+  w.key("skill_distribution").begin_object();
+  for (const auto& [skill, count] : skills) w.field(skill, count);
+  w.end_object();
+  if (events.empty()) w.key("average_strength").null();
+  else w.field("average_strength", strength / static_cast<double>(events.size()));
+  if (events.empty()) w.field("events_note", kEventsNote);
+  w.key("events").begin_array();
+  for (const auto& e : events) {
+    w.begin_object();
+    w.field("epoch", e.epoch).field("layer", e.layer).field("kind", e.kind);
+    w.key("lineages").array(e.lineages);
+    w.field("strength", e.strength).field("skill_category", e.skill_category).field("loss_change", e.loss_change);
+    w.end_object();
+  }
+  w.end_array();
   for (const bool skill : {true, false}) {
-    w.key(skill ? "skill_distribution" : "learning_phase_distribution").begin_object();
+    w.key(skill ? "group_skill_distribution" : "learning_phase_distribution").begin_object();
     for (const auto& [name, count] : count_labels(snap, skill)) w.field(name, count);
     w.end_object();
   }
-  w.key("average_strength").null();
+  w.key("loss_curve").begin_object();
+  w.key("epochs").array(learning.loss_epochs);
+  w.key("loss").array(learning.losses);
+  w.end_object();
   const auto& summaries = *in.summaries;
   w.key("timeline").begin_array();
   for (std::size_t i = 0; i < summaries.size(); ++i) {
     const auto& s = summaries[i];
+    const SnapshotLearning* learned = i < learning.snapshots.size() ? &learning.snapshots[i] : nullptr;
     const Totals t = totals(s);
     w.begin_object();
     w.field("index", static_cast<std::int64_t>(i)).field("epoch", s.epoch).field("loss", s.loss);
     w.field("timestamp", iso_time(s.timestamp));
+    w.field("phase", learned ? learned->phase : std::string());
+    w.field("events", learned ? learned->events : std::int64_t{0});
     w.field("total_groups", t.groups).field("mean_cohesion", t.cohesion);
     w.field("neurons", t.neurons).field("dead_neurons", t.dead);
     w.field("dead_rate", t.neurons > 0 ? static_cast<double>(t.dead) / static_cast<double>(t.neurons) : NAN);
@@ -203,6 +243,10 @@ std::string render_json_report(const AnalysisInput& in) {
       w.key(l.name).begin_object();
       w.field("groups", l.groups).field("mean_cohesion", l.groups > 0 ? l.mean_cohesion : NAN);
       w.field("dead", l.dead).field("n_neurons", l.n_neurons).field("samples", l.samples);
+      const LayerLearning* ll = nullptr;
+      if (learned)
+        if (auto it = learned->layers.find(l.name); it != learned->layers.end()) ll = &it->second;
+      w.field("cka_previous", ll ? ll->cka_previous : NAN).field("dormant_rate", ll ? ll->dormant_rate : NAN);
       w.end_object();
     }
     w.end_object();
@@ -250,6 +294,7 @@ std::string render_text_report(const AnalysisInput& in) {
   out += fmt::format("Snapshots in file: {}\n", in.snapshots_in_file);
   out += fmt::format("Reported snapshot: #{} at epoch {} (loss {}, taken {})\n", in.snapshot_index, snap.epoch,
                      number(snap.loss, "{:.6g}"), iso_time(snap.timestamp));
+  if (!snap.phase.empty()) out += fmt::format("Learning phase:    {}\n", printable(snap.phase));
   out += fmt::format("Total layers:      {}\n\n", snap.layers.size());
 
   heading(fmt::format("Layer analysis (epoch {})", snap.epoch), '-');
@@ -264,6 +309,8 @@ std::string render_text_report(const AnalysisInput& in) {
                        shape_text(l.output_shape));
     out += fmt::format("  dead neurons:     {} of {}\n", l.dead_count(), l.n_neurons);
     out += fmt::format("  mean cohesion:    {}\n", l.groups.empty() ? "n/a (no groups)" : number(l.mean_cohesion()));
+    if (!l.mean_abs.empty()) out += fmt::format("  dormant neurons:  {:.1f}%\n", 100.0 * l.dormant_rate);
+    if (std::isfinite(l.cka_previous)) out += fmt::format("  CKA to previous:  {:.3f}\n", l.cka_previous);
     out += fmt::format("  batches:          {} captured, {} dropped, {} skipped; {} rows ({} non-finite)\n",
                        l.counters.captured_batches, l.counters.dropped_batches, l.counters.skipped_batches,
                        l.counters.rows, l.counters.nonfinite_rows);
@@ -272,6 +319,10 @@ std::string render_text_report(const AnalysisInput& in) {
                          number(g.cohesion_score), number(g.mean_activation, "{:.4g}"));
       if (!g.skill_category.empty()) out += ", skill " + printable(g.skill_category);
       if (!g.learning_phase.empty()) out += ", phase " + printable(g.learning_phase);
+      if (g.lineage_id >= 0) out += fmt::format(", lineage {}", g.lineage_id);
+      if (g.selectivity != 0) out += fmt::format(", selectivity {:.3f}", g.selectivity);
+      if (g.importance != 0) out += fmt::format(", importance {:.4g}", g.importance);
+      if (g.loss_correlation != 0) out += fmt::format(", loss r {:+.3f}", g.loss_correlation);
       out += "\n    neurons: " + join_indices(g.neuron_indices, 64) + "\n";
     }
     const auto it = in.layer_files.find(l.name);
@@ -285,19 +336,59 @@ std::string render_text_report(const AnalysisInput& in) {
 
   out += "\n";
   heading("Learning patterns", '-');
+  const RunLearning& learning = *in.learning;
   out += "Per snapshot, over the reported layers:\n";
-  out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>7}  {:>9}  {:>12}\n", "#", "epoch", "loss", "groups", "cohesion",
-                     "dead");
+  out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>9}  {:>10}  {:>6}\n", "#", "epoch", "loss", "phase",
+                     "groups", "cohesion", "dead", "events");
   for (std::size_t i = 0; i < in.summaries->size(); ++i) {
     const auto& s = (*in.summaries)[i];
     const Totals t = totals(s);
-    out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>7}  {:>9}  {:>12}\n", i, s.epoch, number(s.loss, "{:.6g}"), t.groups,
-                       number(t.cohesion), fmt::format("{}/{}", t.dead, t.neurons));
+    const SnapshotLearning* learned = i < learning.snapshots.size() ? &learning.snapshots[i] : nullptr;
+    out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>9}  {:>10}  {:>6}\n", i, s.epoch,
+                       number(s.loss, "{:.6g}"), learned && !learned->phase.empty() ? printable(learned->phase) : "-",
+                       t.groups, number(t.cohesion), fmt::format("{}/{}", t.dead, t.neurons),
+                       learned ? learned->events : 0);
   }
-  out += "\nLearning events: none (total 0). " + std::string(kEventsNote) + "\n";
+  const auto& events = learning.events;
+  if (events.empty()) {
+    out += "\nLearning events: none (total 0). " + std::string(kEventsNote) + "\n";
+    out += "Average strength: n/a (no events)\n";
+  } else {
+    std::map<std::string, std::int64_t> per_kind, skills;
+    double strength = 0;
+    for (const auto& e : events) {
+      ++per_kind[e.kind];
+      if (!e.skill_category.empty()) ++skills[e.skill_category];
+      strength += e.strength;
+    }
+    std::string kinds;
+    for (const auto& [kind, count] : per_kind) kinds += (kinds.empty() ? "" : ", ") + printable(kind) + " " + std::to_string(count);
+    out += fmt::format("\nLearning events: {} ({})\n", events.size(), kinds);
+    out += fmt::format("Average strength: {:.3f}\n", strength / static_cast<double>(events.size()));
+    std::string list;
+    for (const auto& [skill, count] : skills) list += (list.empty() ? "" : ", ") + printable(skill) + " " + std::to_string(count);
+    out += "Skill distribution (events): " + (list.empty() ? std::string("none recorded") : list) + "\n";
+    // The strongest events, at most 25 of them, in time order.
+    std::vector<const Event*> top;
+    for (const auto& e : events) top.push_back(&e);
+    std::stable_sort(top.begin(), top.end(), [](const Event* a, const Event* b) { return a->strength > b->strength; });
+    if (top.size() > 25) top.resize(25);
+    std::stable_sort(top.begin(), top.end(), [](const Event* a, const Event* b) { return a->epoch < b->epoch; });
+    out += fmt::format("Strongest events ({} of {}):\n", top.size(), events.size());
+    out += fmt::format("  {:>8}  {:<16}  {:<15}  {:>8}  {:<16}  {:>11}  {}\n", "epoch", "layer", "kind", "strength",
+                       "skill", "loss change", "lineages");
+    for (const Event* e : top) {
+      std::string lineages;
+      for (auto id : e->lineages) lineages += (lineages.empty() ? "" : ", ") + std::to_string(id);
+      out += fmt::format("  {:>8}  {:<16}  {:<15}  {:>8.3f}  {:<16}  {:>11}  {}\n", e->epoch,
+                         e->layer.empty() ? "(model)" : printable(e->layer), printable(e->kind), e->strength,
+                         e->skill_category.empty() ? "-" : printable(e->skill_category),
+                         number(e->loss_change, "{:+.4g}"), lineages);
+    }
+  }
   for (const bool skill : {true, false}) {
     const auto counts = count_labels(snap, skill);
-    out += skill ? "Skill distribution: " : "Learning phases: ";
+    out += skill ? "Group skill categories (reported snapshot): " : "Group learning phases (reported snapshot): ";
     if (counts.empty()) out += "none recorded\n";
     else {
       std::string list;
@@ -305,7 +396,7 @@ std::string render_text_report(const AnalysisInput& in) {
       out += list + "\n";
     }
   }
-  out += "Average strength: n/a (no events)\n\n";
+  out += "\n";
 
   heading("Outputs", '-');
   for (const auto& f : in.files) out += "  " + f + "\n";

@@ -1,6 +1,7 @@
 // The original tool's two reports: pytorch_neuron_group_analysis_report.json and .txt.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -17,6 +18,24 @@ struct LayerFiles {
   bool correlation_stored = false;
 };
 
+/// What a run's snapshots say about learning over time, gathered from every snapshot (reported layers
+/// only). Values a file does not hold stay NaN or empty.
+struct LayerLearning {
+  double cka_previous = NAN;  ///< linear CKA to the previous snapshot
+  double dormant_rate = NAN;  ///< share of dormant neurons (NaN when the snapshot has no dormant scores)
+};
+struct SnapshotLearning {
+  std::string phase;
+  std::int64_t events = 0;
+  std::map<std::string, LayerLearning> layers;
+};
+struct RunLearning {
+  std::vector<SnapshotLearning> snapshots;  ///< parallel to the summaries
+  std::vector<Event> events;                ///< in snapshot order
+  std::vector<std::int64_t> loss_epochs;    ///< the loss of every epoch, where the file holds it
+  std::vector<double> losses;
+};
+
 struct AnalysisInput {
   const RunInfo* info = nullptr;
   std::string run_path;
@@ -24,6 +43,7 @@ struct AnalysisInput {
   std::int64_t snapshot_index = 0;
   const Snapshot* snapshot = nullptr;              ///< only the reported layers
   const std::vector<SnapshotSummary>* summaries = nullptr;  ///< every snapshot, only the reported layers
+  const RunLearning* learning = nullptr;
   std::map<std::string, LayerFiles> layer_files;   ///< by layer name
   std::vector<std::string> files;                  ///< every file of this report, relative to the output folder
   std::vector<std::string> notes;

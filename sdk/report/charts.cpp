@@ -122,8 +122,11 @@ void draw_layer_heatmap(const std::string& path, ImageFormat format, const Layer
   Canvas canvas(path, format, static_cast<int>(left + side + right), static_cast<int>(top + side + bottom));
   const double scale = static_cast<double>(side) / static_cast<double>(n);
 
-  canvas.text(left, 30, fmt::format("Neuron correlation \u2014 layer {}, epoch {}", layer.name, at.epoch),
-              {18.0, true, kInk});
+  const Font title_font{18.0, true, kInk};
+  canvas.text(left, 30,
+              canvas.elide(fmt::format("Neuron correlation \u2014 layer {}, epoch {}", layer.name, at.epoch),
+                           side + right - 20, title_font),
+              title_font);
   std::string info = fmt::format("{} neurons \u00b7 {} groups \u00b7 {} samples \u00b7 mean cohesion {:.3f} \u00b7 loss {}",
                                  n, layer.groups.size(), layer.samples, layer.mean_cohesion(), format_loss(at.loss));
   if (m.cells < n) info += fmt::format(" \u00b7 shown as {0}\u00d7{0} block means", m.cells);
@@ -217,8 +220,11 @@ void draw_scatter(const std::string& path, ImageFormat format, const LayerSnapsh
                   const Embedding& embedding, const SnapshotLabel& at) {
   const double plot_x = 96, plot_y = 92, plot_w = 700, plot_h = 560, legend_x = plot_x + plot_w + 34;
   Canvas canvas(path, format, static_cast<int>(legend_x + 250), static_cast<int>(plot_y + plot_h + 70));
-  canvas.text(plot_x, 30, fmt::format("Neurons in 2-D \u2014 layer {}, epoch {}", layer.name, at.epoch),
-              {18.0, true, kInk});
+  const Font title_font{18.0, true, kInk};
+  canvas.text(plot_x, 30,
+              canvas.elide(fmt::format("Neurons in 2-D \u2014 layer {}, epoch {}", layer.name, at.epoch), plot_w + 240,
+                           title_font),
+              title_font);
   std::string subtitle = embedding.method + fmt::format(" \u00b7 {} neurons \u00b7 {} groups", layer.n_neurons,
                                                         layer.groups.size());
   if (!embedding.note.empty()) subtitle += " \u00b7 " + embedding.note;
@@ -324,8 +330,16 @@ void draw_scatter(const std::string& path, ImageFormat format, const LayerSnapsh
   canvas.finish();
 }
 
+Rgb phase_color(const std::string& phase) {
+  if (phase == "rapid") return {0.17, 0.63, 0.17};
+  if (phase == "refinement") return {0.12, 0.47, 0.71};
+  if (phase == "plateau") return {0.74, 0.74, 0.13};
+  if (phase == "unstable") return {0.84, 0.15, 0.16};
+  return {0.6, 0.6, 0.6};
+}
+
 void draw_timeline(const std::string& path, ImageFormat format, const TimelineData& data) {
-  const double width = 1240, panel_w = 500, panel_h = 270;
+  const double width = 1240, panel_w = 500, panel_h = 240, gap_y = 96;
   const double legend_top = 84;
   // Legend rows: layer names wrapped across the width.
   std::vector<std::pair<double, double>> legend_pos;
@@ -340,14 +354,17 @@ void draw_timeline(const std::string& path, ImageFormat format, const TimelineDa
     }
   }
   const double panels_top = (legend_pos.empty() ? legend_top : legend_pos.back().second) + 64;
-  const double height = panels_top + 2 * panel_h + 100 + 56;
+  const double height = panels_top + 3 * panel_h + 2 * gap_y + 56;
   Canvas canvas(path, format, static_cast<int>(width), static_cast<int>(height));
   const auto n = data.epochs.size();
-  canvas.text(80, 34, "Timeline \u2014 groups, cohesion, dead neurons and loss over the snapshots", {18.0, true, kInk});
+  canvas.text(80, 34, "Timeline \u2014 groups, cohesion, dead neurons, CKA and loss over the snapshots",
+              {18.0, true, kInk});
+  std::int64_t total_events = 0;
+  for (auto c : data.event_counts) total_events += c;
   if (n > 0)
     canvas.text(80, 56,
-                fmt::format("{} snapshots, epochs {} to {} \u00b7 {} layers", n, data.epochs.front(), data.epochs.back(),
-                            data.layers.size()),
+                fmt::format("{} snapshots, epochs {} to {} \u00b7 {} layers \u00b7 {} learning events", n,
+                            data.epochs.front(), data.epochs.back(), data.layers.size(), total_events),
                 {12.5, false, kMuted});
   for (std::size_t l = 0; l < data.layers.size(); ++l) {
     const auto [lx, ly] = legend_pos[l];
@@ -359,32 +376,33 @@ void draw_timeline(const std::string& path, ImageFormat format, const TimelineDa
   double e_lo = n ? static_cast<double>(data.epochs.front()) : 0.0;
   double e_hi = n ? static_cast<double>(data.epochs.back()) : 1.0;
   for (auto e : data.epochs) e_lo = std::min(e_lo, static_cast<double>(e)), e_hi = std::max(e_hi, static_cast<double>(e));
-  padded_range(e_lo, e_hi, 0.04);
-  const bool markers = n <= 60;
+  for (auto e : data.loss_epochs) e_lo = std::min(e_lo, static_cast<double>(e)), e_hi = std::max(e_hi, static_cast<double>(e));
+  padded_range(e_lo, e_hi, 0.03);
 
-  const auto draw_series = [&](Plot& plot, const std::vector<double>& values, const Rgb& color) {
-    cairo_t* cr = canvas.cr();
+  cairo_t* cr = canvas.cr();
+  const auto draw_line = [&](Plot& plot, const std::vector<std::int64_t>& xs, const std::vector<double>& values,
+                             const Rgb& color, bool markers, double line_width) {
     plot.clip();
     canvas.set_color(color);
-    cairo_set_line_width(cr, 2.0);
+    cairo_set_line_width(cr, line_width);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     bool drawing = false;
-    for (std::size_t s = 0; s < n && s < values.size(); ++s) {
+    for (std::size_t s = 0; s < xs.size() && s < values.size(); ++s) {
       if (!std::isfinite(values[s])) {
-        drawing = false;  // a gap where the layer is absent or the loss is NaN
+        drawing = false;  // a gap where the layer is absent or the value unknown
         continue;
       }
-      const double x = plot.px(static_cast<double>(data.epochs[s])), y = plot.py(values[s]);
+      const double x = plot.px(static_cast<double>(xs[s])), y = plot.py(values[s]);
       if (drawing) cairo_line_to(cr, x, y);
       else cairo_move_to(cr, x, y);
       drawing = true;
     }
     cairo_stroke(cr);
     if (markers)
-      for (std::size_t s = 0; s < n && s < values.size(); ++s) {
+      for (std::size_t s = 0; s < xs.size() && s < values.size(); ++s) {
         if (!std::isfinite(values[s])) continue;
         cairo_new_path(cr);
-        cairo_arc(cr, plot.px(static_cast<double>(data.epochs[s])), plot.py(values[s]), 3.2, 0, 4 * kHalfPi);
+        cairo_arc(cr, plot.px(static_cast<double>(xs[s])), plot.py(values[s]), 3.2, 0, 4 * kHalfPi);
         canvas.set_color(color);
         cairo_fill(cr);
       }
@@ -393,37 +411,40 @@ void draw_timeline(const std::string& path, ImageFormat format, const TimelineDa
   const auto highlight = [&](Plot& plot) {
     if (!data.highlight_epoch) return;
     const double x = plot.px(static_cast<double>(*data.highlight_epoch));
-    cairo_t* cr = canvas.cr();
     const double dash[] = {5.0, 4.0};
     cairo_save(cr);
     cairo_set_dash(cr, dash, 2, 0);
     canvas.line(x, plot.y(), x, plot.y() + plot.h(), {0.2, 0.2, 0.2}, 1.0, 0.6);
     cairo_restore(cr);
   };
-  const auto panel = [&](int index, const std::string& title, const std::string& y_label,
-                         const std::vector<std::vector<double>>& series, double y_lo, double y_hi, bool per_layer) {
+  const auto value_range = [](const std::vector<std::vector<double>>& series, double& lo, double& hi) {
+    lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto& v : series)
+      for (double d : v)
+        if (std::isfinite(d)) lo = std::min(lo, d), hi = std::max(hi, d);
+    if (!std::isfinite(lo)) lo = 0, hi = 1;
+    padded_range(lo, hi, 0.08);
+  };
+  const auto nothing = [&](double x, double y, double w, double h, const std::vector<std::vector<double>>& series,
+                           const char* what) {
+    for (const auto& v : series)
+      for (double d : v)
+        if (std::isfinite(d)) return;
+    canvas.text(x + w / 2, y + h / 2, what, {12.5, false, kMuted}, Align::center, Baseline::middle);
+  };
+  const auto per_layer_panel = [&](int index, const std::string& title, const std::string& y_label,
+                                   const std::vector<std::vector<double>>& series, double y_lo, double y_hi,
+                                   const char* missing) {
     const double x = 100 + (index % 2) * (panel_w + 110);
-    const double y = panels_top + (index / 2) * (panel_h + 100);
+    const double y = panels_top + (index / 2) * (panel_h + gap_y);
     double lo = y_lo, hi = y_hi;
-    if (!std::isfinite(lo) || !std::isfinite(hi)) {
-      lo = std::numeric_limits<double>::infinity(), hi = -lo;
-      for (const auto& v : series)
-        for (double d : v)
-          if (std::isfinite(d)) lo = std::min(lo, d), hi = std::max(hi, d);
-      if (!std::isfinite(lo)) lo = 0, hi = 1;
-      padded_range(lo, hi, 0.08);
-    }
+    if (!std::isfinite(lo) || !std::isfinite(hi)) value_range(series, lo, hi);
     Plot plot(canvas, x, y, panel_w, panel_h, e_lo, e_hi, lo, hi);
     plot.axes("epoch", y_label, title, true);
     highlight(plot);
     for (std::size_t l = 0; l < series.size(); ++l)
-      draw_series(plot, series[l], per_layer ? series_color(static_cast<int>(l)) : Rgb{0.1, 0.1, 0.1});
-    bool any = false;
-    for (const auto& v : series)
-      for (double d : v) any = any || std::isfinite(d);
-    if (!any)
-      canvas.text(x + panel_w / 2, y + panel_h / 2, "no values recorded", {12.5, false, kMuted}, Align::center,
-                  Baseline::middle);
+      draw_line(plot, data.epochs, series[l], series_color(static_cast<int>(l)), n <= 60, 2.0);
+    nothing(x, y, panel_w, panel_h, series, missing);
   };
 
   double max_groups = 1;
@@ -434,10 +455,65 @@ void draw_timeline(const std::string& path, ImageFormat format, const TimelineDa
   for (const auto& v : data.dead_rate)
     for (double d : v)
       if (std::isfinite(d)) max_dead = std::max(max_dead, d);
-  panel(0, "Groups found per layer", "groups", data.groups, 0, std::ceil(max_groups * 1.12 + 0.01), true);
-  panel(1, "Mean cohesion per layer", "mean cohesion (0\u20131)", data.cohesion, 0, 1.05, true);
-  panel(2, "Dead neurons per layer", "share of neurons dead", data.dead_rate, 0, std::min(1.05, max_dead * 1.15), true);
-  panel(3, "Training loss", "loss", {data.loss}, NAN, NAN, false);
+  per_layer_panel(0, "Groups found per layer", "groups", data.groups, 0, std::ceil(max_groups * 1.12 + 0.01),
+                  "no values recorded");
+  per_layer_panel(1, "Mean cohesion per layer", "mean cohesion (0\u20131)", data.cohesion, 0, 1.05,
+                  "no groups in any snapshot");
+  per_layer_panel(2, "Dead neurons per layer", "share of neurons dead", data.dead_rate, 0,
+                  std::min(1.05, max_dead * 1.15), "no values recorded");
+  per_layer_panel(3, "Representation change: linear CKA to the previous snapshot", "CKA (1: unchanged)", data.cka, 0,
+                  1.05, "no CKA stored in this run");
+
+  // The loss, full width: every epoch's loss where the file holds it, the snapshots' losses as dots,
+  // the learning phase of each interval as a band, and the number of learning events at each snapshot.
+  const double x = 100, y = panels_top + 2 * (panel_h + gap_y), w = 2 * panel_w + 110;
+  std::vector<std::vector<double>> both = {data.loss, data.losses};
+  double lo = 0, hi = 1;
+  value_range(both, lo, hi);
+  Plot plot(canvas, x, y, w, panel_h, e_lo, e_hi, lo, hi);
+  plot.axes("epoch", "loss", "Training loss, learning phases and events", true);
+  plot.clip();
+  std::vector<std::string> phases_seen;
+  for (std::size_t s = 1; s < n && s < data.phases.size(); ++s) {
+    const auto& phase = data.phases[s];
+    if (phase.empty()) continue;
+    const double x0 = plot.px(static_cast<double>(data.epochs[s - 1])), x1 = plot.px(static_cast<double>(data.epochs[s]));
+    canvas.fill_rect(x0, y, x1 - x0, panel_h, phase_color(phase), 0.13);
+    if (std::find(phases_seen.begin(), phases_seen.end(), phase) == phases_seen.end()) phases_seen.push_back(phase);
+  }
+  plot.unclip();
+  highlight(plot);
+  if (!data.losses.empty()) draw_line(plot, data.loss_epochs, data.losses, {0.35, 0.35, 0.35}, false, 1.4);
+  draw_line(plot, data.epochs, data.loss, {0.1, 0.1, 0.1}, true, data.losses.empty() ? 2.0 : 0.0);
+  for (std::size_t s = 0; s < n && s < data.event_counts.size(); ++s) {
+    if (data.event_counts[s] == 0) continue;
+    const double ex = plot.px(static_cast<double>(data.epochs[s]));
+    cairo_new_path(cr);
+    cairo_move_to(cr, ex - 5, y + 3);
+    cairo_line_to(cr, ex + 5, y + 3);
+    cairo_line_to(cr, ex, y + 11);
+    cairo_close_path(cr);
+    canvas.set_color({0.45, 0.2, 0.6});
+    cairo_fill(cr);
+    canvas.text(ex, y + 24, std::to_string(data.event_counts[s]), {10.5, true, {0.45, 0.2, 0.6}}, Align::center,
+                Baseline::middle);
+  }
+  nothing(x, y, w, panel_h, both, "no loss recorded");
+  // Legend on the right of the title: what the marks and bands mean.
+  double lx = x + w;
+  const Font legend_font{11.5, false, kInk};
+  std::vector<std::pair<std::string, Rgb>> keys;
+  for (const auto& p : phases_seen) keys.emplace_back(p, phase_color(p));
+  for (auto it = keys.rbegin(); it != keys.rend(); ++it) {
+    lx -= canvas.text_width(it->first, legend_font) + 26;
+    canvas.fill_rect(lx, y - 20, 14, 12, it->second, 0.35);
+    canvas.text(lx + 18, y - 14, it->first, legend_font, Align::left, Baseline::middle);
+  }
+  if (total_events > 0) {
+    const std::string label = "\u25bc learning events";
+    lx -= canvas.text_width(label, legend_font) + 18;
+    canvas.text(lx, y - 14, label, {11.5, false, {0.45, 0.2, 0.6}}, Align::left, Baseline::middle);
+  }
   canvas.finish();
 }
 

@@ -8,6 +8,7 @@
 
 #include "neuronmap/snapshot.hpp"
 #include "report/embedding.hpp"
+#include "report/colormap.hpp"
 #include "report/layout.hpp"
 #include "report/report.hpp"
 
@@ -37,8 +38,16 @@ struct TimelineData {
   std::vector<double> loss;
   std::vector<std::string> layers;
   std::vector<std::vector<double>> groups, cohesion, dead_rate;  ///< [layer][snapshot]
+  std::vector<std::vector<double>> cka;                          ///< [layer][snapshot]: CKA to the previous one
+  std::vector<std::string> phases;                               ///< per snapshot: the interval ending there
+  std::vector<std::int64_t> event_counts;                        ///< per snapshot
+  std::vector<std::int64_t> loss_epochs;                         ///< the loss of every epoch (may be empty)
+  std::vector<double> losses;
   std::optional<std::int64_t> highlight_epoch;                   ///< drawn as a dashed line
 };
+
+/// A colour per learning phase (rapid, refinement, plateau, unstable; grey otherwise).
+Rgb phase_color(const std::string& phase);
 void draw_timeline(const std::string& path, ImageFormat format, const TimelineData& data);
 
 }  // namespace neuronmap::report

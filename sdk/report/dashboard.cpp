@@ -17,6 +17,8 @@ namespace {
 
 /// Group member lists longer than this are cut in the embedded data (the size stays exact).
 constexpr std::size_t kMaxMembersShown = 256;
+/// Learning events embedded; with more, the strongest are kept.
+constexpr std::size_t kMaxEventsShown = 3000;
 /// Scatter points per layer; larger layers show every k-th neuron.
 constexpr std::size_t kMaxScatterPoints = 6000;
 
@@ -81,11 +83,62 @@ void write_dashboard_colors(JsonWriter& w) {
   w.end_object();
 }
 
+void write_dashboard_timeline(JsonWriter& w, const TimelineData& t) {
+  w.key("timeline").begin_object();
+  w.key("epochs").array(t.epochs);
+  w.key("loss").array(t.loss);
+  w.key("layers").array(t.layers);
+  for (const auto& [key, values] : {std::pair{"groups", &t.groups}, std::pair{"cohesion", &t.cohesion},
+                                    std::pair{"dead_rate", &t.dead_rate}, std::pair{"cka", &t.cka}}) {
+    w.key(key).begin_array();
+    for (const auto& v : *values) {
+      w.begin_array();
+      for (double d : v) w.rounded(d, 5);
+      w.end_array();
+    }
+    w.end_array();
+  }
+  w.key("phases").array(t.phases);
+  w.key("event_counts").array(t.event_counts);
+  w.key("loss_epochs").array(t.loss_epochs);
+  w.key("losses").begin_array();
+  for (double d : t.losses) w.rounded(d, 6);
+  w.end_array();
+  w.key("phase_colors").begin_object();
+  for (const char* phase : {"rapid", "refinement", "plateau", "unstable", "unknown"})
+    w.field(phase, phase_color(phase).hex());
+  w.end_object();
+  w.end_object();
+}
+
+void write_dashboard_events(JsonWriter& w, const std::vector<Event>& events) {
+  std::vector<const Event*> kept;
+  for (const auto& e : events) kept.push_back(&e);
+  if (kept.size() > kMaxEventsShown) {
+    std::stable_sort(kept.begin(), kept.end(), [](const Event* a, const Event* b) { return a->strength > b->strength; });
+    kept.resize(kMaxEventsShown);
+    std::stable_sort(kept.begin(), kept.end(), [](const Event* a, const Event* b) { return a->epoch < b->epoch; });
+  }
+  w.field("events_total", static_cast<std::int64_t>(events.size()));
+  w.key("events").begin_array();
+  for (const Event* e : kept) {
+    w.begin_object();
+    w.field("epoch", e->epoch).field("layer", e->layer).field("kind", e->kind);
+    w.key("lineages").array(e->lineages);
+    w.field("strength", e->strength).field("skill", e->skill_category).field("loss_change", e->loss_change);
+    w.end_object();
+  }
+  w.end_array();
+}
+
 void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
                            const std::optional<Embedding>& embedding, std::int64_t max_cells) {
   w.begin_object();
   w.field("name", layer.name).field("n", layer.n_neurons).field("samples", layer.samples);
   w.field("dead", layer.dead_count()).field("mean_cohesion", layer.mean_cohesion());
+  w.field("cka_previous", layer.cka_previous);
+  if (layer.mean_abs.empty()) w.key("dormant_rate").null();
+  else w.field("dormant_rate", layer.dormant_rate);
   std::int64_t grouped = 0;
   for (auto g : order.label) grouped += g >= 0;
   w.field("grouped", grouped);
@@ -112,6 +165,8 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
     w.field("id", g.group_id).field("size", static_cast<std::int64_t>(g.group_size()));
     w.field("cohesion", g.cohesion_score).field("mean_activation", g.mean_activation);
     w.field("phase", g.learning_phase).field("skill", g.skill_category);
+    w.field("lineage", g.lineage_id).field("importance", g.importance);
+    w.field("selectivity", g.selectivity).field("loss_correlation", g.loss_correlation);
     w.key("members").begin_array();
     for (std::size_t i = 0; i < g.neuron_indices.size() && i < kMaxMembersShown; ++i) w.value(g.neuron_indices[i]);
     w.end_array();

@@ -4,8 +4,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "neuronmap/snapshot.hpp"
+#include "report/charts.hpp"
 #include "report/embedding.hpp"
 #include "report/json.hpp"
 #include "report/layout.hpp"
@@ -19,6 +21,10 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
 
 /// The colours the pictures use, for the dashboard to match them.
 void write_dashboard_colors(JsonWriter& w);
+/// The per-snapshot series of the timelines and the loss of every epoch.
+void write_dashboard_timeline(JsonWriter& w, const TimelineData& timeline);
+/// The learning events (at most a few thousand, strongest first when there are more).
+void write_dashboard_events(JsonWriter& w, const std::vector<Event>& events);
 
 /// Fills the HTML template with ECharts (read from `echarts_path`) and `data_json`. Throws Error.
 void write_dashboard(const std::string& path, const std::string& echarts_path, const std::string& title,

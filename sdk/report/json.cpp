@@ -149,6 +149,12 @@ JsonWriter& JsonWriter::null() {
   return *this;
 }
 
+JsonWriter& JsonWriter::raw(std::string_view json) {
+  before_value(true);
+  out_ += json;
+  return *this;
+}
+
 JsonWriter& JsonWriter::rounded(double v, int decimals) {
   before_value(false);
   if (!std::isfinite(v)) {

@@ -33,6 +33,8 @@ class JsonWriter {
   JsonWriter& value(std::uint64_t v);
   JsonWriter& value(bool v);
   JsonWriter& null();
+  /// A value already rendered as JSON (e.g. by another writer), inserted as it is.
+  JsonWriter& raw(std::string_view json);
   /// A number rounded to `decimals` places, trailing zeros dropped (for compact embedded data).
   JsonWriter& rounded(double v, int decimals);
 

@@ -98,7 +98,7 @@ std::string find_echarts() {
   return {};
 }
 
-ReportResult write_report(const Run& run, const ReportOptions& opt) {
+ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
   const RunInfo& info = run.info();
   const std::int64_t size = run.size();
   const std::string run_name = opt.run_path.empty() ? std::string("the run file") : "'" + opt.run_path + "'";
@@ -199,13 +199,15 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
       std::sqrt(kDashboardCellBudget / static_cast<double>(std::max<std::size_t>(1, detailed.size() * selected.size()))),
       48.0, 160.0));
 
-  // The timeline comes from the summaries alone.
+  // The timeline: counts from the summaries now, learning values (CKA, phases, events, the loss of
+  // every epoch) from the full snapshots as they are read below.
   TimelineData timeline;
   timeline.layers = selected;
   const auto n_layers = selected.size();
   timeline.groups.assign(n_layers, {});
   timeline.cohesion.assign(n_layers, {});
   timeline.dead_rate.assign(n_layers, {});
+  timeline.cka.assign(n_layers, std::vector<double>(static_cast<std::size_t>(size), NAN));
   for (const auto& s : summaries) {
     timeline.epochs.push_back(s.epoch);
     timeline.loss.push_back(s.loss);
@@ -221,66 +223,55 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
     }
   }
   if (!opt.all) timeline.highlight_epoch = summaries[static_cast<std::size_t>(pictured.back())].epoch;
+  RunLearning learning;
+  learning.snapshots.resize(static_cast<std::size_t>(size));
 
-  JsonWriter dash(false, true);
-  if (dashboard) {
-    dash.begin_object();
-    dash.key("run").begin_object();
-    dash.field("file", opt.run_path).field("device", info.device).field("torch_version", info.torch_version);
-    dash.field("library_version", info.library_version).field("created", info.created);
-    dash.field("snapshots", size);
-    dash.key("layers").array(selected);
-    if (static_cast<std::int64_t>(detailed.size()) < size)
-      dash.field("detail_note", fmt::format("Groups, matrices and scatter plots are embedded for {} of the {} "
-                                            "snapshots (evenly spaced); the timelines show all of them.",
-                                            detailed.size(), size));
-    dash.end_object();
-    write_dashboard_colors(dash);
-    dash.key("timeline").begin_object();
-    dash.key("epochs").array(timeline.epochs);
-    dash.key("loss").array(timeline.loss);
-    dash.key("layers").array(selected);
-    for (const auto& [key, values] : {std::pair{"groups", &timeline.groups}, std::pair{"cohesion", &timeline.cohesion},
-                                      std::pair{"dead_rate", &timeline.dead_rate}}) {
-      dash.key(key).begin_array();
-      for (const auto& v : *values) {
-        dash.begin_array();
-        for (double d : v) dash.rounded(d, 5);
-        dash.end_array();
-      }
-      dash.end_array();
-    }
-    dash.end_object();
-    dash.key("details").begin_array();
-  }
-
-  std::vector<std::int64_t> to_read = pictured;
-  to_read.insert(to_read.end(), detailed.begin(), detailed.end());
-  std::sort(to_read.begin(), to_read.end());
-  to_read.erase(std::unique(to_read.begin(), to_read.end()), to_read.end());
-  Progress progress(opt.progress, static_cast<int>(to_read.size() * (n_layers + 1) + 2));
-
+  // Every snapshot is read once: all of them for the learning values, the pictured and the
+  // dashboard's ones also for pictures and embedded data.
+  Progress progress(opt.progress, static_cast<int>(size + (pictured.size() + detailed.size()) * n_layers + 2));
+  JsonWriter details(false, true);
+  details.begin_array();
   std::vector<Reported> reported;
-  for (const auto index : to_read) {
+  for (std::int64_t index = 0; index < size; ++index) {
     const bool pictures = std::binary_search(pictured.begin(), pictured.end(), index);
     const bool detail = std::binary_search(detailed.begin(), detailed.end(), index);
+    progress.step(fmt::format("reading snapshot {} of {}", index + 1, size));
     Snapshot snap = run.snapshot(index);
     keep_selected(snap.layers);
+    auto& learned = learning.snapshots[static_cast<std::size_t>(index)];
+    learned.phase = snap.phase;
+    for (const auto& e : snap.events)
+      if (e.layer.empty() || selected_set.count(e.layer) != 0) {
+        learning.events.push_back(e);
+        ++learned.events;
+      }
+    for (std::size_t k = 0; k < snap.loss_epochs.size() && k < snap.losses.size(); ++k) {
+      learning.loss_epochs.push_back(snap.loss_epochs[k]);
+      learning.losses.push_back(snap.losses[k]);
+    }
+    for (const auto& l : snap.layers) {
+      // Dormant rates exist only where the snapshot holds the dormant scores (mean |activation|).
+      learned.layers[l.name] = {l.cka_previous, l.mean_abs.empty() ? NAN : l.dormant_rate};
+      const auto pos = std::find(selected.begin(), selected.end(), l.name) - selected.begin();
+      timeline.cka[static_cast<std::size_t>(pos)][static_cast<std::size_t>(index)] = l.cka_previous;
+    }
+    if (!pictures && !detail) continue;
+
     const SnapshotLabel at{snap.epoch, snap.loss};
     const std::string sfx = suffix(index);
     Reported rep;
     rep.index = index;
     if (detail) {
-      dash.begin_object();
-      dash.field("index", index).field("epoch", snap.epoch).field("loss", snap.loss);
-      dash.key("layers").begin_array();
+      details.begin_object();
+      details.field("index", index).field("epoch", snap.epoch).field("loss", snap.loss).field("phase", snap.phase);
+      details.key("layers").begin_array();
     }
     for (const auto& layer : snap.layers) {
       progress.step(fmt::format("epoch {}: layer {}", snap.epoch, layer.name));
       const GroupOrder order = order_by_group(layer);
       // t-SNE only for the pictured snapshots: it is the slow part, and the dashboard shows PCA elsewhere.
       std::optional<Embedding> embedding;
-      if (layer.n_neurons >= 2 && (pictures || detail)) embedding = embed_layer(layer, opt.tsne && pictures, opt.seed);
+      if (layer.n_neurons >= 2) embedding = embed_layer(layer, opt.tsne && pictures, opt.seed);
       if (pictures) {
         LayerFiles files;
         const bool has_matrix = layer.n_neurons > 0 &&
@@ -311,10 +302,9 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
         for (const auto& w : why) rep.notes.push_back(fmt::format("epoch {}, layer {}: {}", snap.epoch, layer.name, w));
         rep.layer_files[layer.name] = files;
       }
-      if (detail) write_dashboard_layer(dash, layer, order, embedding, dashboard_cells);
+      if (detail) write_dashboard_layer(details, layer, order, embedding, dashboard_cells);
     }
-    if (detail) dash.end_array().end_object();
-    progress.step(fmt::format("epoch {}: all layers", snap.epoch));
+    if (detail) details.end_array().end_object();
     if (pictures) {
       if (!snap.layers.empty()) {
         std::vector<const LayerSnapshot*> layers;
@@ -324,12 +314,20 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
         rep.files.push_back(name);
       }
       for (auto& l : snap.layers) {
-        l.correlation.clear();  // the reports do not need the matrices
-        l.correlation.shrink_to_fit();
+        // The reports need none of the big arrays.
+        l.correlation = {};
+        l.reservoir = {};
       }
       rep.snapshot = std::move(snap);
       reported.push_back(std::move(rep));
     }
+  }
+  details.end_array();
+  timeline.loss_epochs = learning.loss_epochs;
+  timeline.losses = learning.losses;
+  for (const auto& s : learning.snapshots) {
+    timeline.phases.push_back(s.phase);
+    timeline.event_counts.push_back(s.events);
   }
 
   std::vector<std::string> run_files;
@@ -338,7 +336,22 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
   draw_timeline((out_dir / run_files.back()).string(), opt.format, timeline);
   if (dashboard) {
     progress.step("dashboard");
-    dash.end_array();
+    JsonWriter dash(false, true);
+    dash.begin_object();
+    dash.key("run").begin_object();
+    dash.field("file", opt.run_path).field("device", info.device).field("torch_version", info.torch_version);
+    dash.field("library_version", info.library_version).field("created", info.created);
+    dash.field("snapshots", size);
+    dash.key("layers").array(selected);
+    if (static_cast<std::int64_t>(detailed.size()) < size)
+      dash.field("detail_note", fmt::format("Groups, matrices and scatter plots are embedded for {} of the {} "
+                                            "snapshots (evenly spaced); the timelines show all of them.",
+                                            detailed.size(), size));
+    dash.end_object();
+    write_dashboard_colors(dash);
+    write_dashboard_timeline(dash, timeline);
+    write_dashboard_events(dash, learning.events);
+    dash.key("details").raw(details.str());
     if (!opt.all) {
       const auto pos = std::find(detailed.begin(), detailed.end(), pictured.back()) - detailed.begin();
       dash.field("initial_detail", static_cast<std::int64_t>(pos));
@@ -363,6 +376,7 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
     in.snapshot_index = rep.index;
     in.snapshot = &rep.snapshot;
     in.summaries = &summaries;
+    in.learning = &learning;
     in.layer_files = rep.layer_files;
     in.files = rep.files;
     in.files.insert(in.files.end(), run_files.begin(), run_files.end());
@@ -382,6 +396,21 @@ ReportResult write_report(const Run& run, const ReportOptions& opt) {
   for (const auto& f : run_files) result.files.push_back((out_dir / f).string());
   result.notes.insert(result.notes.end(), notes.begin(), notes.end());
   return result;
+}
+
+ReportResult write_report(const Run& run, const ReportOptions& options) {
+  class Adapter final : public RunSource {
+   public:
+    explicit Adapter(const Run& run) : run_(run) {}
+    const RunInfo& info() const override { return run_.info(); }
+    std::int64_t size() const override { return run_.size(); }
+    SnapshotSummary summary(std::int64_t index) const override { return run_.summary(index); }
+    Snapshot snapshot(std::int64_t index) const override { return run_.snapshot(index); }
+
+   private:
+    const Run& run_;
+  };
+  return write_report(Adapter(run), options);
 }
 
 }  // namespace neuronmap::report

@@ -31,8 +31,19 @@ struct ReportResult {
   bool dashboard_written = false;
 };
 
+/// What a report reads. neuronmap::Run is one (through the overload below); tests use in-memory runs.
+class RunSource {
+ public:
+  virtual ~RunSource() = default;
+  virtual const RunInfo& info() const = 0;
+  virtual std::int64_t size() const = 0;
+  virtual SnapshotSummary summary(std::int64_t index) const = 0;
+  virtual Snapshot snapshot(std::int64_t index) const = 0;
+};
+
 /// Writes everything into options.out_dir (created if missing). Throws neuronmap::Error with a
 /// message that says what to do (unknown epoch or layer, empty run, unwritable directory).
+ReportResult write_report(const RunSource& run, const ReportOptions& options);
 ReportResult write_report(const Run& run, const ReportOptions& options);
 
 /// Where the dashboard's ECharts comes from: $NEURONMAP_ECHARTS_JS, next to the executable

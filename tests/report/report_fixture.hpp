@@ -23,7 +23,9 @@
 #include <utility>
 #include <vector>
 
+#include "neuronmap/run.hpp"
 #include "neuronmap/snapshot.hpp"
+#include "report/report.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::test {
@@ -165,6 +167,83 @@ inline void write_planted_run(const std::string& path, const std::vector<LayerPl
     writer.append(snap);
   }
   writer.close();
+}
+
+/// The learning data a v2 run file holds (events, phases, CKA, dormant rates, the loss of every epoch,
+/// lineages, selectivity), added to planted snapshot `s` of `count`.
+inline void add_learning(Snapshot& snap, int s) {
+  static const char* const kPhases[] = {"", "rapid", "refinement", "plateau", "unstable"};
+  snap.phase = kPhases[s % 5];
+  for (int e = 5 * s + 1; e <= 5 * (s + 1); ++e) {
+    snap.loss_epochs.push_back(e);
+    snap.losses.push_back(2.5 / (1.0 + 0.2 * e) + 0.05 * std::sin(e));
+  }
+  for (auto& l : snap.layers) {
+    l.cka_previous = s == 0 ? std::nan("") : 0.6 + 0.08 * s;
+    l.mean_abs.assign(static_cast<std::size_t>(l.n_neurons), 0.5);
+    l.dormant_rate = 0.05 * (s % 3);
+    for (auto& g : l.groups) {
+      g.lineage_id = 100 * s + g.group_id;
+      g.selectivity = 0.1 * (g.group_id % 5);
+      g.importance = 0.01 * (g.group_id + 1);
+      g.loss_correlation = -0.2 + 0.05 * g.group_id;
+    }
+    if (s == 0) continue;
+    Event emerged;
+    emerged.epoch = snap.epoch;
+    emerged.layer = l.name;
+    emerged.kind = "emerged";
+    emerged.lineages = {100 * s};
+    emerged.strength = 0.4 + 0.1 * s;
+    emerged.skill_category = "digits";
+    emerged.loss_change = -0.3;
+    snap.events.push_back(emerged);
+    Event jump = emerged;
+    jump.kind = "cohesion_jump";
+    jump.strength = 0.25;
+    jump.skill_category = "";
+    snap.events.push_back(jump);
+  }
+}
+
+/// A run held in memory: what a v2 file would return, for report features the store may not yet keep.
+class MemoryRun final : public report::RunSource {
+ public:
+  MemoryRun(RunInfo info, std::vector<Snapshot> snapshots) : info_(std::move(info)), snapshots_(std::move(snapshots)) {}
+  const RunInfo& info() const override { return info_; }
+  std::int64_t size() const override { return static_cast<std::int64_t>(snapshots_.size()); }
+  Snapshot snapshot(std::int64_t i) const override { return snapshots_.at(static_cast<std::size_t>(i)); }
+  SnapshotSummary summary(std::int64_t i) const override {
+    const auto& s = snapshots_.at(static_cast<std::size_t>(i));
+    SnapshotSummary out{s.epoch, s.loss, s.timestamp, {}};
+    for (const auto& l : s.layers)
+      out.layers.push_back({l.name, l.n_neurons, l.samples, static_cast<std::int64_t>(l.groups.size()),
+                            l.mean_cohesion(), l.dead_count(), l.counters});
+    return out;
+  }
+
+ private:
+  RunInfo info_;
+  std::vector<Snapshot> snapshots_;
+};
+
+/// The standard layers over `count` snapshots, with learning data, in memory.
+inline MemoryRun planted_memory_run(int count) {
+  const auto plans = standard_layers();
+  std::vector<Snapshot> snapshots;
+  for (int s = 0; s < count; ++s) {
+    Snapshot snap;
+    snap.epoch = 5 * (s + 1);
+    snap.loss = 2.3 / (1.0 + s);
+    snap.timestamp = 1.77e9 + 60.0 * s;
+    for (std::size_t k = 0; k < plans.size(); ++k)
+      snap.layers.push_back(planted_layer(plans[k], s, 2 + s + static_cast<int>(k % 3), 1 + k));
+    add_learning(snap, s);
+    snapshots.push_back(std::move(snap));
+  }
+  auto info = planted_info(plans);
+  info.tag_names = {"digits", "letters"};
+  return MemoryRun(std::move(info), std::move(snapshots));
 }
 
 struct CommandResult {

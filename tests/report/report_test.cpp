@@ -158,7 +158,7 @@ assert fc1['files']['heatmap'] == 'pytorch_groups_heatmap_fc1.png'
 assert la['head/out']['files']['heatmap'] is None and la['head/out']['correlation_stored'] is False
 lp = d['learning_patterns']
 assert lp['total_events'] == 0 and lp['events'] == [] and 'events_note' in lp
-assert lp['skill_distribution'].get('mathematical', 0) > 0
+assert lp['group_skill_distribution'].get('mathematical', 0) > 0
 assert len(lp['timeline']) == 4
 assert lp['timeline'][2]['loss'] is None, 'NaN loss must be null'
 assert [t['epoch'] for t in lp['timeline']] == [5, 10, 15, 20]
@@ -263,6 +263,43 @@ TEST_F(Report, UnknownEpochsAndLayersAreRefusedWithTheChoices) {
   }
 }
 
+TEST_F(Report, LearningEventsPhasesAndCkaAreReportedWhereTheRunHoldsThem) {
+  const MemoryRun run = planted_memory_run(4);
+  report::ReportOptions options;
+  options.out_dir = out_root_ + "/out";
+  options.run_path = "memory";
+  options.dashboard = false;
+  report::write_report(run, options);
+  expect_python(R"(
+import json, sys
+d = json.load(open(sys.argv[1]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+lp = d['learning_patterns']
+assert lp['total_events'] == 24, lp['total_events']            # 3 snapshots x 4 layers x 2 events
+assert lp['events_per_kind'] == {'cohesion_jump': 12, 'emerged': 12}, lp['events_per_kind']
+assert lp['skill_distribution'] == {'digits': 12}, lp['skill_distribution']
+assert abs(lp['average_strength'] - (0.25 * 12 + sum(0.4 + 0.1 * s for s in (1, 2, 3)) * 4) / 24) < 1e-9
+assert 'events_note' not in lp
+e = lp['events'][0]
+assert e['epoch'] == 10 and e['kind'] == 'emerged' and e['lineages'] == [100] and e['loss_change'] == -0.3
+assert [t['phase'] for t in lp['timeline']] == ['', 'rapid', 'refinement', 'plateau']
+assert [t['events'] for t in lp['timeline']] == [0, 8, 8, 8]
+assert lp['timeline'][0]['layers']['fc1']['cka_previous'] is None
+assert abs(lp['timeline'][2]['layers']['fc1']['cka_previous'] - 0.76) < 1e-9
+assert len(lp['loss_curve']['epochs']) == 20 and lp['loss_curve']['epochs'][0] == 1
+fc1 = d['layer_analysis']['fc1']
+g = fc1['groups_detail'][1]
+assert g['lineage_id'] == 301 and abs(g['selectivity'] - 0.1) < 1e-12 and abs(g['loss_correlation'] + 0.15) < 1e-12
+assert fc1['dormant_rate'] == 0.0 and abs(fc1['cka_previous'] - 0.84) < 1e-9
+assert d['pytorch_analysis']['tag_names'] == ['digits', 'letters'] and d['pytorch_analysis']['phase'] == 'plateau'
+)",
+                options.out_dir + "/pytorch_neuron_group_analysis_report.json", out_root_);
+  const std::string text = read_file(options.out_dir + "/pytorch_neuron_group_analysis_report.txt");
+  for (const std::string part : {"Learning events: 24 (cohesion_jump 12, emerged 12)", "Strongest events", "plateau",
+                                 "CKA to previous:  0.840", "lineage 301"})
+    EXPECT_NE(text.find(part), std::string::npos) << part;
+  expect_picture(options.out_dir + "/pytorch_timeline.png");
+}
+
 TEST_F(Report, CliExitCodesForBadRequests) {
   const std::string out = out_root_ + "/out";
   auto r = report(out, {"--epoch", "7"});
@@ -332,6 +369,29 @@ TEST(ReportLarge, LargeLayersAreDownsampledToAtMost1024Pixels) {
     // The embedded matrix is reduced too: the file stays small.
     EXPECT_LT(fs::file_size(options.out_dir + "/pytorch_interactive_dashboard.html"), 4u << 20);
   }
+}
+
+TEST(ReportLarge, LongRunsEmbedEvenlySpacedSnapshotsAndTimeAll) {
+  const std::string dir = test_dir();
+  const std::string path = dir + "/long.h5";
+  write_planted_run(path, {{"fc1", "torch::nn::LinearImpl", "rows as samples", 24}}, 30);
+  report::ReportOptions options;
+  options.out_dir = dir + "/out";
+  options.run_path = path;
+  options.epoch = 25;  // snapshot 4: not one of the 24 evenly spaced ones, so added to them
+  const auto run = Run::open(path);
+  const auto result = report::write_report(run, options);
+  expect_python(R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["pytorch_analysis"]["epoch"] == 25
+assert len(d['learning_patterns']['timeline']) == 30
+)",
+                options.out_dir + "/pytorch_neuron_group_analysis_report.json", dir);
+  if (!result.dashboard_written) return;
+  const std::string html = read_file(options.out_dir + "/pytorch_interactive_dashboard.html");
+  EXPECT_NE(html.find("embedded for 25 of the 30 snapshots"), std::string::npos);
+  EXPECT_NE(html.find("\"initial_detail\":"), std::string::npos);
 }
 
 TEST(ReportParts, FileNamesAreSanitised) {
@@ -417,10 +477,13 @@ TEST(ReportParts, CoolWarmRunsFromBlueThroughGreyToRed) {
 TEST_F(Report, DashboardRendersInHeadlessChromium) {
   if (!fs::exists(kChromium)) GTEST_SKIP() << kChromium << " not found: the browser test is skipped";
   if (report::find_echarts().empty()) GTEST_SKIP() << "ECharts not installed (npm): no dashboard to test";
+  // An in-memory run with learning events, phases and CKA, so that every part of the page has data.
+  const MemoryRun run = planted_memory_run(4);
   report::ReportOptions options;
   options.out_dir = out_root_ + "/out";
+  options.run_path = "memory";
   options.epoch = 15;
-  ASSERT_TRUE(report_here(options).dashboard_written);
+  ASSERT_TRUE(report::write_report(run, options).dashboard_written);
   const std::string url = "file://" + fs::absolute(options.out_dir + "/pytorch_interactive_dashboard.html").string();
   const std::string shot = fs::path(NEURONMAP_TEST_BINARY_DIR) / "dashboard_screenshot.png";
   fs::remove(shot);
@@ -438,11 +501,11 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   const auto selftest = dom.out.find("nm-selftest");
   ASSERT_NE(selftest, std::string::npos) << dom.out.substr(0, 2000);
-  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:6\""), std::string::npos) << dom.out.substr(0, 400);
+  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:7\""), std::string::npos) << dom.out.substr(0, 400);
   EXPECT_NE(dom.out.find("data-neuronmap-selftest=\"pass:"), std::string::npos) << dom.out.substr(selftest, 2000);
   std::size_t canvases = 0;
   for (auto at = dom.out.find("<canvas"); at != std::string::npos; at = dom.out.find("<canvas", at + 1)) ++canvases;
-  EXPECT_GE(canvases, 6u);
+  EXPECT_GE(canvases, 7u);
   EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
   // 4 layers and 4 embedded snapshots: every switch changes what the charts show.
   EXPECT_NE(dom.out.find("\"checks\":[{"), std::string::npos);

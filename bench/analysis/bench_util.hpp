@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -22,16 +23,22 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+struct Timing {
+  double wall = 0, cpu = 0;  ///< seconds; cpu = process CPU time, all threads
+};
+
+/// The run with the median wall time out of `reps`.
 template <typename F>
-double median_seconds(int reps, F&& f) {
-  std::vector<double> times;
+Timing median_timing(int reps, F&& f) {
+  std::vector<Timing> runs;
   for (int r = 0; r < reps; ++r) {
     const auto start = std::chrono::steady_clock::now();
+    const std::clock_t cpu_start = std::clock();
     f();
-    times.push_back(seconds_since(start));
+    runs.push_back({seconds_since(start), static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC});
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall < b.wall; });
+  return runs[runs.size() / 2];
 }
 
 /// The machine's dgemm rate (GFLOP/s) on square n x n float64 matrices, best of `reps`.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include <tbb/blocked_range.h>
@@ -63,28 +64,36 @@ namespace {
 
 constexpr std::int64_t kTile = 64;
 
-// Writes r (n x n, column-major, both triangles) from co-moments given by `comoment(i, j)` for
-// i <= j. `inv_norm` is 1/sqrt(M_ii) for live neurons and 0 for dead ones. The source may alias
-// the upper triangle of r: each tile reads only upper entries before writing them, and writes
-// lower entries that no other tile reads.
-template <typename Scalar, typename Source>
-void normalise_into(Scalar* r, std::int64_t n, const Source& comoment, const Eigen::VectorXd& inv_norm) {
+// Writes r (n x n, column-major, both triangles) from co-moments: `column(j)` points at M_0j..M_jj
+// (contiguous). `inv_norm` is 1/sqrt(M_ii) for live neurons and 0 for dead ones. The source may be
+// the upper triangle of r itself: a tile reads only upper entries before writing them, and writes
+// lower entries, which no tile reads. The lower triangle is written from a transposed tile buffer,
+// so both triangles are written in contiguous runs.
+template <typename Scalar, typename Column>
+void normalise_into(Scalar* r, std::int64_t n, const Column& column, const Eigen::VectorXd& inv_norm) {
   const std::int64_t blocks = (n + kTile - 1) / kTile;
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, blocks, 1), [&](const tbb::blocked_range<std::int64_t>& range) {
+    Scalar tile[kTile][kTile];  // tile[j - j0][i - i0]
     for (std::int64_t bj = range.begin(); bj != range.end(); ++bj) {
       const std::int64_t j0 = bj * kTile, j1 = std::min(n, j0 + kTile);
       for (std::int64_t i0 = 0; i0 < j1; i0 += kTile) {
         const std::int64_t i1 = std::min(n, i0 + kTile);
         for (std::int64_t j = j0; j < j1; ++j) {
+          const auto* source = column(j);
           const double scale_j = inv_norm(j);
           const std::int64_t i_end = std::min(i1, j);
+          Scalar* out = r + j * n;
+          Scalar* buffer = tile[j - j0] - i0;
           for (std::int64_t i = i0; i < i_end; ++i) {
-            double v = comoment(i, j) * inv_norm(i) * scale_j;
-            v = std::isfinite(v) ? std::clamp(v, -1.0, 1.0) : 0.0;
-            r[j * n + i] = static_cast<Scalar>(v);
-            r[i * n + j] = static_cast<Scalar>(v);
+            double v = static_cast<double>(source[i]) * inv_norm(i) * scale_j;
+            v = std::abs(v) <= std::numeric_limits<double>::max() ? std::clamp(v, -1.0, 1.0) : 0.0;
+            out[i] = buffer[i] = static_cast<Scalar>(v);
           }
-          if (j >= i0 && j < i1) r[j * n + j] = Scalar(1);
+          if (j >= i0 && j < i1) out[j] = Scalar(1);
+        }
+        for (std::int64_t i = i0; i < std::min(i1, j1); ++i) {
+          Scalar* out = r + i * n;
+          for (std::int64_t j = std::max(j0, i + 1); j < j1; ++j) out[j] = tile[j - j0][i - i0];
         }
       }
     }
@@ -150,9 +159,11 @@ Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision,
     using S = typename decltype(matrix)::Scalar;
     S* m = matrix.data();
     // Centred row chunks, each one syrk into the upper triangle of r's own storage.
-    constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
+    // Small row chunks, one reused buffer: syrk with k >= 512 runs at the dgemm rate, and fresh memory
+    // costs more to touch than to compute with on the project's VMs.
+    constexpr std::int64_t kChunkBytes = std::int64_t{32} << 20;
     const std::int64_t chunk_rows = std::min<std::int64_t>(
-        std::max<std::int64_t>(1024, kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1))),
+        std::max<std::int64_t>(512, kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1))),
         std::max<std::int64_t>(rows, 1));
     LargeVector<S> buffer(static_cast<std::size_t>(std::min(chunk_rows, rows) * n));
     bool first = true;
@@ -172,7 +183,7 @@ Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision,
     Eigen::VectorXd diagonal(n);
     for (std::int64_t i = 0; i < n; ++i) diagonal(i) = static_cast<double>(m[i * n + i]);
     const Eigen::VectorXd inv = inverse_norms(diagonal, dead);
-    normalise_into(m, n, [m, n](std::int64_t i, std::int64_t j) { return static_cast<double>(m[j * n + i]); }, inv);
+    normalise_into(m, n, [m, n](std::int64_t j) { return m + j * n; }, inv);
     return diagonal;
   };
   Eigen::VectorXd diagonal = r.is_f32() ? compute(r.f32()) : compute(r.f64());
@@ -192,7 +203,7 @@ Correlation correlation_from_moments(const Moments& moments, Precision precision
   const Eigen::VectorXd inv = inverse_norms(diagonal, dead);
   CorrelationMatrix r(n, precision);
   const double* packed = moments.comoment_packed().data();
-  auto source = [packed](std::int64_t i, std::int64_t j) { return packed[Moments::column_offset(j) + i]; };
+  auto source = [packed](std::int64_t j) { return packed + Moments::column_offset(j); };
   if (r.is_f32()) {
     normalise_into(r.f32().data(), n, source, inv);
   } else {

@@ -7,6 +7,8 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(fmt REQUIRED)
 find_package(cereal REQUIRED)
 find_package(CLI11 REQUIRED)
+# The analysis calls CBLAS (syrk, gemm) through libblas.so: OpenBLAS via Debian's alternatives.
+find_package(BLAS REQUIRED)
 
 # Debian's LibTorch runs ~10x slower on the reference BLAS; OpenBLAS replaces it through Debian's
 # alternatives (libblas.so.3), so nothing links it directly. Warn when it is missing.

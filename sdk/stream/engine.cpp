@@ -24,6 +24,7 @@
 #include "analysis/correlation.hpp"
 #include "analysis/grouping.hpp"
 #include "analysis/moments.hpp"
+#include "learning/learning.hpp"
 #include "neuronmap/errors.hpp"
 #include "store/run_file.hpp"
 #include "stream/reservoir.hpp"
@@ -171,6 +172,11 @@ struct Engine::State {
   std::function<void()> reference_source;
   std::mutex reference_mutex;
   std::vector<ReferenceRows> reference;
+
+  // Learning patterns across snapshots (snapshot thread only).
+  std::vector<learning::LayerLearning> layer_learning;
+  std::vector<ReferenceRows> previous_reference;  // per layer, at the previous snapshot
+  std::optional<Snapshot> previous_light;        // epoch, loss and per-layer cka_previous only
   bool closed = false;
   tbb::task_arena arena;
 
@@ -181,6 +187,7 @@ struct Engine::State {
   void make_snapshot(const SnapshotJob& job);
   void analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const;
   void attach_observations(Window& window, const std::vector<LayerAccumulator>& merged, Snapshot& snapshot) const;
+  void learn(const SnapshotJob& job, Snapshot& snapshot);
 
   void record_error(const std::string& message) {
     std::lock_guard<std::mutex> lock(error_mutex);
@@ -225,6 +232,8 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
   s.queue.set_capacity(s.options.queue_capacity());
   s.arena.initialize(s.options.analysis_threads());
 
+  for (const auto& layer : s.layers) s.layer_learning.emplace_back(layer.name);
+  s.previous_reference.resize(n_layers);
   s.writer = std::make_unique<RunWriter>(s.options.file(), info, s.options.overwrite());
 
   for (int w = 0; w < s.options.workers(); ++w) {
@@ -586,6 +595,7 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
     });
   });
   if (job.window != nullptr) attach_observations(*job.window, merged, snapshot);
+  learn(job, snapshot);
   s.writer->append(snapshot);
   s.written.fetch_add(1, std::memory_order_release);
 }
@@ -656,6 +666,66 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
   }
   out.reservoir = std::move(rows);
   out.reservoir_ids = std::move(ids);
+}
+
+// Lineages, events, skills, dormant rates, CKA and the phase (formulas: docs/LEARNING.md).
+// Temporal CKA uses the reference batch (the same inputs at both snapshots); CKA between layers uses
+// the reservoir rows both layers hold (the same samples of the same forward passes).
+void Engine::State::learn(const SnapshotJob& job, Snapshot& snapshot) {
+  const learning::LearningOptions learning_options;
+  const auto n_layers = snapshot.layers.size();
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    auto& layer = snapshot.layers[l];
+    try {
+      learning::annotate_layer(layer, options.tag_names(), learning_options);
+      if (l < job.reference.size() && !job.reference[l].rows.empty()) {
+        const auto& now = job.reference[l];
+        const auto& before = previous_reference[l];
+        if (!before.rows.empty() && before.rows.size() == now.rows.size()) {
+          const std::int64_t rows = static_cast<std::int64_t>(now.rows.size()) / now.cols;
+          layer.cka_previous = learning::linear_cka(learning::MatrixView<float>{before.rows.data(), rows, before.cols},
+                                                    learning::MatrixView<float>{now.rows.data(), rows, now.cols});
+        }
+        previous_reference[l] = now;
+      }
+    } catch (const std::exception& e) {
+      record_error(fmt::format("learning analysis, layer '{}': {}", layer.name, e.what()));
+    }
+  }
+  if (previous_light) snapshot.phase = learning::to_string(learning::snapshot_phase(*previous_light, snapshot, learning_options));
+  const double loss_change = previous_light ? snapshot.loss - previous_light->loss : std::numeric_limits<double>::quiet_NaN();
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    auto& layer = snapshot.layers[l];
+    try {
+      const auto step = layer_learning[l].update(snapshot.epoch, snapshot.loss, layer);
+      for (const auto& e : step.events) {
+        Event event = learning::to_event(e);
+        event.loss_change = loss_change;
+        snapshot.events.push_back(std::move(event));
+      }
+      for (auto& group : layer.groups) group.learning_phase = snapshot.phase;
+    } catch (const std::exception& e) {
+      record_error(fmt::format("lineages, layer '{}': {}", layer.name, e.what()));
+    }
+  }
+  snapshot.layer_cka.assign(n_layers * n_layers, std::numeric_limits<double>::quiet_NaN());
+  for (std::size_t a = 0; a < n_layers; ++a) {
+    for (std::size_t b = a; b < n_layers; ++b) {
+      double cka = std::numeric_limits<double>::quiet_NaN();
+      try {
+        if (a == b) cka = snapshot.layers[a].reservoir_ids.empty() ? cka : 1.0;
+        else cka = learning::reservoir_cka(snapshot.layers[a], snapshot.layers[b]);
+      } catch (const std::exception&) {
+      }
+      snapshot.layer_cka[a * n_layers + b] = snapshot.layer_cka[b * n_layers + a] = cka;
+    }
+  }
+  Snapshot light;
+  light.epoch = snapshot.epoch;
+  light.loss = snapshot.loss;
+  light.layers.resize(n_layers);
+  for (std::size_t l = 0; l < n_layers; ++l) light.layers[l].cka_previous = snapshot.layers[l].cka_previous;
+  previous_light = std::move(light);
 }
 
 // Tags and per-sample losses of the reservoir rows: row r of a layer's n-th batch (R rows) belongs to

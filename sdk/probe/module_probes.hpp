@@ -42,6 +42,10 @@ class CaptureSink {
 };
 
 /// The probes of one session. Installed on construction (disabled), removed on destruction.
+/// Every instance shares one global RecordFunction callback (so forwards on any thread are seen),
+/// switched off while no instance is enabled. The destructor waits (up to 10 s) for captures in
+/// flight on other threads; after it returns the sink is not called again, and neither the sink nor
+/// the model is kept alive.
 class ModuleProbes {
  public:
   /// Throws LayerNotFound (listing valid and closest names) or UnsupportedModule (saying why).

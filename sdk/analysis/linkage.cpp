@@ -61,7 +61,10 @@ std::vector<Merge> nn_chain(const R& r) {
   std::vector<std::size_t> synced(static_cast<std::size_t>(n), 0);  // log records applied per column
   auto pull = [&](std::int64_t c) -> W* {
     W* column = d + c * n;
-    for (std::size_t r = synced[static_cast<std::size_t>(c)]; r < log.size(); ++r) {
+    const std::size_t end = log.size();
+    constexpr std::size_t kAhead = 16;  // each read is a cache miss in another column: overlap them
+    for (std::size_t r = synced[static_cast<std::size_t>(c)]; r < end; ++r) {
+      if (r + kAhead < end) __builtin_prefetch(d + log[r + kAhead].updated * n + c);
       column[log[r].removed] = inf;
       const std::int64_t y = log[r].updated;  // its column was rewritten after c's last sync
       if (y != c) column[y] = d[y * n + c];

@@ -1,4 +1,5 @@
-// `neuronmap inspect RUN.h5 [--json]`: run metadata, layers and a row per snapshot and layer.
+// `neuronmap inspect RUN.h5 [--json] [--events]`: run metadata, layers, a row per snapshot and layer
+// (with the snapshot's learning phase and number of events) and, with --events or --json, the events.
 // The file is read in a child process: a damaged file that crashes HDF5 yields an error, not a crash.
 #include <fcntl.h>
 #include <sys/types.h>
@@ -23,9 +24,13 @@
 #include "cli/verbs.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
+#include "store/run_file.hpp"
 
 namespace neuronmap::cli {
 namespace {
+
+// The store's reader rather than neuronmap::Run: it also reads a snapshot's events without its layers.
+using Reader = detail::RunReader;
 
 // ---- JSON ---------------------------------------------------------------------------------------
 
@@ -80,7 +85,17 @@ std::string json_counters(const Counters& c) {
       c.captured_batches, c.dropped_batches, c.skipped_batches, c.rows, c.nonfinite_rows, c.errors);
 }
 
-std::string render_json(const std::string& path, Run& run, const std::function<void()>& tick) {
+std::string json_event(const Event& e) {
+  std::string lineages = "[";
+  for (std::size_t k = 0; k < e.lineages.size(); ++k) lineages += (k == 0 ? "" : ", ") + std::to_string(e.lineages[k]);
+  lineages += "]";
+  return fmt::format("{{\"epoch\": {}, \"layer\": {}, \"kind\": {}, \"lineages\": {}, \"strength\": {}, "
+                     "\"skill_category\": {}, \"loss_change\": {}}}",
+                     e.epoch, json_string(e.layer), json_string(e.kind), lineages, json_number(e.strength),
+                     json_string(e.skill_category), json_number(e.loss_change));
+}
+
+std::string render_json(const std::string& path, const Reader& run, const std::function<void()>& tick) {
   const auto& info = run.info();
   std::string out = "{\n";
   out += "  \"file\": " + json_string(path) + ",\n";
@@ -90,6 +105,9 @@ std::string render_json(const std::string& path, Run& run, const std::function<v
   out += "  \"device\": " + json_string(info.device) + ",\n";
   out += "  \"created\": " + json_string(info.created) + ",\n";
   out += "  \"options_json\": " + json_string(info.options_json) + ",\n";
+  out += "  \"tag_names\": [";
+  for (std::size_t i = 0; i < info.tag_names.size(); ++i) out += (i == 0 ? "" : ", ") + json_string(info.tag_names[i]);
+  out += "],\n";
   out += "  \"layers\": [";
   for (std::size_t i = 0; i < info.layers.size(); ++i) {
     const auto& l = info.layers[i];
@@ -103,9 +121,15 @@ std::string render_json(const std::string& path, Run& run, const std::function<v
   for (std::int64_t i = 0; i < run.size(); ++i) {
     tick();
     const auto s = run.summary(i);
+    const auto header = run.snapshot_header(i);
     out += i == 0 ? "\n" : ",\n";
-    out += fmt::format("    {{\"index\": {}, \"epoch\": {}, \"loss\": {}, \"timestamp\": {}, \"layers\": [", i, s.epoch,
-                       json_number(s.loss), json_number(s.timestamp));
+    out += fmt::format("    {{\"index\": {}, \"epoch\": {}, \"loss\": {}, \"timestamp\": {}, \"phase\": {}, "
+                       "\"n_events\": {}, \"events\": [",
+                       i, s.epoch, json_number(s.loss), json_number(s.timestamp), json_string(header.phase),
+                       header.events.size());
+    for (std::size_t k = 0; k < header.events.size(); ++k)
+      out += (k == 0 ? "\n      " : ",\n      ") + json_event(header.events[k]);
+    out += header.events.empty() ? "], \"layers\": [" : "\n    ], \"layers\": [";
     for (std::size_t k = 0; k < s.layers.size(); ++k) {
       const auto& l = s.layers[k];
       out += k == 0 ? "\n" : ",\n";
@@ -125,6 +149,13 @@ std::string render_json(const std::string& path, Run& run, const std::function<v
 
 // ---- Text ---------------------------------------------------------------------------------------
 
+/// Terminal columns of a UTF-8 string: its code points (bytes that do not continue a sequence).
+std::size_t display_width(const std::string& s) {
+  std::size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
 /// Columns padded to their widest cell; numeric columns right-aligned.
 class TextTable {
  public:
@@ -136,12 +167,12 @@ class TextTable {
   std::string render(const std::string& indent) const {
     std::vector<std::size_t> width(rows_.front().size(), 0);
     for (const auto& row : rows_)
-      for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+      for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], display_width(row[c]));
     std::string out;
     for (const auto& row : rows_) {
       std::string line = indent;
       for (std::size_t c = 0; c < row.size(); ++c) {
-        const std::string pad(width[c] - row[c].size(), ' ');
+        const std::string pad(width[c] - display_width(row[c]), ' ');
         line += numeric_[c] ? pad + row[c] : row[c] + (c + 1 < row.size() ? pad : "");
         if (c + 1 < row.size()) line += "  ";
       }
@@ -169,7 +200,8 @@ std::string format_double(double v, const char* spec) {
   return fmt::format(fmt::runtime(spec), v);
 }
 
-std::string render_text(const std::string& path, Run& run, const std::function<void()>& tick) {
+std::string render_text(const std::string& path, const Reader& run, bool list_events,
+                        const std::function<void()>& tick) {
   const auto& info = run.info();
   std::string out;
   TextTable meta({"", ""}, {false, false});
@@ -180,6 +212,11 @@ std::string render_text(const std::string& path, Run& run, const std::function<v
   meta.add({"device", info.device.empty() ? "-" : printable(info.device)});
   meta.add({"created", info.created.empty() ? "-" : printable(info.created)});
   meta.add({"options", info.options_json.empty() ? "-" : printable(info.options_json)});
+  if (!info.tag_names.empty()) {
+    std::string tags;
+    for (const auto& t : info.tag_names) tags += (tags.empty() ? "" : ", ") + printable(t);
+    meta.add({"tags", tags});
+  }
   meta.add({"snapshots", std::to_string(run.size())});
   // Drop the empty header row the table carries.
   const auto meta_text = meta.render("");
@@ -197,22 +234,44 @@ std::string render_text(const std::string& path, Run& run, const std::function<v
   }
 
   out += fmt::format("\nsnapshots ({})\n", run.size());
+  std::size_t n_events = 0;
   if (run.size() > 0) {
-    TextTable rows({"#", "epoch", "loss", "layer", "neurons", "samples", "groups", "cohesion", "dead", "dropped"},
-                   {true, true, true, false, true, true, true, true, true, true});
+    TextTable rows({"#", "epoch", "loss", "phase", "events", "layer", "neurons", "samples", "groups", "cohesion",
+                    "dead", "dropped"},
+                   {true, true, true, false, true, false, true, true, true, true, true, true});
+    TextTable events({"#", "epoch", "layer", "kind", "lineages", "strength", "skill", "loss change"},
+                     {true, true, false, false, false, true, false, true});
     for (std::int64_t i = 0; i < run.size(); ++i) {
       tick();
       const auto s = run.summary(i);
+      const auto header = run.snapshot_header(i);
+      const std::string phase = header.phase.empty() ? "-" : printable(header.phase);
+      const std::string count = std::to_string(header.events.size());
+      n_events += header.events.size();
       if (s.layers.empty())
-        rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), "-", "", "", "", "", "",
-                  ""});
+        rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count, "-", "",
+                  "", "", "", "", ""});
       for (const auto& l : s.layers)
-        rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), printable(l.name),
-                  std::to_string(l.n_neurons), std::to_string(l.samples), std::to_string(l.groups),
+        rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count,
+                  printable(l.name), std::to_string(l.n_neurons), std::to_string(l.samples), std::to_string(l.groups),
                   format_double(l.mean_cohesion, "{:.3f}"), std::to_string(l.dead),
                   std::to_string(l.counters.dropped_batches)});
+      for (const auto& e : header.events) {
+        std::string lineages;
+        for (auto id : e.lineages) lineages += (lineages.empty() ? "" : ",") + std::to_string(id);
+        events.add({std::to_string(i), std::to_string(e.epoch), e.layer.empty() ? "-" : printable(e.layer),
+                    e.kind.empty() ? "-" : printable(e.kind), lineages.empty() ? "-" : lineages,
+                    format_double(e.strength, "{:.3f}"), e.skill_category.empty() ? "-" : printable(e.skill_category),
+                    format_double(e.loss_change, "{:+.4g}")});
+      }
     }
     out += rows.render("  ");
+    if (list_events) {
+      out += fmt::format("\nevents ({})\n", n_events);
+      if (n_events > 0) out += events.render("  ");
+    } else if (n_events > 0) {
+      out += fmt::format("\n{} events; --events lists them\n", n_events);
+    }
   }
   return out;
 }
@@ -233,7 +292,7 @@ bool write_all(int fd, const std::string& data) {
 /// Renders in a child process and returns its output. The child answers 'O' + output or 'E' + message.
 /// A watchdog (SIGALRM) ends the child when one read takes longer than `step_timeout` seconds: damaged
 /// files can send HDF5 into very long retry loops.
-std::string render_isolated(const std::string& path, bool json, unsigned step_timeout) {
+std::string render_isolated(const std::string& path, bool json, bool list_events, unsigned step_timeout) {
   int fds[2];
   if (::pipe(fds) != 0) throw Error(std::string("inspect: cannot create a pipe: ") + std::strerror(errno));
   std::fflush(nullptr);
@@ -249,8 +308,8 @@ std::string render_isolated(const std::string& path, bool json, unsigned step_ti
     const auto tick = [step_timeout] { ::alarm(step_timeout); };
     try {
       tick();
-      auto run = Run::open(path);
-      reply = "O" + (json ? render_json(path, run, tick) : render_text(path, run, tick));
+      const Reader run(path);
+      reply = "O" + (json ? render_json(path, run, tick) : render_text(path, run, list_events, tick));
       ::alarm(0);
     } catch (const Error& e) {
       reply = std::string("E") + e.what();
@@ -296,14 +355,16 @@ void add_inspect(CLI::App& app) {
   auto* cmd = app.add_subcommand("inspect", "Show a run file's metadata, layers and a row per snapshot and layer");
   auto path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto events = std::make_shared<bool>(false);
   auto timeout = std::make_shared<unsigned>(30);
   cmd->add_option("run", *path, "the run file (e.g. outputs/run.h5)")->required();
-  cmd->add_flag("--json", *json, "print JSON instead of tables");
+  cmd->add_flag("--json", *json, "print JSON instead of tables (always lists the events)");
+  cmd->add_flag("--events", *events, "list the learning events of every snapshot");
   cmd->add_option("--timeout", *timeout, "give up when one read takes longer than this many seconds (damaged files)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
-  cmd->callback([path, json, timeout] {
-    const std::string out = render_isolated(*path, *json, *timeout);
+  cmd->callback([path, json, events, timeout] {
+    const std::string out = render_isolated(*path, *json, *events, *timeout);
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
     set_exit_code(0);

@@ -4,9 +4,9 @@
 #include <hdf5.h>
 
 #include <cstring>
-#include <initializer_list>
 #include <stdexcept>
 #include <type_traits>
+#include <vector>
 
 #include "store/schema.hpp"
 
@@ -92,7 +92,7 @@ Handle member_type(Kind kind, bool file) {
   return Handle(H5Tcopy(file ? file_of(kind) : native_of(kind)), &H5Tclose);
 }
 
-Handle compound(std::size_t native_size, std::initializer_list<Member> members, bool file) {
+Handle compound(std::size_t native_size, const std::vector<Member>& members, bool file) {
   std::size_t size = native_size;
   if (file) {
     size = 0;
@@ -126,76 +126,123 @@ std::string last_error(bool* system) {
   return "unknown HDF5 error";
 }
 
-Handle commit_row_type(bool file) {
+// Members are listed in file order; fields a format version added come after the older ones.
+Handle commit_row_type(bool file, std::int64_t version) {
   using R = schema::CommitRow;
-  return compound(sizeof(R),
-                  {{"epoch", offsetof(R, epoch), Kind::i64},
-                   {"loss", offsetof(R, loss), Kind::f64},
-                   {"timestamp", offsetof(R, timestamp), Kind::f64},
-                   {"layer_rows_offset", offsetof(R, layer_rows_offset), Kind::u64},
-                   {"n_layers", offsetof(R, n_layers), Kind::u32},
-                   {"committed", offsetof(R, committed), Kind::u8}},
-                  file);
+  std::vector<Member> m = {{"epoch", offsetof(R, epoch), Kind::i64},
+                           {"loss", offsetof(R, loss), Kind::f64},
+                           {"timestamp", offsetof(R, timestamp), Kind::f64},
+                           {"layer_rows_offset", offsetof(R, layer_rows_offset), Kind::u64},
+                           {"n_layers", offsetof(R, n_layers), Kind::u32},
+                           {"committed", offsetof(R, committed), Kind::u8}};
+  if (version >= 2)
+    m.insert(m.end(), {{"phase_offset", offsetof(R, phase_offset), Kind::u64},
+                       {"phase_len", offsetof(R, phase_len), Kind::u32},
+                       {"event_offset", offsetof(R, event_offset), Kind::u64},
+                       {"n_events", offsetof(R, n_events), Kind::u64},
+                       {"cka_offset", offsetof(R, cka_offset), Kind::u64},
+                       {"cka_count", offsetof(R, cka_count), Kind::u64},
+                       {"loss_offset", offsetof(R, loss_offset), Kind::u64},
+                       {"loss_count", offsetof(R, loss_count), Kind::u64}});
+  return compound(sizeof(R), m, file);
 }
 
-Handle layer_row_type(bool file) {
+Handle layer_row_type(bool file, std::int64_t version) {
   using R = schema::LayerRow;
+  std::vector<Member> m = {{"snapshot", offsetof(R, snapshot), Kind::u64},
+                           {"layer", offsetof(R, layer), Kind::i32},
+                           {"name_offset", offsetof(R, name_offset), Kind::u64},
+                           {"name_len", offsetof(R, name_len), Kind::u32},
+                           {"n_neurons", offsetof(R, n_neurons), Kind::i64},
+                           {"samples", offsetof(R, samples), Kind::i64},
+                           {"ndim", offsetof(R, ndim), Kind::i32},
+                           {"output_shape", offsetof(R, output_shape), Kind::shape},
+                           {"captured_batches", offsetof(R, captured_batches), Kind::i64},
+                           {"dropped_batches", offsetof(R, dropped_batches), Kind::i64},
+                           {"skipped_batches", offsetof(R, skipped_batches), Kind::i64},
+                           {"rows", offsetof(R, rows), Kind::i64},
+                           {"nonfinite_rows", offsetof(R, nonfinite_rows), Kind::i64},
+                           {"errors", offsetof(R, errors), Kind::i64},
+                           {"neuron_offset", offsetof(R, neuron_offset), Kind::u64},
+                           {"corr_offset", offsetof(R, corr_offset), Kind::u64},
+                           {"corr_count", offsetof(R, corr_count), Kind::u64},
+                           {"group_offset", offsetof(R, group_offset), Kind::u64},
+                           {"n_groups", offsetof(R, n_groups), Kind::u64},
+                           {"mean_cohesion", offsetof(R, mean_cohesion), Kind::f64},
+                           {"dead_count", offsetof(R, dead_count), Kind::i64},
+                           {"gradient_samples", offsetof(R, gradient_samples), Kind::i64},
+                           {"gradients", offsetof(R, gradients), Kind::u8}};
+  if (version >= 2)
+    m.insert(m.end(), {{"has_mean_abs", offsetof(R, has_mean_abs), Kind::u8},
+                       {"dead_rate", offsetof(R, dead_rate), Kind::f64},
+                       {"dormant_rate", offsetof(R, dormant_rate), Kind::f64},
+                       {"cka_previous", offsetof(R, cka_previous), Kind::f64},
+                       {"reservoir_offset", offsetof(R, reservoir_offset), Kind::u64},
+                       {"reservoir_count", offsetof(R, reservoir_count), Kind::u64},
+                       {"reservoir_ids_offset", offsetof(R, reservoir_ids_offset), Kind::u64},
+                       {"reservoir_ids_count", offsetof(R, reservoir_ids_count), Kind::u64},
+                       {"reservoir_tags_offset", offsetof(R, reservoir_tags_offset), Kind::u64},
+                       {"reservoir_tags_count", offsetof(R, reservoir_tags_count), Kind::u64},
+                       {"reservoir_loss_offset", offsetof(R, reservoir_loss_offset), Kind::u64},
+                       {"reservoir_loss_count", offsetof(R, reservoir_loss_count), Kind::u64}});
+  return compound(sizeof(R), m, file);
+}
+
+Handle neuron_row_type(bool file, std::int64_t version) {
+  using R = schema::NeuronRow;
+  std::vector<Member> m = {{"mean", offsetof(R, mean), Kind::f64},
+                           {"stddev", offsetof(R, stddev), Kind::f64},
+                           {"min", offsetof(R, min), Kind::f64},
+                           {"max", offsetof(R, max), Kind::f64},
+                           {"dead", offsetof(R, dead), Kind::u8},
+                           {"label", offsetof(R, label), Kind::i32},
+                           {"grad_mean_abs", offsetof(R, grad_mean_abs), Kind::f64},
+                           {"taylor", offsetof(R, taylor), Kind::f64}};
+  if (version >= 2) m.push_back({"mean_abs", offsetof(R, mean_abs), Kind::f64});
+  return compound(sizeof(R), m, file);
+}
+
+Handle group_row_type(bool file, std::int64_t version) {
+  using R = schema::GroupRow;
+  std::vector<Member> m = {{"group_id", offsetof(R, group_id), Kind::i32},
+                           {"layer_row", offsetof(R, layer_row), Kind::u64},
+                           {"size", offsetof(R, size), Kind::i64},
+                           {"cohesion", offsetof(R, cohesion), Kind::f64},
+                           {"mean_activation", offsetof(R, mean_activation), Kind::f64},
+                           {"importance", offsetof(R, importance), Kind::f64},
+                           {"members_offset", offsetof(R, members_offset), Kind::u64},
+                           {"pattern_offset", offsetof(R, pattern_offset), Kind::u64},
+                           {"pattern_len", offsetof(R, pattern_len), Kind::u64},
+                           {"learning_phase", offsetof(R, learning_phase), Kind::label},
+                           {"skill_category", offsetof(R, skill_category), Kind::label}};
+  if (version >= 2)
+    m.insert(m.end(), {{"lineage_id", offsetof(R, lineage_id), Kind::i64},
+                       {"selectivity", offsetof(R, selectivity), Kind::f64},
+                       {"loss_correlation", offsetof(R, loss_correlation), Kind::f64}});
+  return compound(sizeof(R), m, file);
+}
+
+Handle event_row_type(bool file) {
+  using R = schema::EventRow;
   return compound(sizeof(R),
                   {{"snapshot", offsetof(R, snapshot), Kind::u64},
-                   {"layer", offsetof(R, layer), Kind::i32},
-                   {"name_offset", offsetof(R, name_offset), Kind::u64},
-                   {"name_len", offsetof(R, name_len), Kind::u32},
-                   {"n_neurons", offsetof(R, n_neurons), Kind::i64},
-                   {"samples", offsetof(R, samples), Kind::i64},
-                   {"ndim", offsetof(R, ndim), Kind::i32},
-                   {"output_shape", offsetof(R, output_shape), Kind::shape},
-                   {"captured_batches", offsetof(R, captured_batches), Kind::i64},
-                   {"dropped_batches", offsetof(R, dropped_batches), Kind::i64},
-                   {"skipped_batches", offsetof(R, skipped_batches), Kind::i64},
-                   {"rows", offsetof(R, rows), Kind::i64},
-                   {"nonfinite_rows", offsetof(R, nonfinite_rows), Kind::i64},
-                   {"errors", offsetof(R, errors), Kind::i64},
-                   {"neuron_offset", offsetof(R, neuron_offset), Kind::u64},
-                   {"corr_offset", offsetof(R, corr_offset), Kind::u64},
-                   {"corr_count", offsetof(R, corr_count), Kind::u64},
-                   {"group_offset", offsetof(R, group_offset), Kind::u64},
-                   {"n_groups", offsetof(R, n_groups), Kind::u64},
-                   {"mean_cohesion", offsetof(R, mean_cohesion), Kind::f64},
-                   {"dead_count", offsetof(R, dead_count), Kind::i64},
-                   {"gradient_samples", offsetof(R, gradient_samples), Kind::i64},
-                   {"gradients", offsetof(R, gradients), Kind::u8}},
+                   {"epoch", offsetof(R, epoch), Kind::i64},
+                   {"layer_offset", offsetof(R, layer_offset), Kind::u64},
+                   {"layer_len", offsetof(R, layer_len), Kind::u32},
+                   {"kind_offset", offsetof(R, kind_offset), Kind::u64},
+                   {"kind_len", offsetof(R, kind_len), Kind::u32},
+                   {"skill_offset", offsetof(R, skill_offset), Kind::u64},
+                   {"skill_len", offsetof(R, skill_len), Kind::u32},
+                   {"lineages_offset", offsetof(R, lineages_offset), Kind::u64},
+                   {"n_lineages", offsetof(R, n_lineages), Kind::u64},
+                   {"strength", offsetof(R, strength), Kind::f64},
+                   {"loss_change", offsetof(R, loss_change), Kind::f64}},
                   file);
 }
 
-Handle neuron_row_type(bool file) {
-  using R = schema::NeuronRow;
-  return compound(sizeof(R),
-                  {{"mean", offsetof(R, mean), Kind::f64},
-                   {"stddev", offsetof(R, stddev), Kind::f64},
-                   {"min", offsetof(R, min), Kind::f64},
-                   {"max", offsetof(R, max), Kind::f64},
-                   {"dead", offsetof(R, dead), Kind::u8},
-                   {"label", offsetof(R, label), Kind::i32},
-                   {"grad_mean_abs", offsetof(R, grad_mean_abs), Kind::f64},
-                   {"taylor", offsetof(R, taylor), Kind::f64}},
-                  file);
-}
-
-Handle group_row_type(bool file) {
-  using R = schema::GroupRow;
-  return compound(sizeof(R),
-                  {{"group_id", offsetof(R, group_id), Kind::i32},
-                   {"layer_row", offsetof(R, layer_row), Kind::u64},
-                   {"size", offsetof(R, size), Kind::i64},
-                   {"cohesion", offsetof(R, cohesion), Kind::f64},
-                   {"mean_activation", offsetof(R, mean_activation), Kind::f64},
-                   {"importance", offsetof(R, importance), Kind::f64},
-                   {"members_offset", offsetof(R, members_offset), Kind::u64},
-                   {"pattern_offset", offsetof(R, pattern_offset), Kind::u64},
-                   {"pattern_len", offsetof(R, pattern_len), Kind::u64},
-                   {"learning_phase", offsetof(R, learning_phase), Kind::label},
-                   {"skill_category", offsetof(R, skill_category), Kind::label}},
-                  file);
+Handle loss_row_type(bool file) {
+  using R = schema::LossRow;
+  return compound(sizeof(R), {{"epoch", offsetof(R, epoch), Kind::i64}, {"loss", offsetof(R, loss), Kind::f64}}, file);
 }
 
 bool compound_matches(Id file_type, Id expected) {

@@ -57,11 +57,14 @@ void quiet() noexcept;
 std::string last_error(bool* system = nullptr);
 
 /// Compound types for the schema rows: `file` = packed little-endian layout stored in the file,
-/// otherwise the native in-memory layout of the structs in schema.hpp.
-Handle commit_row_type(bool file);
-Handle layer_row_type(bool file);
-Handle neuron_row_type(bool file);
-Handle group_row_type(bool file);
+/// otherwise the native in-memory layout of the structs in schema.hpp. `version`: the format version
+/// whose fields the type carries (a version 1 type leaves the fields version 2 added out).
+Handle commit_row_type(bool file, std::int64_t version);
+Handle layer_row_type(bool file, std::int64_t version);
+Handle neuron_row_type(bool file, std::int64_t version);
+Handle group_row_type(bool file, std::int64_t version);
+Handle event_row_type(bool file);  // format_version >= 2
+Handle loss_row_type(bool file);   // format_version >= 2
 
 /// True if the dataset's compound type carries every member of `expected` with the same type class,
 /// so that reading through `expected` converts by name without surprises.

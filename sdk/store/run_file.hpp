@@ -47,6 +47,9 @@ class RunReader {
   std::int64_t refresh();
   SnapshotSummary summary(std::int64_t index) const;
   Snapshot snapshot(std::int64_t index) const;
+  /// Snapshot `index` without its layers (cheap): epoch, loss, timestamp, phase, events, layer_cka and
+  /// the loss curve. Used by `neuronmap inspect`.
+  Snapshot snapshot_header(std::int64_t index) const;
 
  private:
   struct State;

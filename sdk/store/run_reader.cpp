@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "neuronmap/errors.hpp"
@@ -61,6 +62,9 @@ struct RunReader::State {
   Handle file;
   RunInfo info;
   Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
+  // format_version >= 2 only (not opened for version 1 files)
+  Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
+  std::int64_t version = 0;
   std::vector<schema::CommitRow> commits;
 
   std::string where() const { return "run file '" + path + "'"; }
@@ -138,8 +142,11 @@ struct RunReader::State {
     return std::string(buffer.data(), strnlen(buffer.data(), size));
   }
 
-  std::vector<std::string> read_string_array_attr(const char* name) const {
-    if (!has_attr(file.get(), name)) damaged(std::string("attribute ") + name + " is missing");
+  std::vector<std::string> read_string_array_attr(const char* name, bool required = true) const {
+    if (!has_attr(file.get(), name)) {
+      if (required) damaged(std::string("attribute ") + name + " is missing");
+      return {};
+    }
     Handle attr(H5Aopen(file.get(), name, H5P_DEFAULT), &H5Aclose);
     if (!attr.valid()) fail(std::string("cannot open attribute ") + name);
     Handle type(H5Aget_type(attr.get()), &H5Tclose);
@@ -184,7 +191,34 @@ struct RunReader::State {
   }
 
   std::vector<Table*> tables() {
-    return {&snapshots, &layer_rows, &neurons, &corr, &groups, &members, &patterns, &text};
+    std::vector<Table*> all = {&snapshots, &layer_rows, &neurons, &corr, &groups, &members, &patterns, &text};
+    if (version >= 2)
+      all.insert(all.end(), {&reservoir, &reservoir_ids, &reservoir_tags, &reservoir_loss, &events, &lineages,
+                             &layer_cka, &loss_curve});
+    return all;
+  }
+
+  /// Rows of a table that holds at most `count` elements, after checking them against its extent
+  /// (before allocating: a damaged count must not become a huge allocation).
+  template <class T>
+  std::vector<T> read_vector(const Table& table, std::uint64_t offset, std::uint64_t count) const {
+    if (count > table.extent)
+      damaged(std::string(table.name) + " rows " + std::to_string(offset) + "+" + std::to_string(count) +
+              " are past its end (" + std::to_string(table.extent) + ")");
+    std::vector<T> out(static_cast<std::size_t>(count));
+    read_rows(table, offset, count, out.data());
+    if constexpr (std::is_class_v<T>) {
+      if (version < 2)
+        for (auto& row : out) schema::version1_defaults(row);
+    }
+    return out;
+  }
+
+  std::string read_text(std::uint64_t offset, std::uint32_t len) const {
+    if (len > text.extent) damaged("a string in /data/text is longer than the dataset");
+    std::string out(len, '\0');
+    read_rows(text, offset, len, out.data());
+    return out;
   }
 
   // Reads new commit rows, then the extents of the data tables: data committed below the commit
@@ -194,9 +228,8 @@ struct RunReader::State {
     const std::uint64_t n = current_extent(snapshots);
     if (n > commits.size()) {
       const std::uint64_t old = commits.size();
-      std::vector<schema::CommitRow> rows(n - old);
       snapshots.extent = n;
-      read_rows(snapshots, old, n - old, rows.data());
+      const auto rows = read_vector<schema::CommitRow>(snapshots, old, n - old);
       for (const auto& row : rows) {
         if (row.committed != 1) break;  // space allocated, row not written yet
         commits.push_back(row);
@@ -218,8 +251,7 @@ struct RunReader::State {
 
   std::vector<schema::LayerRow> read_layer_rows(std::int64_t index) const {
     const auto& c = commit(index);
-    std::vector<schema::LayerRow> rows(c.n_layers);
-    read_rows(layer_rows, c.layer_rows_offset, c.n_layers, rows.data());
+    auto rows = read_vector<schema::LayerRow>(layer_rows, c.layer_rows_offset, c.n_layers);
     for (const auto& row : rows) {
       if (row.snapshot != static_cast<std::uint64_t>(index))
         damaged("/layer_rows row for snapshot " + std::to_string(index) + " names snapshot " +
@@ -230,10 +262,38 @@ struct RunReader::State {
     return rows;
   }
 
-  std::string layer_name(const schema::LayerRow& row) const {
-    std::string name(row.name_len, '\0');
-    read_rows(text, row.name_offset, row.name_len, name.data());
-    return name;
+  std::string layer_name(const schema::LayerRow& row) const { return read_text(row.name_offset, row.name_len); }
+
+  /// The snapshot-level fields: epoch, loss, timestamp and (format_version >= 2) phase, events,
+  /// layer CKA and the loss curve; no layers.
+  Snapshot header(std::int64_t index) const {
+    const auto& c = commit(index);
+    Snapshot out;
+    out.epoch = c.epoch;
+    out.loss = c.loss;
+    out.timestamp = c.timestamp;
+    if (version < 2) return out;
+    out.phase = read_text(c.phase_offset, c.phase_len);
+    for (const auto& er : read_vector<schema::EventRow>(events, c.event_offset, c.n_events)) {
+      if (er.snapshot != static_cast<std::uint64_t>(index))
+        damaged("/data/events row for snapshot " + std::to_string(index) + " names snapshot " +
+                std::to_string(er.snapshot));
+      Event e;
+      e.epoch = er.epoch;
+      e.layer = read_text(er.layer_offset, er.layer_len);
+      e.kind = read_text(er.kind_offset, er.kind_len);
+      e.skill_category = read_text(er.skill_offset, er.skill_len);
+      e.lineages = read_vector<std::int64_t>(lineages, er.lineages_offset, er.n_lineages);
+      e.strength = er.strength;
+      e.loss_change = er.loss_change;
+      out.events.push_back(std::move(e));
+    }
+    out.layer_cka = read_vector<double>(layer_cka, c.cka_offset, c.cka_count);
+    for (const auto& lr : read_vector<schema::LossRow>(loss_curve, c.loss_offset, c.loss_count)) {
+      out.loss_epochs.push_back(lr.epoch);
+      out.losses.push_back(lr.loss);
+    }
+    return out;
   }
 };
 
@@ -292,6 +352,7 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
                         " reads; upgrade NeuronMap");
     if (version < 1) throw FormatError(s.where() + " has an invalid format_version " + std::to_string(version));
     s.info.format_version = version;
+    s.version = version;
   }
   s.info.library_version = s.read_string_attr(schema::kLibraryVersionAttr, true);
   s.info.torch_version = s.read_string_attr(schema::kTorchVersionAttr, false);
@@ -304,22 +365,33 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
   if (types.size() != names.size() || reductions.size() != names.size())
     s.damaged("layer_names, layer_types and layer_reductions differ in length");
   for (std::size_t i = 0; i < names.size(); ++i) s.info.layers.push_back({names[i], types[i], reductions[i]});
+  s.info.tag_names = s.read_string_array_attr(schema::kTagNamesAttr, s.version >= 2);
 
   struct Spec {
     Table* table;
     const char* name;
     Handle mem_type;
   };
-  Spec specs[] = {
-      {&s.snapshots, schema::kSnapshots, h5::commit_row_type(false)},
-      {&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false)},
-      {&s.neurons, schema::kNeurons, h5::neuron_row_type(false)},
-      {&s.corr, schema::kCorr, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
-      {&s.groups, schema::kGroups, h5::group_row_type(false)},
-      {&s.members, schema::kMembers, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)},
-      {&s.patterns, schema::kPatterns, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
-      {&s.text, schema::kText, Handle(H5Tcopy(H5T_NATIVE_UINT8), &H5Tclose)},
-  };
+  // Version 1 files lack the fields and datasets version 2 added: read them through version 1 types.
+  std::vector<Spec> specs;
+  specs.push_back({&s.snapshots, schema::kSnapshots, h5::commit_row_type(false, s.version)});
+  specs.push_back({&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false, s.version)});
+  specs.push_back({&s.neurons, schema::kNeurons, h5::neuron_row_type(false, s.version)});
+  specs.push_back({&s.corr, schema::kCorr, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
+  specs.push_back({&s.groups, schema::kGroups, h5::group_row_type(false, s.version)});
+  specs.push_back({&s.members, schema::kMembers, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)});
+  specs.push_back({&s.patterns, schema::kPatterns, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
+  specs.push_back({&s.text, schema::kText, Handle(H5Tcopy(H5T_NATIVE_UINT8), &H5Tclose)});
+  if (s.version >= 2) {
+    specs.push_back({&s.reservoir, schema::kReservoir, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
+    specs.push_back({&s.reservoir_ids, schema::kReservoirIds, Handle(H5Tcopy(H5T_NATIVE_INT64), &H5Tclose)});
+    specs.push_back({&s.reservoir_tags, schema::kReservoirTags, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)});
+    specs.push_back({&s.reservoir_loss, schema::kReservoirLoss, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
+    specs.push_back({&s.events, schema::kEvents, h5::event_row_type(false)});
+    specs.push_back({&s.lineages, schema::kLineages, Handle(H5Tcopy(H5T_NATIVE_INT64), &H5Tclose)});
+    specs.push_back({&s.layer_cka, schema::kLayerCka, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)});
+    specs.push_back({&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)});
+  }
   for (auto& spec : specs) {
     auto& t = *spec.table;
     t.name = spec.name;
@@ -380,11 +452,7 @@ SnapshotSummary RunReader::summary(std::int64_t index) const {
 Snapshot RunReader::snapshot(std::int64_t index) const {
   h5::quiet();
   const auto& s = *state_;
-  const auto& c = s.commit(index);
-  Snapshot out;
-  out.epoch = c.epoch;
-  out.loss = c.loss;
-  out.timestamp = c.timestamp;
+  Snapshot out = s.header(index);
   for (const auto& row : s.read_layer_rows(index)) {
     LayerSnapshot layer;
     layer.name = s.layer_name(row);
@@ -395,9 +463,7 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
                       row.rows,             row.nonfinite_rows,  row.errors};
 
     const auto n = static_cast<std::uint64_t>(row.n_neurons);
-    if (n > s.neurons.extent) s.damaged("a layer of snapshot " + std::to_string(index) + " has more neurons than stored");
-    std::vector<schema::NeuronRow> neurons(n);
-    s.read_rows(s.neurons, row.neuron_offset, n, neurons.data());
+    const auto neurons = s.read_vector<schema::NeuronRow>(s.neurons, row.neuron_offset, n);
     for (auto* v : {&layer.mean, &layer.stddev, &layer.min, &layer.max}) v->reserve(n);
     layer.dead.reserve(n);
     layer.labels.reserve(n);
@@ -411,30 +477,35 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
       layer.labels.push_back(nr.label);
       if (row.gradients & schema::kHasGradMeanAbs) layer.grad_mean_abs.push_back(nr.grad_mean_abs);
       if (row.gradients & schema::kHasTaylor) layer.taylor.push_back(nr.taylor);
+      if (row.has_mean_abs != 0) layer.mean_abs.push_back(nr.mean_abs);
     }
 
     if (row.corr_count != 0 && row.corr_count != n * n)
       s.damaged("a correlation matrix of snapshot " + std::to_string(index) + " has the wrong size");
-    layer.correlation.resize(row.corr_count);
-    s.read_rows(s.corr, row.corr_offset, row.corr_count, layer.correlation.data());
+    layer.correlation = s.read_vector<float>(s.corr, row.corr_offset, row.corr_count);
 
-    if (row.n_groups > s.groups.extent) s.damaged("a layer of snapshot " + std::to_string(index) + " has too many groups");
-    std::vector<schema::GroupRow> groups(row.n_groups);
-    s.read_rows(s.groups, row.group_offset, row.n_groups, groups.data());
-    for (const auto& gr : groups) {
+    layer.dead_rate = row.dead_rate;
+    layer.dormant_rate = row.dormant_rate;
+    layer.cka_previous = row.cka_previous;
+    layer.reservoir = s.read_vector<float>(s.reservoir, row.reservoir_offset, row.reservoir_count);
+    layer.reservoir_ids = s.read_vector<std::int64_t>(s.reservoir_ids, row.reservoir_ids_offset, row.reservoir_ids_count);
+    layer.reservoir_tags =
+        s.read_vector<std::int32_t>(s.reservoir_tags, row.reservoir_tags_offset, row.reservoir_tags_count);
+    layer.reservoir_loss = s.read_vector<float>(s.reservoir_loss, row.reservoir_loss_offset, row.reservoir_loss_count);
+
+    for (const auto& gr : s.read_vector<schema::GroupRow>(s.groups, row.group_offset, row.n_groups)) {
       Group g;
       g.group_id = gr.group_id;
       g.layer_name = layer.name;
-      if (gr.size < 0 || static_cast<std::uint64_t>(gr.size) > s.members.extent ||
-          gr.pattern_len > s.patterns.extent)
-        s.damaged("a group of snapshot " + std::to_string(index) + " has impossible sizes");
-      g.neuron_indices.resize(static_cast<std::size_t>(gr.size));
-      s.read_rows(s.members, gr.members_offset, static_cast<std::uint64_t>(gr.size), g.neuron_indices.data());
-      g.activation_pattern.resize(gr.pattern_len);
-      s.read_rows(s.patterns, gr.pattern_offset, gr.pattern_len, g.activation_pattern.data());
+      if (gr.size < 0) s.damaged("a group of snapshot " + std::to_string(index) + " has impossible sizes");
+      g.neuron_indices = s.read_vector<std::int32_t>(s.members, gr.members_offset, static_cast<std::uint64_t>(gr.size));
+      g.activation_pattern = s.read_vector<float>(s.patterns, gr.pattern_offset, gr.pattern_len);
       g.cohesion_score = gr.cohesion;
       g.mean_activation = gr.mean_activation;
       g.importance = gr.importance;
+      g.lineage_id = gr.lineage_id;
+      g.selectivity = gr.selectivity;
+      g.loss_correlation = gr.loss_correlation;
       g.learning_phase.assign(gr.learning_phase, strnlen(gr.learning_phase, schema::kLabelLen));
       g.skill_category.assign(gr.skill_category, strnlen(gr.skill_category, schema::kLabelLen));
       layer.groups.push_back(std::move(g));
@@ -442,6 +513,11 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
     out.layers.push_back(std::move(layer));
   }
   return out;
+}
+
+Snapshot RunReader::snapshot_header(std::int64_t index) const {
+  h5::quiet();
+  return state_->header(index);
 }
 
 }  // namespace neuronmap::detail

@@ -82,9 +82,17 @@ struct RunWriter::State {
   std::string path;
   Handle file;
   Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
+  // format_version 2
+  Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
   std::vector<std::string> layer_names;  // from RunInfo, to fill LayerRow::layer
   bool closed = false;
   std::string broken;  // why HDF5 failed mid-write; the file is detached from then on
+
+  std::vector<Table*> tables() {
+    return {&snapshots, &layer_rows,     &neurons,        &corr,   &groups,   &members,   &patterns,
+            &text,      &reservoir,      &reservoir_ids,  &reservoir_tags,    &reservoir_loss, &events,
+            &lineages,  &layer_cka,      &loss_curve};
+  }
 
   /// After HDF5 failed in the middle of writing, its view of the file no longer matches the disk and
   /// whatever it writes next (at the latest when closing) can make the file unreadable: a superblock
@@ -275,19 +283,28 @@ void build_skeleton(const std::string& tmp, const RunInfo& info) {
   write_string_array_attr(f, schema::kLayerNamesAttr, names);
   write_string_array_attr(f, schema::kLayerTypesAttr, types);
   write_string_array_attr(f, schema::kLayerReductionsAttr, reductions);
+  write_string_array_attr(f, schema::kTagNamesAttr, info.tag_names);
 
   Handle group(H5Gcreate2(f, schema::kDataGroup, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), &H5Gclose);
   if (!group.valid()) throw FileError("cannot create group /data: " + h5::last_error());
 
   // Checksums on everything: a flipped bit should fail loudly, not read back as a wrong statistic.
-  create_table(f, schema::kSnapshots, h5::commit_row_type(true).get(), schema::kCommitChunk, true);
-  create_table(f, schema::kLayerRows, h5::layer_row_type(true).get(), schema::kLayerRowChunk, true);
-  create_table(f, schema::kNeurons, h5::neuron_row_type(true).get(), schema::kNeuronChunk, true);
+  create_table(f, schema::kSnapshots, h5::commit_row_type(true, kFormatVersion).get(), schema::kCommitChunk, true);
+  create_table(f, schema::kLayerRows, h5::layer_row_type(true, kFormatVersion).get(), schema::kLayerRowChunk, true);
+  create_table(f, schema::kNeurons, h5::neuron_row_type(true, kFormatVersion).get(), schema::kNeuronChunk, true);
   create_table(f, schema::kCorr, H5T_IEEE_F32LE, schema::kCorrChunk, true);
-  create_table(f, schema::kGroups, h5::group_row_type(true).get(), schema::kGroupChunk, true);
+  create_table(f, schema::kGroups, h5::group_row_type(true, kFormatVersion).get(), schema::kGroupChunk, true);
   create_table(f, schema::kMembers, H5T_STD_I32LE, schema::kMembersChunk, true);
   create_table(f, schema::kPatterns, H5T_IEEE_F32LE, schema::kPatternsChunk, true);
   create_table(f, schema::kText, H5T_STD_U8LE, schema::kTextChunk, true);
+  create_table(f, schema::kReservoir, H5T_IEEE_F32LE, schema::kReservoirChunk, true);
+  create_table(f, schema::kReservoirIds, H5T_STD_I64LE, schema::kSampleChunk, true);
+  create_table(f, schema::kReservoirTags, H5T_STD_I32LE, schema::kSampleChunk, true);
+  create_table(f, schema::kReservoirLoss, H5T_IEEE_F32LE, schema::kSampleChunk, true);
+  create_table(f, schema::kEvents, h5::event_row_type(true).get(), schema::kEventChunk, true);
+  create_table(f, schema::kLineages, H5T_STD_I64LE, schema::kLineageChunk, true);
+  create_table(f, schema::kLayerCka, H5T_IEEE_F64LE, schema::kLayerCkaChunk, true);
+  create_table(f, schema::kLossCurve, h5::loss_row_type(true).get(), schema::kLossChunk, true);
 
   group.reset();
   if (file.reset() < 0) throw FileError("cannot close '" + tmp + "': " + h5::last_error());
@@ -337,14 +354,22 @@ RunWriter::RunWriter(const std::string& path, const RunInfo& info, bool overwrit
   };
   // Chunk lengths and element sizes come from the file, so the space estimate follows the schema.
   Spec specs[] = {
-      {&s.snapshots, schema::kSnapshots, h5::commit_row_type(false)},
-      {&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false)},
-      {&s.neurons, schema::kNeurons, h5::neuron_row_type(false)},
+      {&s.snapshots, schema::kSnapshots, h5::commit_row_type(false, kFormatVersion)},
+      {&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false, kFormatVersion)},
+      {&s.neurons, schema::kNeurons, h5::neuron_row_type(false, kFormatVersion)},
       {&s.corr, schema::kCorr, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
-      {&s.groups, schema::kGroups, h5::group_row_type(false)},
+      {&s.groups, schema::kGroups, h5::group_row_type(false, kFormatVersion)},
       {&s.members, schema::kMembers, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)},
       {&s.patterns, schema::kPatterns, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
       {&s.text, schema::kText, Handle(H5Tcopy(H5T_NATIVE_UINT8), &H5Tclose)},
+      {&s.reservoir, schema::kReservoir, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.reservoir_ids, schema::kReservoirIds, Handle(H5Tcopy(H5T_NATIVE_INT64), &H5Tclose)},
+      {&s.reservoir_tags, schema::kReservoirTags, Handle(H5Tcopy(H5T_NATIVE_INT32), &H5Tclose)},
+      {&s.reservoir_loss, schema::kReservoirLoss, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.events, schema::kEvents, h5::event_row_type(false)},
+      {&s.lineages, schema::kLineages, Handle(H5Tcopy(H5T_NATIVE_INT64), &H5Tclose)},
+      {&s.layer_cka, schema::kLayerCka, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)},
+      {&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)},
   };
   for (auto& spec : specs) {
     spec.table->name = spec.name;
@@ -391,13 +416,19 @@ void RunWriter::append(const Snapshot& snapshot) {
         layer.dead.size() != n || layer.labels.size() != n)
       bad("mean, stddev, min, max, dead and labels must each have n_neurons (" + std::to_string(n) + ") entries");
     if ((!layer.grad_mean_abs.empty() && layer.grad_mean_abs.size() != n) ||
-        (!layer.taylor.empty() && layer.taylor.size() != n))
-      bad("grad_mean_abs and taylor must each be empty or have n_neurons (" + std::to_string(n) + ") entries");
+        (!layer.taylor.empty() && layer.taylor.size() != n) || (!layer.mean_abs.empty() && layer.mean_abs.size() != n))
+      bad("grad_mean_abs, taylor and mean_abs must each be empty or have n_neurons (" + std::to_string(n) +
+          ") entries");
     if (!layer.correlation.empty() && layer.correlation.size() != n * n)
       bad("correlation must be empty or n_neurons x n_neurons");
     if (layer.output_shape.size() > static_cast<std::size_t>(schema::kMaxDims))
       bad("output_shape has more than " + std::to_string(schema::kMaxDims) + " dimensions");
   }
+
+  if (snapshot.loss_epochs.size() != snapshot.losses.size())
+    throw UsageError("snapshot at epoch " + std::to_string(snapshot.epoch) + ": loss_epochs (" +
+                     std::to_string(snapshot.loss_epochs.size()) + ") and losses (" +
+                     std::to_string(snapshot.losses.size()) + ") differ in length");
 
   // Lay the snapshot out in the append-only tables, starting at their committed ends.
   std::vector<schema::LayerRow> layer_rows;
@@ -407,15 +438,32 @@ void RunWriter::append(const Snapshot& snapshot) {
   std::vector<std::int32_t> members;
   std::vector<float> patterns;
   std::vector<std::uint8_t> text;
+  std::vector<float> reservoir, reservoir_loss;
+  std::vector<std::int64_t> reservoir_ids, lineages;
+  std::vector<std::int32_t> reservoir_tags;
+  std::vector<schema::EventRow> events;
+  std::vector<schema::LossRow> loss_curve;
+  std::vector<double> layer_cka;
+  // Appends a string to /data/text; returns its offset there.
+  auto add_text = [&](const std::string& value, std::uint32_t& len) {
+    const std::uint64_t offset = s.text.committed + text.size();
+    len = static_cast<std::uint32_t>(value.size());
+    text.insert(text.end(), value.begin(), value.end());
+    return offset;
+  };
+  // Appends `values` to `out`, the pending rows of `table`; sets the offset and count of the copy.
+  auto add = [](const Table& table, auto& out, const auto& values, std::uint64_t& offset, std::uint64_t& count) {
+    offset = table.committed + out.size();
+    count = values.size();
+    out.insert(out.end(), values.begin(), values.end());
+  };
   layer_rows.reserve(snapshot.layers.size());
   for (const auto& layer : snapshot.layers) {
     schema::LayerRow row{};
     row.snapshot = s.snapshots.committed;
     const auto it = std::find(s.layer_names.begin(), s.layer_names.end(), layer.name);
     row.layer = it == s.layer_names.end() ? -1 : static_cast<std::int32_t>(it - s.layer_names.begin());
-    row.name_offset = s.text.committed + text.size();
-    row.name_len = static_cast<std::uint32_t>(layer.name.size());
-    text.insert(text.end(), layer.name.begin(), layer.name.end());
+    row.name_offset = add_text(layer.name, row.name_len);
     row.n_neurons = layer.n_neurons;
     row.samples = layer.samples;
     row.ndim = static_cast<std::int32_t>(layer.output_shape.size());
@@ -429,11 +477,14 @@ void RunWriter::append(const Snapshot& snapshot) {
     row.neuron_offset = s.neurons.committed + neurons.size();
     const bool has_grad = !layer.grad_mean_abs.empty();
     const bool has_taylor = !layer.taylor.empty();
+    const bool has_mean_abs = !layer.mean_abs.empty();
+    row.has_mean_abs = has_mean_abs ? 1 : 0;
     row.gradient_samples = layer.gradient_samples;
     row.gradients = static_cast<std::uint8_t>((has_grad ? schema::kHasGradMeanAbs : 0) | (has_taylor ? schema::kHasTaylor : 0));
     for (std::size_t i = 0; i < static_cast<std::size_t>(layer.n_neurons); ++i)
       neurons.push_back({layer.mean[i], layer.stddev[i], layer.min[i], layer.max[i], layer.dead[i], layer.labels[i],
-                         has_grad ? layer.grad_mean_abs[i] : 0.0, has_taylor ? layer.taylor[i] : 0.0});
+                         has_grad ? layer.grad_mean_abs[i] : 0.0, has_taylor ? layer.taylor[i] : 0.0,
+                         has_mean_abs ? layer.mean_abs[i] : 0.0});
     row.corr_offset = s.corr.committed + corr.size();
     row.corr_count = layer.correlation.size();
     corr.insert(corr.end(), layer.correlation.begin(), layer.correlation.end());
@@ -454,8 +505,18 @@ void RunWriter::append(const Snapshot& snapshot) {
       patterns.insert(patterns.end(), g.activation_pattern.begin(), g.activation_pattern.end());
       copy_label(gr.learning_phase, g.learning_phase);
       copy_label(gr.skill_category, g.skill_category);
+      gr.lineage_id = g.lineage_id;
+      gr.selectivity = g.selectivity;
+      gr.loss_correlation = g.loss_correlation;
       groups.push_back(gr);
     }
+    row.dead_rate = layer.dead_rate;
+    row.dormant_rate = layer.dormant_rate;
+    row.cka_previous = layer.cka_previous;
+    add(s.reservoir, reservoir, layer.reservoir, row.reservoir_offset, row.reservoir_count);
+    add(s.reservoir_ids, reservoir_ids, layer.reservoir_ids, row.reservoir_ids_offset, row.reservoir_ids_count);
+    add(s.reservoir_tags, reservoir_tags, layer.reservoir_tags, row.reservoir_tags_offset, row.reservoir_tags_count);
+    add(s.reservoir_loss, reservoir_loss, layer.reservoir_loss, row.reservoir_loss_offset, row.reservoir_loss_count);
     row.mean_cohesion = layer.mean_cohesion();
     row.dead_count = layer.dead_count();
     layer_rows.push_back(row);
@@ -468,24 +529,53 @@ void RunWriter::append(const Snapshot& snapshot) {
   commit.layer_rows_offset = s.layer_rows.committed;
   commit.n_layers = static_cast<std::uint32_t>(snapshot.layers.size());
   commit.committed = 1;
+  commit.phase_offset = add_text(snapshot.phase, commit.phase_len);
+  commit.event_offset = s.events.committed;
+  commit.n_events = snapshot.events.size();
+  for (const auto& e : snapshot.events) {
+    schema::EventRow er{};
+    er.snapshot = s.snapshots.committed;
+    er.epoch = e.epoch;
+    er.layer_offset = add_text(e.layer, er.layer_len);
+    er.kind_offset = add_text(e.kind, er.kind_len);
+    er.skill_offset = add_text(e.skill_category, er.skill_len);
+    add(s.lineages, lineages, e.lineages, er.lineages_offset, er.n_lineages);
+    er.strength = e.strength;
+    er.loss_change = e.loss_change;
+    events.push_back(er);
+  }
+  add(s.layer_cka, layer_cka, snapshot.layer_cka, commit.cka_offset, commit.cka_count);
+  commit.loss_offset = s.loss_curve.committed;
+  commit.loss_count = snapshot.losses.size();
+  for (std::size_t i = 0; i < snapshot.losses.size(); ++i) loss_curve.push_back({snapshot.loss_epochs[i], snapshot.losses[i]});
 
   const std::uint64_t committed_snapshots = s.snapshots.committed;
-  std::uint64_t need = kMetadataMargin;
-  const std::pair<const Table*, std::uint64_t> sizes[] = {
-      {&s.neurons, neurons.size()},   {&s.corr, corr.size()},     {&s.members, members.size()},
-      {&s.patterns, patterns.size()}, {&s.groups, groups.size()}, {&s.text, text.size()},
-      {&s.layer_rows, layer_rows.size()}, {&s.snapshots, 1}};
-  for (const auto& [table, count] : sizes)
-    need += table->bytes_for(count) + table->chunks_after(count) * kIndexBytesPerChunk;
+  // The data tables in write order (the commit row, in /snapshots, goes last).
+  struct Pending {
+    Table* table;
+    const void* data;
+    std::uint64_t count;
+  };
+  const Pending pending[] = {{&s.neurons, neurons.data(), neurons.size()},
+                             {&s.corr, corr.data(), corr.size()},
+                             {&s.members, members.data(), members.size()},
+                             {&s.patterns, patterns.data(), patterns.size()},
+                             {&s.groups, groups.data(), groups.size()},
+                             {&s.reservoir, reservoir.data(), reservoir.size()},
+                             {&s.reservoir_ids, reservoir_ids.data(), reservoir_ids.size()},
+                             {&s.reservoir_tags, reservoir_tags.data(), reservoir_tags.size()},
+                             {&s.reservoir_loss, reservoir_loss.data(), reservoir_loss.size()},
+                             {&s.lineages, lineages.data(), lineages.size()},
+                             {&s.events, events.data(), events.size()},
+                             {&s.layer_cka, layer_cka.data(), layer_cka.size()},
+                             {&s.loss_curve, loss_curve.data(), loss_curve.size()},
+                             {&s.text, text.data(), text.size()},
+                             {&s.layer_rows, layer_rows.data(), layer_rows.size()}};
+  std::uint64_t need = kMetadataMargin + s.snapshots.bytes_for(1) + s.snapshots.chunks_after(1) * kIndexBytesPerChunk;
+  for (const auto& p : pending) need += p.table->bytes_for(p.count) + p.table->chunks_after(p.count) * kIndexBytesPerChunk;
   try {
     s.reserve(need);
-    s.write_rows(s.neurons, neurons.data(), neurons.size());
-    s.write_rows(s.corr, corr.data(), corr.size());
-    s.write_rows(s.members, members.data(), members.size());
-    s.write_rows(s.patterns, patterns.data(), patterns.size());
-    s.write_rows(s.groups, groups.data(), groups.size());
-    s.write_rows(s.text, text.data(), text.size());
-    s.write_rows(s.layer_rows, layer_rows.data(), layer_rows.size());
+    for (const auto& p : pending) s.write_rows(*p.table, p.data, p.count);
     // Everything the commit row points at reaches the file before the commit row does.
     s.check(H5Fflush(s.file.get(), H5F_SCOPE_LOCAL), "cannot flush snapshot data");
     // The flush may have truncated the file to HDF5's allocation: reserve again for the commit row.
@@ -507,13 +597,7 @@ void RunWriter::append(const Snapshot& snapshot) {
                     " not written; earlier snapshots are kept, later ones are refused)");
   }
   s.snapshots.committed += 1;
-  s.layer_rows.committed += layer_rows.size();
-  s.neurons.committed += neurons.size();
-  s.corr.committed += corr.size();
-  s.groups.committed += groups.size();
-  s.members.committed += members.size();
-  s.patterns.committed += patterns.size();
-  s.text.committed += text.size();
+  for (const auto& p : pending) p.table->committed += p.count;
 }
 
 void RunWriter::close() {
@@ -521,7 +605,7 @@ void RunWriter::close() {
   if (s.closed) return;
   s.closed = true;
   h5::quiet();
-  for (Table* t : {&s.snapshots, &s.layer_rows, &s.neurons, &s.corr, &s.groups, &s.members, &s.patterns, &s.text}) {
+  for (Table* t : s.tables()) {
     t->dset.reset();
     t->mem_type.reset();
   }

@@ -46,7 +46,69 @@ inline RunInfo sample_info() {
                  {"fc1", "torch::nn::LinearImpl", "rows as samples"},
                  {"fc2", "torch::nn::LinearImpl", "rows as samples"},
                  {"head", "torch::nn::LinearImpl", "rows as samples"}};
+  info.tag_names = {"cat", "dog", "", "b\xc3\xa4r"};  // an empty name and UTF-8 too
   return info;
+}
+
+/// The fields format_version 2 added to a layer, from their own number stream (purpose 2) so that the
+/// version 1 fields stay what tests/store/data/run_v1.h5.gz holds.
+inline void add_version2_fields(std::int64_t index, int which, LayerSnapshot& l) {
+  Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 2);
+  const auto n = static_cast<std::size_t>(l.n_neurons);
+  if ((index + which) % 3 != 0)  // empty on some layers
+    for (std::size_t j = 0; j < n; ++j) l.mean_abs.push_back(std::fabs(r.value()));
+  l.dead_rate = r.uniform();
+  l.dormant_rate = l.dead_rate + r.uniform();
+  // NaN at the first snapshot (no previous one), -0.0 once.
+  l.cka_previous = index == 0 ? std::numeric_limits<double>::quiet_NaN() : (which == 3 && index == 1) ? -0.0 : r.uniform();
+  const std::int64_t rows = which == 2 || n == 0 ? 0 : 1 + r.below(6);
+  for (std::int64_t k = 0; k < rows; ++k) {
+    for (std::size_t j = 0; j < n; ++j) l.reservoir.push_back(static_cast<float>(r.value()));
+    l.reservoir_ids.push_back((static_cast<std::int64_t>(r.below(1000)) << 24) | k);
+    if (which != 3) {  // layer 3: ids without tags and losses (nothing observed)
+      l.reservoir_tags.push_back(static_cast<std::int32_t>(r.below(5)) - 1);  // -1: untagged
+      l.reservoir_loss.push_back(k == 1 ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(r.uniform()));
+    }
+  }
+  for (std::size_t g = 0; g < l.groups.size(); ++g) {
+    auto& group = l.groups[g];
+    group.lineage_id = g == 0 ? -1 : 1000 * index + static_cast<std::int64_t>(g);
+    group.selectivity = r.uniform();
+    group.loss_correlation = g == 2 ? std::numeric_limits<double>::quiet_NaN() : 2.0 * r.uniform() - 1.0;
+  }
+}
+
+/// The snapshot-level fields format_version 2 added: phase, events, layer CKA and the loss curve.
+inline void add_version2_fields(std::int64_t index, Snapshot& s) {
+  Numbers r(static_cast<std::uint64_t>(index), 99, 3);
+  static const char* const phases[] = {"", "rapid_learning", "plateau", "unstable"};
+  s.phase = phases[index % 4];
+  if (index == 2) s.phase = "a phase name well over thirty-two bytes long, \xc3\xa9t\xc3\xa9";  // not cut
+  static const char* const kinds[] = {"emerged", "split", "merged", "dissolved", "cohesion_jump", "dormant_change"};
+  const std::int64_t n_events = index % 4;  // none, one, two, three
+  for (std::int64_t k = 0; k < n_events; ++k) {
+    Event e;
+    e.epoch = s.epoch;
+    e.layer = k == 2 ? "extra.not_in_info" : "fc1";
+    e.kind = kinds[(index + k) % 6];
+    for (std::int64_t m = 0; m < k + (index % 2); ++m) e.lineages.push_back(1000 * index + 7 * m + k);  // 0 to 3 ids
+    e.strength = r.uniform();
+    if (k != 1) e.skill_category = "dog";
+    e.loss_change = k == 2 ? std::numeric_limits<double>::quiet_NaN() : r.uniform() - 0.5;
+    s.events.push_back(std::move(e));
+  }
+  if (index % 3 != 2) {  // empty on some snapshots
+    const auto n = s.layers.size();
+    s.layer_cka.resize(n * n);
+    for (std::size_t a = 0; a < n; ++a)
+      for (std::size_t b = 0; b < n; ++b) s.layer_cka[a * n + b] = a == b ? 1.0 : r.uniform();
+    if (n > 3) s.layer_cka[3] = std::numeric_limits<double>::quiet_NaN();
+  }
+  if (index % 5 != 4)  // the loss of every epoch since the previous snapshot; none on some
+    for (std::int64_t e = 5 * index + 1; e <= 5 * (index + 1); ++e) {
+      s.loss_epochs.push_back(e);
+      s.losses.push_back(e % 3 == 0 ? std::numeric_limits<double>::quiet_NaN() : 1.0 / static_cast<double>(e));
+    }
 }
 
 inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::string& name, std::int64_t n,
@@ -110,6 +172,7 @@ inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::stri
   l.counters.rows = l.samples;
   l.counters.nonfinite_rows = r.below(2);
   l.counters.errors = 0;
+  add_version2_fields(index, which, l);
   return l;
 }
 
@@ -125,6 +188,35 @@ inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
   s.layers.push_back(sample_layer(index, 2, "fc2", 1 + index % 3, false, 0));
   s.layers.push_back(sample_layer(index, 3, "head", index % 2 == 0 ? 0 : 10, false, 2));
   if (index % 3 == 1) s.layers.push_back(sample_layer(index, 4, "extra.not_in_info", 5, true, 2));
+  add_version2_fields(index, s);
+  return s;
+}
+
+/// What a version 1 file holds of `s`: the fields version 2 added at their defaults.
+inline Snapshot as_version1(Snapshot s) {
+  const Snapshot snapshot_defaults;
+  s.phase = snapshot_defaults.phase;
+  s.events.clear();
+  s.layer_cka.clear();
+  s.loss_epochs.clear();
+  s.losses.clear();
+  for (auto& l : s.layers) {
+    const LayerSnapshot defaults;
+    l.mean_abs.clear();
+    l.dead_rate = defaults.dead_rate;
+    l.dormant_rate = defaults.dormant_rate;
+    l.cka_previous = defaults.cka_previous;
+    l.reservoir.clear();
+    l.reservoir_ids.clear();
+    l.reservoir_tags.clear();
+    l.reservoir_loss.clear();
+    for (auto& g : l.groups) {
+      const Group group_defaults;
+      g.lineage_id = group_defaults.lineage_id;
+      g.selectivity = group_defaults.selectivity;
+      g.loss_correlation = group_defaults.loss_correlation;
+    }
+  }
   return s;
 }
 
@@ -134,12 +226,30 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
+inline std::string event_difference(const Event& a, const Event& b) {
+  if (a.epoch != b.epoch) return "epoch";
+  if (a.layer != b.layer) return "layer";
+  if (a.kind != b.kind) return "kind";
+  if (a.lineages != b.lineages) return "lineages";
+  if (!same_bits(a.strength, b.strength)) return "strength";
+  if (a.skill_category != b.skill_category) return "skill_category";
+  if (!same_bits(a.loss_change, b.loss_change)) return "loss_change";
+  return {};
+}
+
 /// Empty when equal bit for bit; otherwise what differs first.
 inline std::string difference(const Snapshot& a, const Snapshot& b) {
   std::ostringstream why;
   if (a.epoch != b.epoch) return "epoch";
   if (!same_bits(a.loss, b.loss)) return "loss";
   if (!same_bits(a.timestamp, b.timestamp)) return "timestamp";
+  if (a.phase != b.phase) return "phase";
+  if (a.events.size() != b.events.size()) return "number of events";
+  for (std::size_t e = 0; e < a.events.size(); ++e)
+    if (auto why = event_difference(a.events[e], b.events[e]); !why.empty())
+      return "event " + std::to_string(e) + ": " + why;
+  if (!same_bits(a.layer_cka, b.layer_cka)) return "layer_cka";
+  if (a.loss_epochs != b.loss_epochs || !same_bits(a.losses, b.losses)) return "loss curve";
   if (a.layers.size() != b.layers.size()) return "number of layers";
   for (std::size_t i = 0; i < a.layers.size(); ++i) {
     const auto& x = a.layers[i];
@@ -156,6 +266,13 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
         !same_bits(x.taylor, y.taylor))
       return at + "gradients";
     if (!same_bits(x.correlation, y.correlation)) return at + "correlation";
+    if (!same_bits(x.mean_abs, y.mean_abs)) return at + "mean_abs";
+    if (!same_bits(x.dead_rate, y.dead_rate) || !same_bits(x.dormant_rate, y.dormant_rate)) return at + "dormant rates";
+    if (!same_bits(x.cka_previous, y.cka_previous)) return at + "cka_previous";
+    if (!same_bits(x.reservoir, y.reservoir)) return at + "reservoir";
+    if (x.reservoir_ids != y.reservoir_ids || x.reservoir_tags != y.reservoir_tags ||
+        !same_bits(x.reservoir_loss, y.reservoir_loss))
+      return at + "reservoir ids/tags/loss";
     const auto& c = x.counters;
     const auto& d = y.counters;
     if (c.captured_batches != d.captured_batches || c.dropped_batches != d.dropped_batches ||
@@ -174,6 +291,9 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
         return gat + "scores";
       if (!same_bits(p.activation_pattern, q.activation_pattern)) return gat + "pattern";
       if (p.learning_phase != q.learning_phase || p.skill_category != q.skill_category) return gat + "labels";
+      if (p.lineage_id != q.lineage_id) return gat + "lineage_id";
+      if (!same_bits(p.selectivity, q.selectivity) || !same_bits(p.loss_correlation, q.loss_correlation))
+        return gat + "selectivity/loss_correlation";
     }
   }
   return {};

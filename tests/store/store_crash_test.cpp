@@ -37,9 +37,10 @@ bool python_has_h5py() {
   return has;
 }
 
-ProcessResult inspect(const std::string& path, bool json = false) {
+ProcessResult inspect(const std::string& path, bool json = false, bool events = false) {
   std::vector<std::string> argv = {NEURONMAP_CLI, "inspect", path};
   if (json) argv.push_back("--json");
+  if (events) argv.push_back("--events");
   return run_process(argv, 60);
 }
 
@@ -220,16 +221,17 @@ TEST(Inspect, PrintsATableAndValidJson) {
   const auto path = test_dir() + "/run.h5";
   write_sample_run(path, 4);
 
-  const auto text = inspect(path);
+  const auto text = inspect(path, false, true);
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_EQ(text.err, "");
   for (const char* part : {"format_version", "conv1", "torch::nn::Conv2dImpl", "extra.not_in_info", "cohesion", "dropped",
-                           "nan"})
+                           "nan", "phase", "rapid_learning", "unstable", "events (6)", "lineages", "3002,3009,3016",
+                           "loss change", "cat, dog"})
     EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;
-  // One row per snapshot and layer.
-  std::size_t rows = 0;
+  // One row per snapshot and layer, one per event (0 + 1 + 2 + 3).
+  std::size_t rows = 6;
   for (std::int64_t i = 0; i < 4; ++i) rows += sample_snapshot(i).layers.size();
-  EXPECT_GE(count_lines(text.out), rows + 10);
+  EXPECT_GE(count_lines(text.out), rows + 12);
 
   const auto json = inspect(path, true);
   ASSERT_EQ(json.exit_code, 0) << json.err;
@@ -239,6 +241,8 @@ TEST(Inspect, PrintsATableAndValidJson) {
   ASSERT_TRUE(doc.IsObject());
   EXPECT_EQ(doc["format_version"].GetInt(), kFormatVersion);
   EXPECT_EQ(std::string(doc["options_json"].GetString()), sample_info().options_json);
+  ASSERT_EQ(doc["tag_names"].Size(), sample_info().tag_names.size());
+  EXPECT_EQ(std::string(doc["tag_names"][3].GetString()), sample_info().tag_names[3]);
   ASSERT_EQ(doc["layers"].Size(), 4u);
   const auto& snaps = doc["snapshots"];
   ASSERT_EQ(snaps.Size(), 4u);
@@ -249,6 +253,25 @@ TEST(Inspect, PrintsATableAndValidJson) {
       EXPECT_TRUE(snaps[i]["loss"].IsNull());
     } else {
       EXPECT_DOUBLE_EQ(snaps[i]["loss"].GetDouble(), want.loss);
+    }
+    EXPECT_EQ(std::string(snaps[i]["phase"].GetString()), want.phase);
+    EXPECT_EQ(snaps[i]["n_events"].GetUint64(), want.events.size());
+    ASSERT_EQ(snaps[i]["events"].Size(), want.events.size());
+    for (rapidjson::SizeType k = 0; k < want.events.size(); ++k) {
+      const auto& e = snaps[i]["events"][k];
+      const auto& w = want.events[k];
+      EXPECT_EQ(e["epoch"].GetInt64(), w.epoch);
+      EXPECT_EQ(std::string(e["layer"].GetString()), w.layer);
+      EXPECT_EQ(std::string(e["kind"].GetString()), w.kind);
+      ASSERT_EQ(e["lineages"].Size(), w.lineages.size());
+      for (rapidjson::SizeType m = 0; m < w.lineages.size(); ++m) EXPECT_EQ(e["lineages"][m].GetInt64(), w.lineages[m]);
+      EXPECT_DOUBLE_EQ(e["strength"].GetDouble(), w.strength);
+      EXPECT_EQ(std::string(e["skill_category"].GetString()), w.skill_category);
+      if (std::isnan(w.loss_change)) {
+        EXPECT_TRUE(e["loss_change"].IsNull());
+      } else {
+        EXPECT_DOUBLE_EQ(e["loss_change"].GetDouble(), w.loss_change);
+      }
     }
     ASSERT_EQ(snaps[i]["layers"].Size(), want.layers.size());
     for (rapidjson::SizeType k = 0; k < want.layers.size(); ++k) {

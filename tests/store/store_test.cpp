@@ -1,8 +1,11 @@
 // The run file in one process: round trips, the reader's errors, check_path, and a live reader.
 #include <gtest/gtest.h>
 
+#include <zlib.h>
+
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "neuronmap/errors.hpp"
@@ -47,6 +50,7 @@ TEST(RunFile, RoundTripsSnapshotsBitForBit) {
   EXPECT_EQ(info.device, expected.device);
   EXPECT_EQ(info.created, expected.created);
   EXPECT_EQ(info.options_json, expected.options_json);
+  EXPECT_EQ(info.tag_names, expected.tag_names);
   ASSERT_EQ(info.layers.size(), expected.layers.size());
   for (std::size_t i = 0; i < info.layers.size(); ++i) {
     EXPECT_EQ(info.layers[i].name, expected.layers[i].name);
@@ -81,6 +85,79 @@ TEST(RunFile, RoundTripsSnapshotsBitForBit) {
   EXPECT_TRUE(reader.snapshot(0).layers[2].correlation.empty());
   EXPECT_EQ(reader.snapshot(0).layers[3].n_neurons, 0);
   EXPECT_EQ(reader.snapshot(1).layers.back().name, "extra.not_in_info");
+
+  // ... and what format_version 2 added: empty and multi-lineage events, NaN and empty vectors.
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto header = sample_snapshot(i);
+    header.layers.clear();
+    EXPECT_EQ(difference(reader.snapshot_header(i), header), "") << "snapshot " << i;
+  }
+  const auto s3 = reader.snapshot(3);
+  ASSERT_EQ(s3.events.size(), 3u);
+  EXPECT_EQ(s3.events[2].lineages.size(), 3u);
+  EXPECT_TRUE(std::isnan(s3.events[2].loss_change));
+  EXPECT_TRUE(reader.snapshot(2).events[0].lineages.empty());
+  EXPECT_TRUE(reader.snapshot(0).events.empty());
+  EXPECT_EQ(reader.snapshot(2).phase.size(), sample_snapshot(2).phase.size()) << "phases are not cut to 32 bytes";
+  EXPECT_TRUE(reader.snapshot(0).phase.empty());
+  EXPECT_TRUE(reader.snapshot(2).layer_cka.empty());
+  EXPECT_TRUE(std::isnan(s3.layer_cka[3]));
+  EXPECT_TRUE(reader.snapshot(4).losses.empty());
+  EXPECT_TRUE(std::isnan(s3.losses[2]));  // epoch 18
+  EXPECT_TRUE(std::isnan(reader.snapshot(0).layers[1].cka_previous));
+  EXPECT_TRUE(reader.snapshot(0).layers[0].mean_abs.empty());
+  EXPECT_FALSE(reader.snapshot(0).layers[1].mean_abs.empty());
+  EXPECT_TRUE(reader.snapshot(0).layers[2].reservoir.empty());
+  const auto& head = reader.snapshot(1).layers[3];  // reservoir ids without tags and losses
+  EXPECT_FALSE(head.reservoir_ids.empty());
+  EXPECT_TRUE(head.reservoir_tags.empty() && head.reservoir_loss.empty());
+  EXPECT_EQ(head.reservoir.size(), head.reservoir_ids.size() * static_cast<std::size_t>(head.n_neurons));
+  int nan_losses = 0, untracked = 0, tracked = 0, nan_correlations = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (const auto& l : reader.snapshot(i).layers) {
+      for (float x : l.reservoir_loss) nan_losses += std::isnan(x);
+      for (const auto& g : l.groups) {
+        (g.lineage_id < 0 ? untracked : tracked) += 1;
+        nan_correlations += std::isnan(g.loss_correlation);
+      }
+    }
+  EXPECT_GT(nan_losses, 0);
+  EXPECT_GT(untracked, 0);
+  EXPECT_GT(tracked, 0);
+  EXPECT_GT(nan_correlations, 0);
+}
+
+// tests/store/data/run_v1.h5.gz: 3 snapshots of sample_snapshot() written by the format_version 1
+// writer (commit 89106c9). Version 2 readers read them, with the fields version 2 added at defaults.
+TEST(RunFile, ReadsVersion1Files) {
+  const auto path = test_dir() + "/run_v1.h5";
+  {
+    gzFile in = gzopen(NEURONMAP_SOURCE_DIR "/tests/store/data/run_v1.h5.gz", "rb");
+    ASSERT_NE(in, nullptr);
+    std::ofstream out(path, std::ios::binary);
+    char buffer[65536];
+    int n = 0;
+    while ((n = gzread(in, buffer, sizeof buffer)) > 0) out.write(buffer, n);
+    ASSERT_EQ(n, 0) << "cannot decompress the version 1 file";
+    gzclose(in);
+  }
+  RunReader reader(path);
+  EXPECT_EQ(reader.info().format_version, 1);
+  EXPECT_TRUE(reader.info().tag_names.empty());
+  EXPECT_EQ(reader.info().layers.size(), sample_info().layers.size());
+  ASSERT_EQ(reader.size(), 3);
+  for (std::int64_t i = 0; i < reader.size(); ++i) {
+    const auto got = reader.snapshot(i);
+    EXPECT_EQ(difference(got, as_version1(sample_snapshot(i))), "") << "snapshot " << i;
+    EXPECT_EQ(reader.summary(i).layers.size(), got.layers.size());
+    auto header = got;
+    header.layers.clear();
+    EXPECT_EQ(difference(reader.snapshot_header(i), header), "");
+    for (const auto& l : got.layers) {
+      EXPECT_TRUE(std::isnan(l.cka_previous));
+      for (const auto& g : l.groups) EXPECT_EQ(g.lineage_id, -1);
+    }
+  }
 }
 
 TEST(RunFile, PublicRunReadsTheSameFile) {
@@ -138,6 +215,12 @@ TEST(RunFile, RejectsInconsistentSnapshotsWithoutWriting) {
   EXPECT_THROW(writer.append(bad), UsageError);
   bad = sample_snapshot(0);
   bad.layers[0].output_shape.assign(9, 1);
+  EXPECT_THROW(writer.append(bad), UsageError);
+  bad = sample_snapshot(0);
+  bad.layers[1].mean_abs.pop_back();
+  EXPECT_THROW(writer.append(bad), UsageError);
+  bad = sample_snapshot(0);
+  bad.losses.pop_back();
   EXPECT_THROW(writer.append(bad), UsageError);
   EXPECT_EQ(writer.size(), 0);
   writer.append(sample_snapshot(0));

@@ -532,7 +532,10 @@ void Engine::State::wait_until_processed(Window* window) {
 void Engine::State::discard_window(Window* window) {
   // Freed by the snapshot thread's order of work: only after the workers are done with it.
   std::lock_guard<std::mutex> lock(this->jobs_mutex);
-  this->jobs.push_back(SnapshotJob{window, -1, 0.0});
+  SnapshotJob job;
+  job.window = window;
+  job.epoch = -1;  // discard: only wait for the workers, then free the accumulators
+  this->jobs.push_back(std::move(job));
   this->jobs_changed.notify_all();
 }
 

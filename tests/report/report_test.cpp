@@ -496,7 +496,7 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
                                 "--user-data-dir=" + out_root_ + "/profile", "--window-size=1400,1000",
                                 "--hide-scrollbars", "--virtual-time-budget=5000", "--screenshot=" + shot,
                                 "--dump-dom", url + "#selftest"},
-                               out_root_, {}, 90);
+                               out_root_, {}, 150);
   ASSERT_FALSE(dom.timed_out);
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   const auto selftest = dom.out.find("nm-selftest");

@@ -264,12 +264,19 @@ TEST_F(Report, UnknownEpochsAndLayersAreRefusedWithTheChoices) {
 }
 
 TEST_F(Report, LearningEventsPhasesAndCkaAreReportedWhereTheRunHoldsThem) {
-  const MemoryRun run = planted_memory_run(4);
+  // Through a run file: what the store keeps of the learning data reaches the report.
+  const MemoryRun memory = planted_memory_run(4);
+  const std::string path = out_root_ + "/learning.h5";
+  {
+    detail::RunWriter writer(path, memory.info(), true);
+    for (std::int64_t i = 0; i < memory.size(); ++i) writer.append(memory.snapshot(i));
+    writer.close();
+  }
   report::ReportOptions options;
   options.out_dir = out_root_ + "/out";
-  options.run_path = "memory";
+  options.run_path = path;
   options.dashboard = false;
-  report::write_report(run, options);
+  report::write_report(Run::open(path), options);
   expect_python(R"(
 import json, sys
 d = json.load(open(sys.argv[1]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))

@@ -240,6 +240,12 @@ void write_int_attr(hid_t loc, const char* name, std::int64_t value) {
     throw FileError(std::string("cannot write attribute ") + name + ": " + h5::last_error());
 }
 
+// No fletcher32 on the tables: the chunk shared by the last committed snapshot and the next one is
+// rewritten in place, and a kill -9 during that write leaves a torn chunk whose committed bytes are
+// intact but whose checksum no longer matches, so a checksum made committed snapshots unreadable
+// (seen in the crash trials). Until the reader verifies committed bytes itself, stay without it.
+constexpr bool kChecksums = false;
+
 void create_table(hid_t file, const char* name, hid_t file_type, std::uint64_t chunk, bool checksum) {
   const hsize_t dims[1] = {0};
   const hsize_t maxdims[1] = {H5S_UNLIMITED};
@@ -289,22 +295,22 @@ void build_skeleton(const std::string& tmp, const RunInfo& info) {
   if (!group.valid()) throw FileError("cannot create group /data: " + h5::last_error());
 
   // Checksums on everything: a flipped bit should fail loudly, not read back as a wrong statistic.
-  create_table(f, schema::kSnapshots, h5::commit_row_type(true, kFormatVersion).get(), schema::kCommitChunk, true);
-  create_table(f, schema::kLayerRows, h5::layer_row_type(true, kFormatVersion).get(), schema::kLayerRowChunk, true);
-  create_table(f, schema::kNeurons, h5::neuron_row_type(true, kFormatVersion).get(), schema::kNeuronChunk, true);
-  create_table(f, schema::kCorr, H5T_IEEE_F32LE, schema::kCorrChunk, true);
-  create_table(f, schema::kGroups, h5::group_row_type(true, kFormatVersion).get(), schema::kGroupChunk, true);
-  create_table(f, schema::kMembers, H5T_STD_I32LE, schema::kMembersChunk, true);
-  create_table(f, schema::kPatterns, H5T_IEEE_F32LE, schema::kPatternsChunk, true);
-  create_table(f, schema::kText, H5T_STD_U8LE, schema::kTextChunk, true);
-  create_table(f, schema::kReservoir, H5T_IEEE_F32LE, schema::kReservoirChunk, true);
-  create_table(f, schema::kReservoirIds, H5T_STD_I64LE, schema::kSampleChunk, true);
-  create_table(f, schema::kReservoirTags, H5T_STD_I32LE, schema::kSampleChunk, true);
-  create_table(f, schema::kReservoirLoss, H5T_IEEE_F32LE, schema::kSampleChunk, true);
-  create_table(f, schema::kEvents, h5::event_row_type(true).get(), schema::kEventChunk, true);
-  create_table(f, schema::kLineages, H5T_STD_I64LE, schema::kLineageChunk, true);
-  create_table(f, schema::kLayerCka, H5T_IEEE_F64LE, schema::kLayerCkaChunk, true);
-  create_table(f, schema::kLossCurve, h5::loss_row_type(true).get(), schema::kLossChunk, true);
+  create_table(f, schema::kSnapshots, h5::commit_row_type(true, kFormatVersion).get(), schema::kCommitChunk, kChecksums);
+  create_table(f, schema::kLayerRows, h5::layer_row_type(true, kFormatVersion).get(), schema::kLayerRowChunk, kChecksums);
+  create_table(f, schema::kNeurons, h5::neuron_row_type(true, kFormatVersion).get(), schema::kNeuronChunk, kChecksums);
+  create_table(f, schema::kCorr, H5T_IEEE_F32LE, schema::kCorrChunk, kChecksums);
+  create_table(f, schema::kGroups, h5::group_row_type(true, kFormatVersion).get(), schema::kGroupChunk, kChecksums);
+  create_table(f, schema::kMembers, H5T_STD_I32LE, schema::kMembersChunk, kChecksums);
+  create_table(f, schema::kPatterns, H5T_IEEE_F32LE, schema::kPatternsChunk, kChecksums);
+  create_table(f, schema::kText, H5T_STD_U8LE, schema::kTextChunk, kChecksums);
+  create_table(f, schema::kReservoir, H5T_IEEE_F32LE, schema::kReservoirChunk, kChecksums);
+  create_table(f, schema::kReservoirIds, H5T_STD_I64LE, schema::kSampleChunk, kChecksums);
+  create_table(f, schema::kReservoirTags, H5T_STD_I32LE, schema::kSampleChunk, kChecksums);
+  create_table(f, schema::kReservoirLoss, H5T_IEEE_F32LE, schema::kSampleChunk, kChecksums);
+  create_table(f, schema::kEvents, h5::event_row_type(true).get(), schema::kEventChunk, kChecksums);
+  create_table(f, schema::kLineages, H5T_STD_I64LE, schema::kLineageChunk, kChecksums);
+  create_table(f, schema::kLayerCka, H5T_IEEE_F64LE, schema::kLayerCkaChunk, kChecksums);
+  create_table(f, schema::kLossCurve, h5::loss_row_type(true).get(), schema::kLossChunk, kChecksums);
 
   group.reset();
   if (file.reset() < 0) throw FileError("cannot close '" + tmp + "': " + h5::last_error());

@@ -1,0 +1,708 @@
+// TorchScript probes: graph rewrite, the neuronmap::capture op and the registry that routes its calls
+// to the sessions' sinks. See script_probes.hpp and docs/TORCHSCRIPT.md.
+#include "script_probes.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <ATen/record_function.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/library.h>
+
+#include "neuronmap/errors.hpp"
+
+namespace neuronmap::detail {
+namespace {
+
+namespace jit = torch::jit;
+using jit::Graph;
+using jit::Node;
+using jit::Value;
+
+const c10::Symbol& capture_symbol() {
+  static const c10::Symbol s = c10::Symbol::fromQualString("neuronmap::capture");
+  return s;
+}
+const c10::Symbol& observe_symbol() {
+  static const c10::Symbol s = c10::Symbol::fromQualString("neuronmap::observe");
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the op reads: per site, which module objects are probed by which probe set.
+
+struct Core {
+  std::shared_ptr<CaptureSink> sink;
+  bool gradients = false;
+  std::atomic<bool> enabled{false};
+  std::atomic<bool> live{true};
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::uint64_t> captured{0};
+  std::atomic<std::uint64_t> gradients_captured{0};
+  std::atomic<std::uint64_t> errors{0};
+  mutable std::mutex error_mutex;
+  std::string last_error;
+  std::vector<std::string> names;  // per probe index, for messages
+
+  void record_error(const std::string& what) noexcept {
+    errors.fetch_add(1, std::memory_order_relaxed);
+    try {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      last_error = what;
+    } catch (...) {
+    }
+  }
+  // Pairs with ~ScriptProbes: either we see live == false, or it sees in_flight > 0 and waits.
+  bool acquire() noexcept {
+    in_flight.fetch_add(1);
+    if (live.load()) return true;
+    in_flight.fetch_sub(1);
+    return false;
+  }
+  void release() noexcept { in_flight.fetch_sub(1); }
+};
+
+struct Route {
+  const c10::ivalue::Object* module = nullptr;  // the probed instance (a graph may serve several)
+  std::shared_ptr<Core> core;
+  int probe_index = 0;
+};
+using RouteTable = std::unordered_map<std::string, std::vector<Route>>;
+
+// A CallMethod node we instrumented, shared by every probe set that needs it.
+struct Instrumented {
+  std::shared_ptr<Graph> graph;  // keeps the node alive while the entry exists
+  std::string site;
+  std::vector<Node*> added;      // in insertion order
+  Value* original = nullptr;     // the call's output
+  Value* replacement = nullptr;  // what the call's later uses read instead (null: observe only)
+  int users = 0;
+};
+
+struct Registry {
+  std::mutex mutex;  // attach and detach; the op never takes it
+  std::shared_ptr<const RouteTable> routes = std::make_shared<RouteTable>();  // std::atomic_load/store
+  std::map<Node*, Instrumented> instrumented;
+  std::uint64_t next_site = 0;
+  std::uint64_t next_function = 0;
+};
+
+// Leaked on purpose: a forward may still run the op during static destruction.
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+std::atomic<int> g_enabled_sets{0};
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The tensor a forward hook would keep: the output itself, or element 0 of a tuple or list.
+const at::Tensor* hooked_tensor(const c10::IValue& output) {
+  const c10::IValue* v = &output;
+  if (v->isTuple()) {
+    const auto& elements = v->toTupleRef().elements();
+    if (elements.empty()) return nullptr;
+    v = &elements[0];
+  } else if (v->isList()) {
+    const auto& list = v->toListRef();
+    if (list.empty()) return nullptr;
+    v = &list[0];
+  }
+  return v->isTensor() && v->toTensor().defined() ? &v->toTensor() : nullptr;
+}
+
+void register_gradient(const Route& route, const at::Tensor& output) {
+  std::weak_ptr<Core> weak = route.core;
+  const int index = route.probe_index;
+  at::Tensor activation = output.detach();  // an alias, no copy: checked by version below
+  const auto version = activation._version();
+  output.register_hook([weak, index, activation, version](const at::TensorBase& grad_base) {
+    const auto core = weak.lock();
+    if (!core || !grad_base.defined() || !core->acquire()) return;
+    if (activation._version() != version) {
+      core->record_error(fmt::format("gradient probe '{}': its output was modified in place after the forward; "
+                                     "gradient statistics of that batch skipped",
+                                     core->names[static_cast<std::size_t>(index)]));
+    } else {
+      at::RecordFunctionGuard no_recording(false);
+      core->sink->on_gradient(index, activation, at::Tensor(grad_base));
+      core->gradients_captured.fetch_add(1, std::memory_order_relaxed);
+    }
+    core->release();
+  });
+}
+
+void deliver(const Route& route, const c10::IValue& output) noexcept {
+  Core& core = *route.core;
+  if (!core.enabled.load(std::memory_order_relaxed) || !core.acquire()) return;
+  try {
+    const at::Tensor* tensor = hooked_tensor(output);
+    if (tensor == nullptr) {
+      core.record_error(fmt::format("probe '{}': the layer returned {}, not a tensor (or a tuple/list starting with one)",
+                                    core.names[static_cast<std::size_t>(route.probe_index)], output.tagKind()));
+    } else {
+      {
+        at::RecordFunctionGuard no_recording(false);
+        core.sink->on_output(route.probe_index, *tensor);
+      }
+      core.captured.fetch_add(1, std::memory_order_relaxed);
+      if (core.gradients && tensor->requires_grad() && at::GradMode::is_enabled()) register_gradient(route, *tensor);
+    }
+  } catch (const std::exception& e) {
+    core.record_error(fmt::format("probe '{}': {}", core.names[static_cast<std::size_t>(route.probe_index)],
+                                  first_line(e.what())));
+  } catch (...) {
+    core.record_error("probe: unknown error");
+  }
+  core.release();
+}
+
+void route_output(const c10::IValue& module, const c10::IValue& site, const c10::IValue& output) noexcept {
+  try {
+    const std::shared_ptr<const RouteTable> table = std::atomic_load(&registry().routes);
+    const auto it = table->find(site.toStringRef());
+    if (it == table->end()) return;
+    const c10::ivalue::Object* object = module.isObject() ? &module.toObjectRef() : nullptr;
+    for (const Route& route : it->second) {
+      if (route.module == object) deliver(route, output);
+    }
+  } catch (...) {
+    // Nothing here may reach the training step.
+  }
+}
+
+}  // namespace
+
+// neuronmap::capture(Any module, str site, Tensor output) -> Tensor: returns `output` itself, so that
+// the call's later uses read it through the op (the gradient hook then sees every use's gradient).
+void capture_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack) {
+  auto& s = *stack;
+  const auto n = s.size();
+  if (g_enabled_sets.load(std::memory_order_relaxed) > 0) route_output(s[n - 3], s[n - 2], s[n - 1]);
+  s.erase(s.end() - 3, s.end() - 1);
+}
+
+// neuronmap::observe(Any module, str site, Any output) -> (): for outputs that are not a tensor or a
+// tuple starting with one (lists, optionals): captured, but without gradients.
+void observe_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack) {
+  auto& s = *stack;
+  const auto n = s.size();
+  if (g_enabled_sets.load(std::memory_order_relaxed) > 0) route_output(s[n - 3], s[n - 2], s[n - 1]);
+  s.resize(n - 3);
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Finding the calls: every prim::CallMethod "forward"/"forward__N" in every method of every module
+// type of the model, mapped to the module instances it runs.
+
+bool is_forward_name(const std::string& name) { return name == "forward" || name.rfind("forward__", 0) == 0; }
+
+std::string join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return a + "." + b;
+}
+
+// The attribute path from the method's `self` to the module the call runs, if it is one.
+std::optional<std::string> callee_path(Node* call) {
+  Value* v = call->input(0);
+  std::vector<std::string> attrs;
+  while (v->node()->kind() == c10::prim::GetAttr) {
+    attrs.push_back(v->node()->s(c10::attr::name));
+    v = v->node()->input(0);
+  }
+  if (v != call->owningGraph()->inputs().at(0)) return std::nullopt;
+  std::string path;
+  for (auto it = attrs.rbegin(); it != attrs.rend(); ++it) path = join(path, *it);
+  return path;
+}
+
+void collect_forward_calls(jit::Block* block, std::vector<Node*>& out) {
+  for (Node* n : block->nodes()) {
+    if (n->kind() == c10::prim::CallMethod && is_forward_name(n->s(c10::attr::name))) out.push_back(n);
+    for (jit::Block* b : n->blocks()) collect_forward_calls(b, out);
+  }
+}
+
+struct CallSite {
+  std::shared_ptr<Graph> graph;
+  Node* call = nullptr;
+  std::string owner;   // instance path of the module whose method makes the call
+  std::string method;  // "<owner type>.<method>", for site names
+  std::string callee;  // the callee's path relative to the owner
+};
+
+struct ModelIndex {
+  std::vector<std::string> names;  // named_modules() order, root excluded
+  std::unordered_map<std::string, jit::Module> by_name;  // root included as ""
+  std::map<std::string, std::vector<CallSite>> calls_of;
+  std::vector<jit::GraphFunction*> functions;  // every method of every module type
+  std::vector<std::shared_ptr<jit::CompilationUnit>> units;
+};
+
+std::string short_type(const c10::ClassType& type) { return type.name() ? type.name()->name() : "?"; }
+
+ModelIndex index_model(const jit::Module& model) {
+  ModelIndex index;
+  std::vector<c10::ClassType*> types;
+  std::unordered_map<c10::ClassType*, std::vector<std::string>> instances;
+  std::set<jit::CompilationUnit*> seen_units;
+  for (const auto& item : model.named_modules()) {
+    if (!item.name.empty()) index.names.push_back(item.name);
+    index.by_name.emplace(item.name, item.value);
+    c10::ClassType* type = item.value.type().get();
+    if (instances.find(type) == instances.end()) types.push_back(type);
+    instances[type].push_back(item.name);
+    auto unit = item.value._ivalue()->compilation_unit();
+    if (unit && seen_units.insert(unit.get()).second) index.units.push_back(std::move(unit));
+  }
+  for (c10::ClassType* type : types) {
+    for (jit::Function* method : type->methods()) {
+      auto* function = jit::tryToGraphFunction(*method);
+      if (function == nullptr) continue;
+      index.functions.push_back(function);
+      std::shared_ptr<Graph> graph = function->graph();
+      std::vector<Node*> calls;
+      collect_forward_calls(graph->block(), calls);
+      for (Node* call : calls) {
+        const auto relative = callee_path(call);
+        if (!relative || relative->empty()) continue;
+        for (const auto& owner : instances[type]) {
+          const std::string target = join(owner, *relative);
+          if (index.by_name.count(target) == 0) continue;
+          index.calls_of[target].push_back(
+              CallSite{graph, call, owner, short_type(*type) + "." + method->name(), *relative});
+        }
+      }
+    }
+  }
+  return index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// How an output becomes neurons: by the module's type where it says, else by what feeds the module
+// (a ReLU after a Conv2d is channels-first) or what the module returns (a user block ending in Linear).
+
+std::optional<OutputLayout> layout_of_type(const std::string& type_name) {
+  static const std::set<std::string> channels_first = {
+      "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "BatchNorm1d",
+      "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+      "GroupNorm", "LocalResponseNorm", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d",
+      "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+      "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d", "FractionalMaxPool2d",
+      "FractionalMaxPool3d", "Dropout1d", "Dropout2d", "Dropout3d", "Upsample", "UpsamplingNearest2d",
+      "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d",
+      "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
+      "ReplicationPad2d", "ReplicationPad3d"};
+  static const std::set<std::string> features_last = {
+      "Linear", "Bilinear", "Embedding", "EmbeddingBag", "LayerNorm", "LSTM", "GRU", "RNN", "LSTMCell",
+      "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
+      "TransformerEncoder", "TransformerDecoder", "Transformer", "Flatten"};
+  if (channels_first.count(type_name)) return OutputLayout::channels_first;
+  if (features_last.count(type_name)) return OutputLayout::features_last;
+  return std::nullopt;
+}
+
+class LayoutGuesser {
+ public:
+  explicit LayoutGuesser(const ModelIndex& index) : index_(index) {}
+
+  OutputLayout of_module(const std::string& path) {
+    return module_layout(path, 0).value_or(OutputLayout::features_last);
+  }
+
+ private:
+  static constexpr int kMaxDepth = 48;
+
+  std::optional<OutputLayout> module_layout(const std::string& path, int depth) {
+    const auto it = index_.by_name.find(path);
+    if (it == index_.by_name.end() || depth > kMaxDepth) return std::nullopt;
+    if (auto by_type = layout_of_type(short_type(*it->second.type()))) return by_type;
+    // What its forward returns.
+    for (jit::Function* method : it->second.type()->methods()) {
+      if (!is_forward_name(method->name())) continue;
+      auto* function = jit::tryToGraphFunction(*method);
+      if (function == nullptr || function->graph()->outputs().empty()) continue;
+      Value* out = function->graph()->outputs()[0];
+      if (out->node()->kind() == c10::prim::TupleConstruct && out->node()->inputs().size() > 0) {
+        out = out->node()->input(0);
+      }
+      if (auto r = value_layout(out, path, depth + 1)) return r;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<OutputLayout> value_layout(Value* v, const std::string& owner, int depth) {
+    if (depth > kMaxDepth) return std::nullopt;
+    Node* n = v->node();
+    if (n == n->owningGraph()->param_node()) {
+      // An argument: what the callers pass.
+      const auto offset = v->offset();
+      if (offset == 0) return std::nullopt;
+      const auto calls = index_.calls_of.find(owner);
+      if (calls == index_.calls_of.end()) return std::nullopt;
+      for (const auto& site : calls->second) {
+        if (offset < site.call->inputs().size()) {
+          if (auto r = value_layout(site.call->input(offset), site.owner, depth + 1)) return r;
+        }
+      }
+      return std::nullopt;
+    }
+    if (n->kind() == c10::prim::CallMethod && is_forward_name(n->s(c10::attr::name))) {
+      if (const auto relative = callee_path(n)) return module_layout(join(owner, *relative), depth + 1);
+      return std::nullopt;
+    }
+    if (n->kind() == capture_symbol()) return value_layout(n->input(2), owner, depth + 1);
+    if (n->kind() == c10::prim::If && v->offset() < n->blocks()[0]->outputs().size()) {
+      return value_layout(n->blocks()[0]->outputs()[v->offset()], owner, depth + 1);
+    }
+    for (Value* input : n->inputs()) {
+      const auto kind = input->type()->kind();
+      if (kind == c10::TypeKind::TensorType || kind == c10::TypeKind::TupleType) {
+        return value_layout(input, owner, depth + 1);
+      }
+    }
+    return std::nullopt;
+  }
+
+  const ModelIndex& index_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Names.
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string quoted_list(const std::vector<std::string>& names, std::size_t max_names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < max_names; ++i) out += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > max_names) out += fmt::format(", ... ({} in all)", names.size());
+  return out;
+}
+
+std::string not_found_message(const ModelIndex& index, const std::string& name) {
+  std::vector<std::string> closest = index.names;
+  std::stable_sort(closest.begin(), closest.end(), [&](const std::string& a, const std::string& b) {
+    return edit_distance(name, a) < edit_distance(name, b);
+  });
+  if (closest.size() > 3) closest.resize(3);
+  if (index.names.empty()) {
+    return fmt::format("layer '{}' not found: the TorchScript model has no submodules", name);
+  }
+  return fmt::format("layer '{}' is not a submodule of the TorchScript model; closest: {}. Valid names: {}. "
+                     "neuronmap::layers(model) (or `neuronmap layers MODEL.pt`) lists them with types and shapes.",
+                     name, quoted_list(closest, 3), quoted_list(index.names, 60));
+}
+
+// The submodule `name` refers to; a DataParallel save ("module." prefix) answers with or without it.
+std::string resolve_name(const ModelIndex& index, const std::string& name) {
+  const auto has = [&](const std::string& n) { return !n.empty() && index.by_name.count(n) > 0; };
+  if (has(name)) return name;
+  const std::string prefix = "module.";
+  if (name.rfind(prefix, 0) == 0 && has(name.substr(prefix.size()))) return name.substr(prefix.size());
+  if (has(prefix + name)) return prefix + name;
+  throw LayerNotFound(not_found_message(index, name));
+}
+
+std::string never_called_message(const ModelIndex& index, const std::string& name) {
+  return fmt::format("'{}' ({}) cannot be probed: no compiled method of the model calls its forward, so it never "
+                     "runs (a Python forward hook on it would never fire either). neuronmap::layers(model) shows "
+                     "which submodules run.",
+                     name, script_type_name(index.by_name.at(name).type()->name()->qualifiedName()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rewriting. All under registry().mutex.
+
+Instrumented& instrument(Registry& reg, const CallSite& site) {
+  auto found = reg.instrumented.find(site.call);
+  if (found != reg.instrumented.end()) {
+    ++found->second.users;
+    return found->second;
+  }
+  Graph& g = *site.graph;
+  Node* call = site.call;
+  Instrumented entry;
+  entry.graph = site.graph;
+  entry.site = fmt::format("{}:{}#{}", site.method, site.callee, ++reg.next_site);
+  entry.original = call->output();
+  jit::WithInsertPoint insert_point(call->next());
+  Value* module = call->input(0);
+  Value* site_value = g.insertConstant(entry.site);
+  entry.added.push_back(site_value->node());
+  const c10::TypePtr& type = entry.original->type();
+  const auto tuple = type->cast<c10::TupleType>();
+  if (type->kind() == c10::TypeKind::TensorType) {
+    Node* capture = g.insertNode(g.create(capture_symbol(), {module, site_value, entry.original}, 1));
+    capture->output()->setType(type);
+    entry.added.push_back(capture);
+    entry.replacement = capture->output();
+  } else if (tuple && !tuple->elements().empty() && tuple->elements()[0]->kind() == c10::TypeKind::TensorType) {
+    // (out, state...) -> unpack, capture element 0, pack again: later uses read the captured tensor.
+    Node* unpack = g.insertNode(g.createTupleUnpack(entry.original));
+    entry.added.push_back(unpack);
+    std::vector<Value*> elements(unpack->outputs().begin(), unpack->outputs().end());
+    Node* capture = g.insertNode(g.create(capture_symbol(), {module, site_value, elements[0]}, 1));
+    capture->output()->setType(elements[0]->type());
+    entry.added.push_back(capture);
+    elements[0] = capture->output();
+    Node* pack = g.insertNode(g.createTuple(elements, tuple->schema() ? tuple : nullptr));
+    pack->output()->setType(type);
+    entry.added.push_back(pack);
+    entry.replacement = pack->output();
+  } else {
+    Node* observe = g.insertNode(g.create(observe_symbol(), {module, site_value, entry.original}, 0));
+    entry.added.push_back(observe);
+  }
+  if (entry.replacement != nullptr) {
+    entry.original->replaceAllUsesAfterNodeWith(entry.replacement->node(), entry.replacement);
+  }
+  entry.users = 1;
+  return reg.instrumented.emplace(call, std::move(entry)).first->second;
+}
+
+void uninstrument(Registry& reg, Node* call) {
+  auto found = reg.instrumented.find(call);
+  if (found == reg.instrumented.end() || --found->second.users > 0) return;
+  Instrumented& entry = found->second;
+  if (entry.replacement != nullptr) entry.replacement->replaceAllUsesWith(entry.original);
+  for (auto it = entry.added.rbegin(); it != entry.added.rend(); ++it) (*it)->destroy();
+  reg.instrumented.erase(found);
+}
+
+void publish_routes(Registry& reg, const std::function<void(RouteTable&)>& change) {
+  auto table = std::make_shared<RouteTable>(*std::atomic_load(&reg.routes));
+  change(*table);
+  for (auto it = table->begin(); it != table->end();) it = it->second.empty() ? table->erase(it) : std::next(it);
+  std::atomic_store(&reg.routes, std::shared_ptr<const RouteTable>(std::move(table)));
+}
+
+// Compiled plans inline the callees' cached optimized graphs: drop those caches, and give the root's
+// methods new functions on the same (rewritten) graphs, so that their executors start afresh even if
+// the model already ran. The old functions stay in the compilation unit, unused.
+void refresh_compiled_code(Registry& reg, const jit::Module& model, const ModelIndex& index) {
+  for (auto* function : index.functions) function->clear_optimized_graphs();
+  const c10::ClassTypePtr type = model.type();
+  const auto unit = model._ivalue()->compilation_unit();
+  const std::vector<jit::Function*> methods = type->methods();
+  for (jit::Function* method : methods) {
+    auto* old_function = jit::tryToGraphFunction(*method);
+    if (old_function == nullptr) continue;
+    const c10::QualifiedName prefix(
+        fmt::format("{}.__neuronmap_{}", type->name()->qualifiedName(), ++reg.next_function));
+    jit::Function* fresh = unit->create_function(c10::QualifiedName(prefix, method->name()), old_function->graph());
+    jit::toGraphFunction(*fresh).setSchema(old_function->getSchema());
+    type->unsafeRemoveMethod(method->name());
+    type->addMethod(fresh);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct ScriptProbes::State {
+  std::shared_ptr<Core> core = std::make_shared<Core>();
+  std::vector<ProbeTarget> targets;
+  std::vector<std::string> resolved;
+  std::vector<Node*> calls;  // instrumented calls this set holds a use of
+  std::vector<std::string> sites;
+  std::vector<jit::GraphFunction*> functions;
+  std::vector<std::shared_ptr<jit::CompilationUnit>> units;    // keep functions and graphs alive
+  std::vector<c10::intrusive_ptr<c10::ivalue::Object>> objects;  // their addresses are route keys
+};
+
+ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::string>& names,
+                           std::shared_ptr<CaptureSink> sink, bool gradients)
+    : state_(std::make_unique<State>()) {
+  if (!sink) throw UsageError("ScriptProbes: no sink");
+  if (names.empty()) {
+    throw UsageError("attach: no layer names given; neuronmap::layers(model) lists the submodules");
+  }
+  State& st = *state_;
+  st.core->sink = std::move(sink);
+  st.core->gradients = gradients;
+
+  const ModelIndex index = index_model(model);
+  std::set<std::string> seen;
+  for (const auto& name : names) {
+    const std::string resolved = resolve_name(index, name);
+    if (!seen.insert(resolved).second) {
+      throw UsageError(fmt::format("attach: layer '{}' is given twice (as '{}')", resolved, name));
+    }
+    if (index.calls_of.count(resolved) == 0) throw UnsupportedModule(never_called_message(index, resolved));
+    st.resolved.push_back(resolved);
+  }
+  LayoutGuesser guesser(index);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& module = index.by_name.at(st.resolved[i]);
+    ProbeTarget target;
+    target.name = names[i];
+    target.module_type = script_type_name(module.type()->name()->qualifiedName());
+    target.layout = guesser.of_module(st.resolved[i]);
+    st.targets.push_back(std::move(target));
+    st.objects.push_back(module._ivalue());
+    st.core->names.push_back(names[i]);
+  }
+  st.functions = index.functions;
+  st.units = index.units;
+
+  Registry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  try {
+    std::vector<Route> new_routes;
+    std::vector<std::string> route_sites;
+    for (std::size_t i = 0; i < st.resolved.size(); ++i) {
+      for (const CallSite& site : index.calls_of.at(st.resolved[i])) {
+        const Instrumented& entry = instrument(reg, site);
+        st.calls.push_back(site.call);
+        route_sites.push_back(entry.site);
+        new_routes.push_back(Route{st.objects[i].get(), st.core, static_cast<int>(i)});
+      }
+    }
+    publish_routes(reg, [&](RouteTable& table) {
+      for (std::size_t k = 0; k < new_routes.size(); ++k) table[route_sites[k]].push_back(new_routes[k]);
+    });
+    st.sites = route_sites;
+    refresh_compiled_code(reg, model, index);
+  } catch (...) {
+    for (Node* call : st.calls) uninstrument(reg, call);
+    publish_routes(reg, [&](RouteTable& table) {
+      for (auto& [site, routes] : table) {
+        routes.erase(std::remove_if(routes.begin(), routes.end(),
+                                    [&](const Route& r) { return r.core == st.core; }),
+                     routes.end());
+      }
+    });
+    throw;
+  }
+}
+
+ScriptProbes::~ScriptProbes() {
+  enable(false);
+  State& st = *state_;
+  st.core->live.store(false);
+  {
+    Registry& reg = registry();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    publish_routes(reg, [&](RouteTable& table) {
+      for (const auto& site : st.sites) {
+        auto it = table.find(site);
+        if (it == table.end()) continue;
+        auto& routes = it->second;
+        routes.erase(std::remove_if(routes.begin(), routes.end(), [&](const Route& r) { return r.core == st.core; }),
+                     routes.end());
+      }
+    });
+    for (Node* call : st.calls) uninstrument(reg, call);
+    for (auto* function : st.functions) function->clear_optimized_graphs();
+  }
+  // An op or gradient hook that got past `live` finishes before the sink may go.
+  while (st.core->in_flight.load() > 0) std::this_thread::yield();
+}
+
+const std::vector<ProbeTarget>& ScriptProbes::targets() const noexcept { return state_->targets; }
+
+void ScriptProbes::enable(bool on) noexcept {
+  if (state_->core->enabled.exchange(on) != on) g_enabled_sets.fetch_add(on ? 1 : -1);
+}
+
+bool ScriptProbes::enabled() const noexcept { return state_->core->enabled.load(); }
+std::uint64_t ScriptProbes::captured() const noexcept { return state_->core->captured.load(); }
+std::uint64_t ScriptProbes::gradients_captured() const noexcept { return state_->core->gradients_captured.load(); }
+std::uint64_t ScriptProbes::errors() const noexcept { return state_->core->errors.load(); }
+std::string ScriptProbes::last_error() const {
+  std::lock_guard<std::mutex> lock(state_->core->error_mutex);
+  return state_->core->last_error;
+}
+const std::vector<std::string>& ScriptProbes::resolved_names() const noexcept { return state_->resolved; }
+
+std::string script_type_name(const std::string& qualified_name) {
+  std::string out;
+  std::size_t start = 0;
+  while (start <= qualified_name.size()) {
+    const auto dot = qualified_name.find('.', start);
+    const std::string atom = qualified_name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (atom != "__torch__" && atom.rfind("___torch_mangle_", 0) != 0) out = join(out, atom);
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return out;
+}
+
+std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) {
+  const ModelIndex index = index_model(model);
+  LayoutGuesser guesser(index);
+  std::vector<LayerDescription> out;
+  for (const auto& name : index.names) {
+    const jit::Module& module = index.by_name.at(name);
+    LayerDescription d;
+    d.name = name;
+    d.module_type = script_type_name(module.type()->name()->qualifiedName());
+    for (const auto& p : module.parameters(/*recurse=*/true)) d.parameter_count += p.numel();
+    d.probeable = index.calls_of.count(name) > 0;
+    if (d.probeable) {
+      d.layout = guesser.of_module(name) == OutputLayout::channels_first ? LayerLayout::channels_first
+                                                                         : LayerLayout::features_last;
+      d.neurons = neuron_words(d.layout);
+    } else {
+      d.why_not = never_called_message(index, name);
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<std::string> instrumented_methods(torch::jit::Module& model) {
+  const ModelIndex index = index_model(model);
+  std::vector<std::string> out;
+  for (auto* function : index.functions) {
+    bool found = false;
+    std::function<void(jit::Block*)> scan = [&](jit::Block* block) {
+      for (Node* n : block->nodes()) {
+        if (n->kind() == capture_symbol() || n->kind() == observe_symbol()) found = true;
+        for (jit::Block* b : n->blocks()) scan(b);
+      }
+    };
+    scan(function->graph()->block());
+    if (found) out.push_back(function->qualname().qualifiedName());
+  }
+  return out;
+}
+
+}  // namespace neuronmap::detail
+
+TORCH_LIBRARY(neuronmap, m) {
+  // CONSERVATIVE: the op has side effects, so dead-code elimination and CSE leave it alone.
+  m.def(torch::schema("neuronmap::capture(Any module, str site, Tensor output) -> Tensor",
+                      c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&neuronmap::detail::capture_kernel>());
+  m.def(torch::schema("neuronmap::observe(Any module, str site, Any output) -> ()",
+                      c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&neuronmap::detail::observe_kernel>());
+}

@@ -18,6 +18,16 @@ if(NOT NEURONMAP_OPENBLAS)
                   "Run scripts/install-deps (installs libopenblas0-pthread).")
 endif()
 
+# Built inside another project (add_subdirectory): the targets that find_package imported here are
+# visible only in this directory, but NeuronMap::neuronmap names torch and Threads::Threads in its
+# interface, which the parent project's targets must resolve. Promote them to global.
+if(NOT PROJECT_IS_TOP_LEVEL)
+  get_directory_property(neuronmap_imported IMPORTED_TARGETS)
+  foreach(target IN LISTS neuronmap_imported)
+    set_property(TARGET ${target} PROPERTY IMPORTED_GLOBAL TRUE)
+  endforeach()
+endif()
+
 if(NEURONMAP_BUILD_TESTS)
   find_package(GTest REQUIRED)
   include(GoogleTest)

@@ -89,12 +89,20 @@ struct Instrumented {
   int users = 0;
 };
 
+// The methods of a probed model's root type before the first probe set replaced them.
+struct RootMethods {
+  c10::ClassTypePtr type;  // keeps the key alive
+  std::vector<jit::Function*> originals;
+  int users = 0;
+};
+
 struct Registry {
   std::mutex mutex;  // attach and detach; the op never takes it
   std::shared_ptr<const RouteTable> routes = std::make_shared<RouteTable>();  // std::atomic_load/store
   std::map<Node*, Instrumented> instrumented;
+  std::map<c10::ClassType*, RootMethods> roots;  // root types whose methods are replaced
+  std::vector<std::unique_ptr<jit::GraphFunction>> replacements;  // never freed: see refresh_compiled_code
   std::uint64_t next_site = 0;
-  std::uint64_t next_function = 0;
 };
 
 // Leaked on purpose: a forward may still run the op during static destruction.
@@ -504,22 +512,43 @@ void publish_routes(Registry& reg, const std::function<void(RouteTable&)>& chang
 
 // Compiled plans inline the callees' cached optimized graphs: drop those caches, and give the root's
 // methods new functions on the same (rewritten) graphs, so that their executors start afresh even if
-// the model already ran. The old functions stay in the compilation unit, unused.
-void refresh_compiled_code(Registry& reg, const jit::Module& model, const ModelIndex& index) {
+// the model already ran. The new functions carry the originals' qualified names (the serializer checks
+// them) and live in the registry (a jit::Method fetched meanwhile may point to one); the originals stay
+// in the model's compilation unit and are put back when the last probe set on the type detaches.
+// `registered` is set once the type is counted, for release_compiled_code.
+void refresh_compiled_code(Registry& reg, const jit::Module& model, const ModelIndex& index,
+                           c10::ClassTypePtr& registered) {
   for (auto* function : index.functions) function->clear_optimized_graphs();
   const c10::ClassTypePtr type = model.type();
-  const auto unit = model._ivalue()->compilation_unit();
+  RootMethods& root = reg.roots[type.get()];
+  if (root.users++ == 0) {
+    root.type = type;
+    root.originals = type->methods();
+  }
+  registered = type;
   const std::vector<jit::Function*> methods = type->methods();
   for (jit::Function* method : methods) {
     auto* old_function = jit::tryToGraphFunction(*method);
     if (old_function == nullptr) continue;
-    const c10::QualifiedName prefix(
-        fmt::format("{}.__neuronmap_{}", type->name()->qualifiedName(), ++reg.next_function));
-    jit::Function* fresh = unit->create_function(c10::QualifiedName(prefix, method->name()), old_function->graph());
-    jit::toGraphFunction(*fresh).setSchema(old_function->getSchema());
+    auto fresh = std::make_unique<jit::GraphFunction>(old_function->qualname(), old_function->graph(), nullptr);
+    fresh->setSchema(old_function->getSchema());
     type->unsafeRemoveMethod(method->name());
-    type->addMethod(fresh);
+    type->addMethod(fresh.get());
+    reg.replacements.push_back(std::move(fresh));
   }
+}
+
+// The counterpart of refresh_compiled_code when a probe set detaches: the last one on the type puts
+// the original functions back, in their original order.
+void release_compiled_code(Registry& reg, const c10::ClassTypePtr& type) {
+  const auto found = reg.roots.find(type.get());
+  if (found == reg.roots.end() || --found->second.users > 0) return;
+  for (jit::Function* original : found->second.originals) {
+    if (type->findMethod(original->name()) != nullptr) type->unsafeRemoveMethod(original->name());
+    type->addMethod(original);
+    if (auto* function = jit::tryToGraphFunction(*original)) function->clear_optimized_graphs();
+  }
+  reg.roots.erase(found);
 }
 
 }  // namespace
@@ -535,6 +564,7 @@ struct ScriptProbes::State {
   std::vector<jit::GraphFunction*> functions;
   std::vector<std::shared_ptr<jit::CompilationUnit>> units;    // keep functions and graphs alive
   std::vector<c10::intrusive_ptr<c10::ivalue::Object>> objects;  // their addresses are route keys
+  c10::ClassTypePtr root_type;  // set once its methods are replaced
 };
 
 ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::string>& names,
@@ -589,8 +619,9 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
       for (std::size_t k = 0; k < new_routes.size(); ++k) table[route_sites[k]].push_back(new_routes[k]);
     });
     st.sites = route_sites;
-    refresh_compiled_code(reg, model, index);
+    refresh_compiled_code(reg, model, index, st.root_type);
   } catch (...) {
+    if (st.root_type) release_compiled_code(reg, st.root_type);
     for (Node* call : st.calls) uninstrument(reg, call);
     publish_routes(reg, [&](RouteTable& table) {
       for (auto& [site, routes] : table) {
@@ -621,6 +652,7 @@ ScriptProbes::~ScriptProbes() {
     });
     for (Node* call : st.calls) uninstrument(reg, call);
     for (auto* function : st.functions) function->clear_optimized_graphs();
+    if (st.root_type) release_compiled_code(reg, st.root_type);
   }
   // An op or gradient hook that got past `live` finishes before the sink may go.
   while (st.core->in_flight.load() > 0) std::this_thread::yield();

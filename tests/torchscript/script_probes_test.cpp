@@ -270,7 +270,9 @@ TEST(ScriptProbesCpp, SharedTypesParameterFreeTuplesListsAndHelperMethods) {
 TEST(ScriptProbesCpp, GradientsThroughSharedTypesMatchRetainGrad) {
   auto model = make_cpp_model();
   for (const auto& p : model.parameters()) p.requires_grad_(true);
-  const at::Tensor x = torch::randn({3, 6});
+  // The input requires grad too: otherwise the first `act` call (on pair(x), no parameter upstream)
+  // has no gradient at all, and retain_grad() on it is an error (checked at the end).
+  const at::Tensor x = torch::randn({3, 6}).requires_grad_(true);
   // Reference: the same computation op by op with retain_grad().
   auto call = [&](const char* name, const at::Tensor& in) { return model.attr(name).toModule().forward({in}); };
   at::Tensor pair = call("pair", x).toTupleRef().elements()[0].toTensor();
@@ -296,7 +298,21 @@ TEST(ScriptProbesCpp, GradientsThroughSharedTypesMatchRetainGrad) {
     EXPECT_TRUE(sink->calls[2][0].grad.equal(act0.grad()));
     EXPECT_TRUE(sink->calls[2][1].grad.equal(act1.grad()));
   }
+  // An input without requires_grad: the first `act` output is not part of the autograd graph, so no
+  // gradient comes for it (retain_grad() would refuse it); the others still match.
+  const at::Tensor x_plain = x.detach();
+  for (int run = 0; run < 3; ++run) {
+    SCOPED_TRACE("plain input, run " + std::to_string(run));
+    sink->clear();
+    model.forward({x_plain}).toTensor().pow(2).mean().backward();
+    ASSERT_EQ(sink->calls[2].size(), 2u);
+    EXPECT_FALSE(sink->calls[2][0].grad.defined());
+    ASSERT_TRUE(sink->calls[0][0].grad.defined() && sink->calls[2][1].grad.defined());
+    EXPECT_TRUE(sink->calls[0][0].grad.equal(a.grad()));
+    EXPECT_TRUE(sink->calls[2][1].grad.equal(act1.grad()));
+  }
   EXPECT_EQ(sink->unmatched_gradients, 0);
+  EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
 }
 
 TEST(ScriptProbesCpp, ForwardWithoutBackwardChangesNothing) {
@@ -320,18 +336,25 @@ TEST(ScriptProbesCpp, DetachRestoresGraphsAndSavedModelsAreClean) {
     torch::NoGradGuard no_grad;
     before = model.forward({x}).toTensor();
   }
+  const torch::jit::Function* forward_before = &model.get_method("forward").function();
+  const torch::jit::Function* helper_before = &model.get_method("helper").function();
   {
     auto sink = std::make_shared<RecordingSink>(3);
     ScriptProbes probes(model, {"a", "act", "pair"}, sink);
     EXPECT_FALSE(neuronmap::detail::instrumented_methods(model).empty());
+    EXPECT_NE(&model.get_method("forward").function(), forward_before);  // a fresh executor while attached
+    EXPECT_EQ(model.get_method("forward").function().qualname(), forward_before->qualname());
     probes.enable(true);
     torch::NoGradGuard no_grad;
     EXPECT_TRUE(model.forward({x}).toTensor().equal(before));
   }
   EXPECT_TRUE(neuronmap::detail::instrumented_methods(model).empty());
+  EXPECT_EQ(&model.get_method("forward").function(), forward_before);  // the original functions are back
+  EXPECT_EQ(&model.get_method("helper").function(), helper_before);
+  EXPECT_EQ(model.type()->methods().size(), 2u);
   {
     torch::NoGradGuard no_grad;
-    EXPECT_TRUE(model.forward({x}).toTensor().equal(before));  // the compiled no-op still runs
+    EXPECT_TRUE(model.forward({x}).toTensor().equal(before));
   }
   const std::string path = nm_test::temp_path("detached_model.pt");
   model.save(path);

@@ -706,7 +706,8 @@ void Engine::State::learn(const SnapshotJob& job, Snapshot& snapshot) {
         event.loss_change = loss_change;
         snapshot.events.push_back(std::move(event));
       }
-      for (auto& group : layer.groups) group.learning_phase = snapshot.phase;
+      // The baseline snapshot has no interval behind it: its groups' phase is "unknown" (docs/LEARNING.md).
+      for (auto& group : layer.groups) group.learning_phase = snapshot.phase.empty() ? "unknown" : snapshot.phase;
     } catch (const std::exception& e) {
       record_error(fmt::format("lineages, layer '{}': {}", layer.name, e.what()));
     }

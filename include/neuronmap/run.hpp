@@ -22,6 +22,7 @@ struct LayerSummary {
   std::int64_t groups = 0;
   double mean_cohesion = 0.0;
   std::int64_t dead = 0;
+  std::int64_t reference_rows = 0;  ///< rows of the reference batch stored (format_version >= 3)
   Counters counters;
 };
 

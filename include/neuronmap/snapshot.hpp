@@ -68,6 +68,10 @@ struct LayerSnapshot {
   std::vector<std::int64_t> reservoir_ids;
   std::vector<std::int32_t> reservoir_tags;
   std::vector<float> reservoir_loss;
+  /// The layer's outputs on the reference batch (Session::set_reference) at this snapshot:
+  /// reference_rows x n_neurons, row-major; empty without a reference batch.
+  std::vector<float> reference;
+  std::int64_t reference_rows = 0;
   std::vector<std::int32_t> labels;        ///< per neuron: group id or -1 (ungrouped)
   std::vector<Group> groups;
   Counters counters;                       ///< what happened to this layer's batches in this snapshot's window

@@ -185,6 +185,10 @@ Handle layer_row_type(bool file, std::int64_t version) {
                        {"reservoir_tags_count", offsetof(R, reservoir_tags_count), Kind::u64},
                        {"reservoir_loss_offset", offsetof(R, reservoir_loss_offset), Kind::u64},
                        {"reservoir_loss_count", offsetof(R, reservoir_loss_count), Kind::u64}});
+  if (version >= 3)
+    m.insert(m.end(), {{"reference_offset", offsetof(R, reference_offset), Kind::u64},
+                       {"reference_count", offsetof(R, reference_count), Kind::u64},
+                       {"reference_rows", offsetof(R, reference_rows), Kind::i64}});
   return compound(sizeof(R), m, file);
 }
 

@@ -64,6 +64,7 @@ struct RunReader::State {
   Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
   // format_version >= 2 only (not opened for version 1 files)
   Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
+  Table reference;  // format_version >= 3 only
   std::int64_t version = 0;
   std::vector<schema::CommitRow> commits;
 
@@ -195,6 +196,7 @@ struct RunReader::State {
     if (version >= 2)
       all.insert(all.end(), {&reservoir, &reservoir_ids, &reservoir_tags, &reservoir_loss, &events, &lineages,
                              &layer_cka, &loss_curve});
+    if (version >= 3) all.push_back(&reference);
     return all;
   }
 
@@ -210,6 +212,8 @@ struct RunReader::State {
     if constexpr (std::is_class_v<T>) {
       if (version < 2)
         for (auto& row : out) schema::version1_defaults(row);
+      if (version < 3)
+        for (auto& row : out) schema::version2_defaults(row);
     }
     return out;
   }
@@ -392,6 +396,7 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
     specs.push_back({&s.layer_cka, schema::kLayerCka, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)});
     specs.push_back({&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)});
   }
+  if (s.version >= 3) specs.push_back({&s.reference, schema::kReference, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
   for (auto& spec : specs) {
     auto& t = *spec.table;
     t.name = spec.name;
@@ -442,6 +447,7 @@ SnapshotSummary RunReader::summary(std::int64_t index) const {
     layer.groups = static_cast<std::int64_t>(row.n_groups);
     layer.mean_cohesion = row.mean_cohesion;
     layer.dead = row.dead_count;
+    layer.reference_rows = row.reference_rows;
     layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
                       row.rows,             row.nonfinite_rows,  row.errors};
     out.layers.push_back(std::move(layer));
@@ -492,6 +498,10 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
     layer.reservoir_tags =
         s.read_vector<std::int32_t>(s.reservoir_tags, row.reservoir_tags_offset, row.reservoir_tags_count);
     layer.reservoir_loss = s.read_vector<float>(s.reservoir_loss, row.reservoir_loss_offset, row.reservoir_loss_count);
+    if (row.reference_rows < 0 || row.reference_count != static_cast<std::uint64_t>(row.reference_rows) * n)
+      s.damaged("a reference batch of snapshot " + std::to_string(index) + " has the wrong size");
+    layer.reference = s.read_vector<float>(s.reference, row.reference_offset, row.reference_count);
+    layer.reference_rows = row.reference_rows;
 
     for (const auto& gr : s.read_vector<schema::GroupRow>(s.groups, row.group_offset, row.n_groups)) {
       Group g;

@@ -84,6 +84,7 @@ struct RunWriter::State {
   Table snapshots, layer_rows, neurons, corr, groups, members, patterns, text;
   // format_version 2
   Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
+  Table reference;  // format_version 3
   std::vector<std::string> layer_names;  // from RunInfo, to fill LayerRow::layer
   bool closed = false;
   std::string broken;  // why HDF5 failed mid-write; the file is detached from then on
@@ -91,7 +92,7 @@ struct RunWriter::State {
   std::vector<Table*> tables() {
     return {&snapshots, &layer_rows,     &neurons,        &corr,   &groups,   &members,   &patterns,
             &text,      &reservoir,      &reservoir_ids,  &reservoir_tags,    &reservoir_loss, &events,
-            &lineages,  &layer_cka,      &loss_curve};
+            &lineages,  &layer_cka,      &loss_curve,     &reference};
   }
 
   /// After HDF5 failed in the middle of writing, its view of the file no longer matches the disk and
@@ -311,6 +312,7 @@ void build_skeleton(const std::string& tmp, const RunInfo& info) {
   create_table(f, schema::kLineages, H5T_STD_I64LE, schema::kLineageChunk, kChecksums);
   create_table(f, schema::kLayerCka, H5T_IEEE_F64LE, schema::kLayerCkaChunk, kChecksums);
   create_table(f, schema::kLossCurve, h5::loss_row_type(true).get(), schema::kLossChunk, kChecksums);
+  create_table(f, schema::kReference, H5T_IEEE_F32LE, schema::kReferenceChunk, kChecksums);
 
   group.reset();
   if (file.reset() < 0) throw FileError("cannot close '" + tmp + "': " + h5::last_error());
@@ -376,6 +378,7 @@ RunWriter::RunWriter(const std::string& path, const RunInfo& info, bool overwrit
       {&s.lineages, schema::kLineages, Handle(H5Tcopy(H5T_NATIVE_INT64), &H5Tclose)},
       {&s.layer_cka, schema::kLayerCka, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)},
       {&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)},
+      {&s.reference, schema::kReference, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
   };
   for (auto& spec : specs) {
     spec.table->name = spec.name;
@@ -427,6 +430,10 @@ void RunWriter::append(const Snapshot& snapshot) {
           ") entries");
     if (!layer.correlation.empty() && layer.correlation.size() != n * n)
       bad("correlation must be empty or n_neurons x n_neurons");
+    if (layer.reference_rows < 0 ||
+        layer.reference.size() != static_cast<std::size_t>(layer.reference_rows) * n)
+      bad("reference must have reference_rows x n_neurons (" + std::to_string(layer.reference_rows) + " x " +
+          std::to_string(n) + ") entries");
     if (layer.output_shape.size() > static_cast<std::size_t>(schema::kMaxDims))
       bad("output_shape has more than " + std::to_string(schema::kMaxDims) + " dimensions");
   }
@@ -447,6 +454,7 @@ void RunWriter::append(const Snapshot& snapshot) {
   std::vector<float> reservoir, reservoir_loss;
   std::vector<std::int64_t> reservoir_ids, lineages;
   std::vector<std::int32_t> reservoir_tags;
+  std::vector<float> reference;
   std::vector<schema::EventRow> events;
   std::vector<schema::LossRow> loss_curve;
   std::vector<double> layer_cka;
@@ -523,6 +531,8 @@ void RunWriter::append(const Snapshot& snapshot) {
     add(s.reservoir_ids, reservoir_ids, layer.reservoir_ids, row.reservoir_ids_offset, row.reservoir_ids_count);
     add(s.reservoir_tags, reservoir_tags, layer.reservoir_tags, row.reservoir_tags_offset, row.reservoir_tags_count);
     add(s.reservoir_loss, reservoir_loss, layer.reservoir_loss, row.reservoir_loss_offset, row.reservoir_loss_count);
+    add(s.reference, reference, layer.reference, row.reference_offset, row.reference_count);
+    row.reference_rows = layer.reference_rows;
     row.mean_cohesion = layer.mean_cohesion();
     row.dead_count = layer.dead_count();
     layer_rows.push_back(row);
@@ -571,6 +581,7 @@ void RunWriter::append(const Snapshot& snapshot) {
                              {&s.reservoir_ids, reservoir_ids.data(), reservoir_ids.size()},
                              {&s.reservoir_tags, reservoir_tags.data(), reservoir_tags.size()},
                              {&s.reservoir_loss, reservoir_loss.data(), reservoir_loss.size()},
+                             {&s.reference, reference.data(), reference.size()},
                              {&s.lineages, lineages.data(), lineages.size()},
                              {&s.events, events.data(), events.size()},
                              {&s.layer_cka, layer_cka.data(), layer_cka.size()},

@@ -39,6 +39,8 @@ inline constexpr const char* kEvents = "/data/events";                  // Event
 inline constexpr const char* kLineages = "/data/lineages";              // int64
 inline constexpr const char* kLayerCka = "/data/layer_cka";             // float64
 inline constexpr const char* kLossCurve = "/data/loss_curve";           // LossRow
+// format_version >= 3
+inline constexpr const char* kReference = "/data/reference";            // float32
 
 inline constexpr int kMaxDims = 8;
 inline constexpr int kLabelLen = 32;  // learning_phase / skill_category: NUL-padded, longer is truncated
@@ -101,6 +103,10 @@ struct LayerRow {
   std::uint64_t reservoir_tags_count;
   std::uint64_t reservoir_loss_offset;  // into /data/reservoir_loss
   std::uint64_t reservoir_loss_count;
+  // format_version >= 3 (zero in memory for older files: see version2_defaults)
+  std::uint64_t reference_offset;  // into /data/reference
+  std::uint64_t reference_count;   // floats: reference_rows x n_neurons
+  std::int64_t reference_rows;
 };
 
 inline constexpr std::uint8_t kHasGradMeanAbs = 1;
@@ -179,10 +185,18 @@ inline void version1_defaults(GroupRow& r) {
 inline void version1_defaults(EventRow&) {}  // version 2 rows only
 inline void version1_defaults(LossRow&) {}
 
+/// The version-2 values of the fields version 3 added (readers of version 1 and 2 files fill them in).
+inline void version2_defaults(LayerRow& r) {
+  r.reference_offset = r.reference_count = 0;
+  r.reference_rows = 0;
+}
+template <class Row>
+void version2_defaults(Row&) {}
+
 /// Elements per chunk: 1 MiB for the correlation matrices (the notes' measured sweet spot), less for
 /// the rest so that a short run stays a small file (every chunk is allocated whole).
 inline constexpr std::uint64_t kCommitChunk = 256;       // 97 B rows (packed) -> 24 KiB
-inline constexpr std::uint64_t kLayerRowChunk = 256;     // 318 B -> 80 KiB
+inline constexpr std::uint64_t kLayerRowChunk = 256;     // 334 B (v3, packed) -> 84 KiB
 inline constexpr std::uint64_t kNeuronChunk = 4096;      // 61 B -> 244 KiB
 inline constexpr std::uint64_t kCorrChunk = 262144;      // float32 -> 1 MiB
 inline constexpr std::uint64_t kGroupChunk = 512;        // 156 B -> 78 KiB
@@ -195,5 +209,6 @@ inline constexpr std::uint64_t kEventChunk = 512;        // 92 B -> 46 KiB
 inline constexpr std::uint64_t kLineageChunk = 4096;     // int64 -> 32 KiB
 inline constexpr std::uint64_t kLayerCkaChunk = 4096;    // float64 -> 32 KiB
 inline constexpr std::uint64_t kLossChunk = 2048;        // 16 B -> 32 KiB
+inline constexpr std::uint64_t kReferenceChunk = 65536;  // float32 -> 256 KiB
 
 }  // namespace neuronmap::detail::schema

@@ -690,6 +690,11 @@ void Engine::State::learn(const SnapshotJob& job, Snapshot& snapshot) {
                                                     learning::MatrixView<float>{now.rows.data(), rows, now.cols});
         }
         previous_reference[l] = now;
+        // Stored with the snapshot (for `neuronmap compare`) when its width is the layer's.
+        if (now.cols == layer.n_neurons && now.cols > 0) {
+          layer.reference = now.rows;
+          layer.reference_rows = static_cast<std::int64_t>(now.rows.size()) / now.cols;
+        }
       }
     } catch (const std::exception& e) {
       record_error(fmt::format("learning analysis, layer '{}': {}", layer.name, e.what()));

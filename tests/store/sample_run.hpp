@@ -9,6 +9,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "neuronmap/snapshot.hpp"
@@ -76,6 +77,16 @@ inline void add_version2_fields(std::int64_t index, int which, LayerSnapshot& l)
     group.selectivity = r.uniform();
     group.loss_correlation = g == 2 ? std::numeric_limits<double>::quiet_NaN() : 2.0 * r.uniform() - 1.0;
   }
+}
+
+/// The fields format_version 3 added to a layer (the reference batch's rows), from their own number
+/// stream (purpose 4) so that the older fields stay what tests/store/data/run_v{1,2}.h5.gz hold.
+inline void add_version3_fields(std::int64_t index, int which, LayerSnapshot& l) {
+  Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 4);
+  if (which == 2 || l.n_neurons == 0) return;  // no reference rows on some layers
+  l.reference_rows = 1 + r.below(4);
+  for (std::int64_t k = 0; k < l.reference_rows * l.n_neurons; ++k) l.reference.push_back(static_cast<float>(r.value()));
+  if (which == 0) l.reference[0] = std::numeric_limits<float>::quiet_NaN();
 }
 
 /// The snapshot-level fields format_version 2 added: phase, events, layer CKA and the loss curve.
@@ -173,6 +184,7 @@ inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::stri
   l.counters.nonfinite_rows = r.below(2);
   l.counters.errors = 0;
   add_version2_fields(index, which, l);
+  add_version3_fields(index, which, l);
   return l;
 }
 
@@ -192,8 +204,18 @@ inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
   return s;
 }
 
-/// What a version 1 file holds of `s`: the fields version 2 added at their defaults.
+/// What a version 2 file holds of `s`: the fields version 3 added at their defaults.
+inline Snapshot as_version2(Snapshot s) {
+  for (auto& l : s.layers) {
+    l.reference.clear();
+    l.reference_rows = 0;
+  }
+  return s;
+}
+
+/// What a version 1 file holds of `s`: the fields versions 2 and 3 added at their defaults.
 inline Snapshot as_version1(Snapshot s) {
+  s = as_version2(std::move(s));
   const Snapshot snapshot_defaults;
   s.phase = snapshot_defaults.phase;
   s.events.clear();
@@ -273,6 +295,7 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
     if (x.reservoir_ids != y.reservoir_ids || x.reservoir_tags != y.reservoir_tags ||
         !same_bits(x.reservoir_loss, y.reservoir_loss))
       return at + "reservoir ids/tags/loss";
+    if (x.reference_rows != y.reference_rows || !same_bits(x.reference, y.reference)) return at + "reference";
     const auto& c = x.counters;
     const auto& d = y.counters;
     if (c.captured_batches != d.captured_batches || c.dropped_batches != d.dropped_batches ||

@@ -135,10 +135,12 @@ LearningSummary summarize(const std::vector<LearningEvent>& events) {
     if (!e.skill_category.empty()) ++summary.skill_distribution[e.skill_category];
     strength_sum += e.strength;
   }
+  // average_strength = the mean strength over all events (0 without events).
   if (summary.total_events > 0) summary.average_strength = strength_sum / static_cast<double>(summary.total_events);
   return summary;
 }
 
+// r = (L_t - L_t-1) / (|L_t-1| * (epoch_t - epoch_t-1)).
 double relative_loss_change_per_epoch(const PhaseInput& input) noexcept {
   const auto epochs = input.epoch - input.previous_epoch;
   if (!std::isfinite(input.loss) || !std::isfinite(input.previous_loss) || input.previous_loss == 0.0 || epochs <= 0) {
@@ -176,7 +178,7 @@ LayerStep LayerLearning::update(std::int64_t epoch, double loss, const std::vect
     context.layer = layer_;
     context.previous_epoch = previous_epoch_;
     context.epoch = epoch;
-    context.loss_change = loss - previous_loss_;  // NaN when either is unknown
+    context.loss_change = loss - previous_loss_;  // loss(t) - loss(t-1); NaN when either is unknown
     if (!std::isfinite(context.loss_change)) context.loss_change = nan_value;
     context.previous_dormant_rate = previous_dormant_rate_;
     context.dormant_rate = dormant_rate;

@@ -179,13 +179,14 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
     const auto uni = static_cast<std::int64_t>(old_sets[i].size() + new_sets[j].size()) - o;
     return uni > 0 ? static_cast<double>(o) / static_cast<double>(uni) : 0.0;
   };
-  // A part / contributor holds >= split_fraction of the old group's members (and at least one).
+  // Y is a part of X (X a contributor to Y) when |X intersect Y| >= split_fraction * |X| (and >= 1).
   auto is_part = [&](std::size_t i, std::size_t j) {
     const auto o = ov(i, j);
     return o > 0 && static_cast<double>(o) >= options.split_fraction * static_cast<double>(old_sets[i].size()) - 1e-12;
   };
 
-  // Optimal one-to-one matching on Jaccard; pairs below the match threshold are not eligible.
+  // Optimal one-to-one matching on J(X, Y) = |X intersect Y| / |X union Y|: weight J where
+  // J >= match_threshold (eligible), else 0; the Hungarian algorithm maximises the total weight.
   std::vector<double> weights(n_old * n_new, 0.0);
   for (std::size_t i = 0; i < n_old; ++i) {
     for (std::size_t j = 0; j < n_new; ++j) {
@@ -240,7 +241,7 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
   };
   auto clamp01 = [](double v) { return std::min(1.0, std::max(0.0, v)); };
 
-  // Split: strength = share of the old group's members found in its parts.
+  // Split (X has >= 2 parts): strength = |X intersect union(parts)| / |X|.
   for (std::size_t i = 0; i < n_old; ++i) {
     if (!is_split[i]) continue;
     Transition t;
@@ -257,7 +258,7 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
     t.strength = clamp01(static_cast<double>(in_parts) / static_cast<double>(old_sets[i].size()));
     out.transitions.push_back(std::move(t));
   }
-  // Merged: strength = share of the new group's members that came from the merged groups.
+  // Merged (Y has >= 2 contributors): strength = |Y intersect union(contributors)| / |Y|.
   for (std::size_t j = 0; j < n_new; ++j) {
     if (!is_merge[j]) continue;
     Transition t;
@@ -273,7 +274,8 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
     t.strength = new_sets[j].empty() ? 0.0 : clamp01(static_cast<double>(from_merged) / new_sets[j].size());
     out.transitions.push_back(std::move(t));
   }
-  // A match that the split or merge above does not already explain: survived, grew or shrank.
+  // A match that the split or merge above does not already explain: survived, grew or shrank by
+  // delta = (|Y| - |X|) / |X| against size_change_threshold; strength = 1 - J(X, Y).
   for (std::size_t i = 0; i < n_old; ++i) {
     const int j = match_of_old[i];
     if (j < 0) continue;
@@ -288,7 +290,8 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
     t.strength = clamp01(1.0 - jac(i, static_cast<std::size_t>(j)));
     out.transitions.push_back(std::move(t));
   }
-  // What no transition holds yet has no continuation (dissolved) or no origin (emerged).
+  // What no transition holds yet has no continuation (dissolved) or no origin (emerged); strength = the
+  // group's cohesion.
   for (std::size_t i = 0; i < n_old; ++i) {
     if (old_covered[i]) continue;
     Transition t;

@@ -43,6 +43,7 @@ double linear_cka_impl(MatrixView<T> x, MatrixView<T> y) {
   X.rowwise() -= X.colwise().mean();
   Y.rowwise() -= Y.colwise().mean();
   // Centring leaves rounding residue (~1e-32 relative) on constant columns: that is no variance.
+  // Undefined (NaN) when ||X_centred||_F^2 <= 1e-20 ||X||_F^2 (same for Y).
   const double relative_floor = 1e-20;
   if (X.squaredNorm() <= relative_floor * raw_x || Y.squaredNorm() <= relative_floor * raw_y) return nan_value;
 
@@ -69,7 +70,7 @@ double linear_cka_impl(MatrixView<T> x, MatrixView<T> y) {
     norm_y = yy.norm();
   }
   if (!(norm_x > 0.0) || !(norm_y > 0.0)) return nan_value;
-  return std::min(1.0, std::max(0.0, cross / (norm_x * norm_y)));
+  return std::min(1.0, std::max(0.0, cross / (norm_x * norm_y)));  // clipped to [0, 1]
 }
 
 }  // namespace
@@ -81,7 +82,8 @@ double loss_correlation_impl(const std::vector<float>& activation_pattern, const
   if (activation_pattern.size() != sample_loss.size()) {
     throw std::invalid_argument("loss_correlation: one loss per reservoir sample of the activation pattern is needed");
   }
-  // Two passes in float64 over the pairs where both values are finite.
+  // Pearson r = sum (a - mean a)(l - mean l) / sqrt(sum (a - mean a)^2 * sum (l - mean l)^2), in two
+  // passes in float64 over the pairs where both values are finite; 0 when undefined.
   double sum_a = 0.0, sum_l = 0.0;
   std::size_t n = 0;
   for (std::size_t k = 0; k < sample_loss.size(); ++k) {
@@ -157,6 +159,8 @@ Selectivity class_selectivity(const std::vector<float>& activation_pattern, cons
     out.category = "mixed";
     return out;
   }
+  // SI = (mu_max - mu_rest) / (mu_max + mu_rest): mu_k the (shifted) mean over the samples tagged k,
+  // mu_max the largest, mu_rest the mean of the other tags' means; category = top tag if SI >= threshold.
   const double mu_max = out.tag_means[out.top_tag] - shift;
   double rest = 0.0;
   for (auto t : present) {
@@ -193,7 +197,7 @@ DormantNeurons dormant_neurons(const std::vector<double>& mean_abs_activation, c
     if (!std::isfinite(v)) continue;
     const double score = layer_mean > 0.0 ? v / layer_mean : 0.0;
     out.scores[i] = score;
-    out.dead_count += score <= 0.0;
+    out.dead_count += score <= 0.0;  // tau-dormant: s_i <= tau (dead: tau = 0)
     out.dormant_count += score <= options.dormant_tau;
   }
   out.dead_rate = static_cast<double>(out.dead_count) / static_cast<double>(out.counted);
@@ -212,7 +216,7 @@ std::vector<double> mean_abs_from_moments(const LayerSnapshot& layer) {
     if (have_range && layer.min[i] >= 0.0) {
       out[i] = mu;  // never negative: |h| = h
     } else if (have_range && layer.max[i] <= 0.0) {
-      out[i] = -mu;
+      out[i] = -mu;  // never positive: |h| = -h
     } else if (!have_std || !(layer.stddev[i] > 0.0)) {
       out[i] = std::abs(mu);
     } else {

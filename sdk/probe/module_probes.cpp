@@ -157,9 +157,11 @@ struct Tracked {
 struct Core {
   std::uint64_t id = 0;
   std::shared_ptr<CaptureSink> sink;
+  bool gradients = false;
   std::atomic<bool> live{true};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::uint64_t> captured{0};
+  std::atomic<std::uint64_t> gradients_captured{0};
   std::atomic<std::uint64_t> errors{0};
   mutable std::mutex error_mutex;
   std::string last_error;
@@ -378,12 +380,48 @@ void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const 
   ts.current.push_back(Match{table, found, linear_matmul});
 }
 
+// Hands dLoss/d`out` to the sink when backward reaches it, for each probe on the module. The hook holds
+// the core weakly and an alias of the output (no copy); a later in-place change of the output (its
+// version moved) would make activation x gradient wrong, so that gradient is skipped and counted as an
+// error. Same behaviour as the TorchScript probes (integrations/torchscript/script_probes.cpp).
+void register_gradient(const Table& table, const Tracked& t, const at::Tensor& out) {
+  std::weak_ptr<Core> weak = table.core;
+  at::Tensor activation = out.detach();
+  const auto version = activation._version();
+  out.register_hook([weak, probes = t.probe_indices, name = t.name, activation,
+                     version](const at::TensorBase& grad_base) {
+    const auto core = weak.lock();
+    if (!core || !grad_base.defined() || !core->acquire()) return;
+    try {
+      if (activation._version() != version) {
+        core->record_error(("gradient probe '" + name +
+                            "': its output was modified in place after the forward; gradient statistics of "
+                            "that batch skipped")
+                               .c_str());
+      } else {
+        at::RecordFunctionGuard no_recording(false);
+        const at::Tensor grad(grad_base);
+        for (int probe : probes) {
+          core->sink->on_gradient(probe, activation, grad);
+          core->gradients_captured.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    } catch (...) {
+      core->record_error("unknown exception in gradient probe");
+    }
+    core->release();
+  });
+}
+
 void emit(ThreadState& ts, const Table& table, int index, const at::Tensor& out) {
   const Tracked& t = (*table.tracked)[index];
   Core& core = *table.core;
   for (int probe : t.probe_indices) {
     core.sink->on_output(probe, out);
     core.captured.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (core.gradients && !t.probe_indices.empty() && out.requires_grad() && at::GradMode::is_enabled()) {
+    register_gradient(table, t, out);
   }
   for (int successor : t.successors) add_pending(ts, core.id, out, successor, /*linear_add=*/false);
 }
@@ -722,7 +760,7 @@ struct ModuleProbes::State {
 };
 
 ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::string>& names,
-                           std::shared_ptr<CaptureSink> sink)
+                           std::shared_ptr<CaptureSink> sink, bool gradients)
     : state_(std::make_unique<State>()) {
   if (!sink) throw UsageError("ModuleProbes needs a sink");
   Resolver resolver(model);
@@ -736,6 +774,7 @@ ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::stri
   state_->tracked = std::make_shared<const std::vector<Tracked>>(std::move(resolver.tracked()));
   state_->core = std::make_shared<Core>();
   state_->core->sink = std::move(sink);
+  state_->core->gradients = gradients;
 
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
@@ -803,6 +842,8 @@ void ModuleProbes::enable(bool on) noexcept {
 bool ModuleProbes::enabled() const noexcept { return state_->on.load(); }
 
 std::uint64_t ModuleProbes::captured() const noexcept { return state_->core->captured.load(); }
+
+std::uint64_t ModuleProbes::gradients_captured() const noexcept { return state_->core->gradients_captured.load(); }
 
 std::uint64_t ModuleProbes::errors() const noexcept { return state_->core->errors.load(); }
 

@@ -48,9 +48,11 @@ class CaptureSink {
 /// the model is kept alive.
 class ModuleProbes {
  public:
+  /// `gradients`: also hand dLoss/dOutput to sink->on_gradient during backward, for every output
+  /// captured while autograd records it (a hook on the captured tensor; no backward, no call).
   /// Throws LayerNotFound (listing valid and closest names) or UnsupportedModule (saying why).
   ModuleProbes(torch::nn::Module& model, const std::vector<std::string>& names,
-               std::shared_ptr<CaptureSink> sink);
+               std::shared_ptr<CaptureSink> sink, bool gradients = false);
   ~ModuleProbes();
   ModuleProbes(const ModuleProbes&) = delete;
   ModuleProbes& operator=(const ModuleProbes&) = delete;
@@ -60,9 +62,11 @@ class ModuleProbes {
   void enable(bool on) noexcept;
   bool enabled() const noexcept;
 
-  /// Outputs handed to the sink so far.
+  /// Outputs handed to the sink so far, gradients handed to it so far.
   std::uint64_t captured() const noexcept;
-  /// Failures inside callbacks (caught there, never thrown into the training step), and the last one.
+  std::uint64_t gradients_captured() const noexcept;
+  /// Failures inside callbacks and gradient hooks (caught there, never thrown into the training step;
+  /// e.g. an output modified in place before backward: that gradient is skipped), and the last one.
   std::uint64_t errors() const noexcept;
   std::string last_error() const;
 

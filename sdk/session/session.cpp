@@ -259,8 +259,9 @@ bool Session::capturing() const { return impl_->engine().capturing(); }
 void Session::set_worker_delay_for_testing(double seconds) { impl_->engine().set_worker_delay(seconds); }
 
 Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options) {
+  const bool gradients = options.gradients();
   auto make_probes = [&](std::shared_ptr<detail::CaptureSink> sink) -> std::unique_ptr<detail::ProbeSet> {
-    return std::make_unique<detail::ProbeSetOf<detail::ModuleProbes>>(model, layers, std::move(sink));
+    return std::make_unique<detail::ProbeSetOf<detail::ModuleProbes>>(model, layers, std::move(sink), gradients);
   };
   return detail::make_session(make_probes, detail::model_device(model), std::move(options));
 }

@@ -685,4 +685,188 @@ TEST(ModuleProbes, DescribeLayers) {
   EXPECT_TRUE(by_name["starts_free.1"].why_not.empty());
 }
 
+// ---- gradient probes ------------------------------------------------------------------------------
+
+// Keeps a clone of every output and, matched by storage, the gradient handed over for it.
+class GradientSink : public nm::CaptureSink {
+ public:
+  struct Call {
+    at::Tensor output, grad;
+    const void* data = nullptr;
+  };
+  explicit GradientSink(std::size_t n) : calls(n) {}
+  void on_output(int probe, const at::Tensor& output) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex);
+    calls[static_cast<std::size_t>(probe)].push_back({output.detach().clone(), {}, output.data_ptr()});
+  }
+  void on_gradient(int probe, const at::Tensor& output, const at::Tensor& gradient) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++gradients;
+    for (auto& c : calls[static_cast<std::size_t>(probe)]) {
+      if (c.data == output.data_ptr() && !c.grad.defined()) {
+        c.grad = gradient.clone();
+        if (!torch::equal(output, c.output)) ++wrong_activation;  // the activation handed with it
+        return;
+      }
+    }
+    ++unmatched;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto& c : calls) c.clear();
+  }
+  std::mutex mutex;
+  std::vector<std::vector<Call>> calls;
+  int gradients = 0, unmatched = 0, wrong_activation = 0;
+};
+
+// Members called from forward (their outputs get retain_grad() right there), and a Sequential whose
+// children's outputs come from a second, step-by-step pass with retain_grad() (`manual`).
+struct GradNet : nn::Module {
+  nn::Conv2d conv{nullptr};
+  nn::BatchNorm2d bn{nullptr};
+  nn::Linear fc{nullptr}, fc3{nullptr}, head{nullptr};
+  nn::LSTM lstm{nullptr};
+  nn::LayerNorm norm{nullptr};
+  nn::Sequential seq{nullptr};
+  std::map<std::string, at::Tensor> kept;
+  bool manual = false;
+
+  GradNet() {
+    conv = register_module("conv", nn::Conv2d(nn::Conv2dOptions(3, 4, 3)));
+    bn = register_module("bn", nn::BatchNorm2d(4));
+    fc = register_module("fc", nn::Linear(4 * 6 * 6, 8));
+    fc3 = register_module("fc3", nn::Linear(8, 8));
+    lstm = register_module("lstm", nn::LSTM(8, 6));
+    norm = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({6})));
+    head = nn::Linear(6, 5);
+    seq = register_module("seq", nn::Sequential(head, nn::ReLU(), nn::Identity(), nn::Tanh()));
+  }
+  at::Tensor keep(const std::string& name, at::Tensor t) {
+    if (t.requires_grad()) t.retain_grad();
+    kept[name] = t;
+    return t;
+  }
+  at::Tensor forward(const at::Tensor& img) {
+    kept.clear();
+    auto c = keep("conv", conv(img));
+    auto b = keep("bn", bn(c));
+    auto f = keep("fc", fc(b.flatten(1)));                         // addmm
+    auto t = keep("fc3", fc3(f.unsqueeze(1).repeat({1, 3, 1})));  // matmul, then add_ of the bias
+    auto l = keep("lstm", std::get<0>(lstm(t)));
+    auto n = keep("norm", norm(l));
+    if (!manual) return seq->forward(n);
+    auto s0 = keep("seq.0", head(n));
+    auto s1 = keep("seq.1", torch::relu(s0));
+    return keep("seq.3", torch::tanh(s1));
+  }
+};
+
+std::vector<at::Tensor> parameter_grads(nn::Module& m) {
+  std::vector<at::Tensor> out;
+  for (auto& p : m.parameters()) {
+    out.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+  return out;
+}
+
+TEST(ModuleProbes, GradientsEqualRetainGradBitForBit) {
+  torch::manual_seed(21);
+  auto model = std::make_shared<GradNet>();
+  const std::vector<std::string> names = {"conv",  "bn",    "fc",    "fc3",   "lstm", "norm",
+                                          "seq.0", "seq.1", "seq.2", "seq.3", "seq"};
+  // Where each probe's reference gradient is kept: Identity's output is its input, and a
+  // Sequential's is its last child's.
+  const std::vector<std::string> ref = {"conv",  "bn",    "fc",    "fc3",   "lstm", "norm",
+                                        "seq.0", "seq.1", "seq.1", "seq.3", "seq.3"};
+  auto sink = std::make_shared<GradientSink>(names.size());
+  nm::ModuleProbes probes(*model, names, sink, /*gradients=*/true);
+  model->train();
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const at::Tensor img = torch::randn({2, 3, 8, 8});
+    sink->clear();
+    probes.enable(true);
+    model->manual = false;
+    model->forward(img).pow(2).mean().backward();
+    probes.enable(false);
+    const auto probed = model->kept;
+    const auto probed_param_grads = parameter_grads(*model);
+
+    model->manual = true;  // the same computation, op by op, without probes
+    model->forward(img).pow(2).mean().backward();
+    const auto reference = model->kept;
+    const auto reference_param_grads = parameter_grads(*model);
+
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      SCOPED_TRACE(names[i]);
+      ASSERT_EQ(sink->calls[i].size(), 1u);
+      const auto& call = sink->calls[i][0];
+      const at::Tensor want = (probed.count(ref[i]) ? probed : reference).at(ref[i]).grad();
+      ASSERT_TRUE(want.defined());
+      ASSERT_TRUE(call.grad.defined()) << "no gradient";
+      EXPECT_TRUE(torch::equal(call.grad, want)) << "gradient differs from retain_grad()";
+      if (reference.count(ref[i])) {
+        EXPECT_TRUE(torch::equal(call.grad, reference.at(ref[i]).grad())) << "differs from the unprobed pass";
+      }
+    }
+    // The hooks change no gradient.
+    ASSERT_EQ(probed_param_grads.size(), reference_param_grads.size());
+    for (std::size_t k = 0; k < probed_param_grads.size(); ++k) {
+      EXPECT_TRUE(torch::equal(probed_param_grads[k], reference_param_grads[k])) << "parameter " << k;
+    }
+  }
+  EXPECT_EQ(sink->unmatched, 0);
+  EXPECT_EQ(sink->wrong_activation, 0);
+  EXPECT_EQ(probes.gradients_captured(), 3u * names.size());
+  EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
+}
+
+TEST(ModuleProbes, ABackwardThatNeverComesChangesNothing) {
+  torch::manual_seed(22);
+  auto model = std::make_shared<GradNet>();
+  auto sink = std::make_shared<GradientSink>(2);
+  nm::ModuleProbes probes(*model, {"fc", "seq.1"}, sink, /*gradients=*/true);
+  probes.enable(true);
+  const at::Tensor img = torch::randn({2, 3, 8, 8});
+  for (int i = 0; i < 3; ++i) model->forward(img);  // autograd on, outputs dropped, no backward
+  {
+    torch::NoGradGuard no_grad;  // evaluation batches
+    model->eval();
+    model->forward(img);
+    model->train();
+  }
+  EXPECT_EQ(sink->calls[0].size(), 4u);
+  EXPECT_EQ(sink->gradients, 0);
+  sink->clear();
+  model->forward(img).sum().backward();  // only this pass's gradients arrive
+  EXPECT_EQ(sink->gradients, 2);
+  EXPECT_EQ(probes.gradients_captured(), 2u);
+  EXPECT_TRUE(torch::equal(sink->calls[0][0].grad, model->kept.at("fc").grad()));
+  EXPECT_EQ(sink->unmatched, 0);
+
+  auto plain = std::make_shared<GradientSink>(1);  // gradients not asked for
+  nm::ModuleProbes no_gradients(*model, {"fc"}, plain);
+  probes.enable(false);
+  no_gradients.enable(true);
+  model->forward(img).sum().backward();
+  EXPECT_EQ(plain->calls[0].size(), 1u);
+  EXPECT_EQ(plain->gradients, 0);
+  EXPECT_EQ(no_gradients.gradients_captured(), 0u);
+}
+
+TEST(ModuleProbes, GradientOfAnOutputModifiedInPlaceIsSkippedAndCounted) {
+  torch::manual_seed(23);
+  auto seq = nn::Sequential(nn::Linear(4, 3), nn::ReLU(nn::ReLUOptions().inplace(true)), nn::Tanh());
+  auto sink = std::make_shared<GradientSink>(2);
+  nm::ModuleProbes probes(*seq, {"0", "1"}, sink, /*gradients=*/true);
+  probes.enable(true);
+  seq->forward(torch::randn({5, 4})).sum().backward();
+  EXPECT_FALSE(sink->calls[0][0].grad.defined());  // relu_ overwrote the Linear's output
+  EXPECT_TRUE(sink->calls[1][0].grad.defined());
+  EXPECT_EQ(probes.errors(), 1u);
+  EXPECT_NE(probes.last_error().find("modified in place"), std::string::npos) << probes.last_error();
+}
+
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -205,4 +206,82 @@ TEST(Session, ProbesAreDetachedWhenTheSessionEnds) {
   // A forward after the session is gone must run normally.
   auto out = model->forward(torch::randn({3, 10}));
   EXPECT_EQ(out.size(0), 3);
+}
+
+// Keeps the layers' outputs themselves (retain_grad()), for the gradient reference.
+struct GradMlpImpl : torch::nn::Module {
+  GradMlpImpl() : fc1(register_module("fc1", torch::nn::Linear(10, 16))), fc2(register_module("fc2", torch::nn::Linear(16, 6))) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h1 = fc1(x);
+    auto h2 = fc2(torch::relu(h1));
+    if (keep && h1.requires_grad()) {
+      h1.retain_grad();
+      h2.retain_grad();
+      kept.push_back({h1, h2});
+    }
+    return h2;
+  }
+  torch::nn::Linear fc1, fc2;
+  bool keep = false;
+  std::vector<std::array<torch::Tensor, 2>> kept;
+};
+TORCH_MODULE(GradMlp);
+
+TEST(Session, GradientsGiveMeanAbsGradientTaylorAndGroupImportance) {
+  torch::manual_seed(5);
+  GradMlp model;
+  torch::optim::SGD optimizer(model->parameters(), 0.05);
+  const auto path = temp_path("gradients");
+  {
+    auto session = nm::attach(*model, {"fc1", "fc2"}, nm::Options{}.every(2).file(path).gradients(true));
+    for (int epoch = 1; epoch <= 2; ++epoch) {
+      model->keep = epoch == 2;
+      for (int step = 0; step < 3; ++step) {
+        optimizer.zero_grad();
+        auto loss = model->forward(torch::randn({32, 10})).pow(2).mean();
+        loss.backward();
+        optimizer.step();
+      }
+      model->keep = false;
+      model->forward(torch::randn({8, 10}));  // a forward whose backward never comes
+      torch::NoGradGuard no_grad;
+      model->forward(torch::randn({8, 10}));  // an evaluation batch
+      session.end_epoch(epoch);
+    }
+    session.close();
+    EXPECT_EQ(session.last_error(), "");
+    EXPECT_EQ(session.snapshots_written(), 1);
+  }
+  ASSERT_EQ(model->kept.size(), 3u);
+  const auto snapshot = nm::Run::open(path).snapshot(0);
+  for (int l = 0; l < 2; ++l) {
+    const auto& layer = snapshot.layers.at(static_cast<std::size_t>(l));
+    SCOPED_TRACE(layer.name);
+    std::vector<torch::Tensor> a, g;
+    for (const auto& k : model->kept) {
+      a.push_back(k[static_cast<std::size_t>(l)].detach());
+      g.push_back(k[static_cast<std::size_t>(l)].grad());
+    }
+    const auto acts = torch::cat(a), grads = torch::cat(g);
+    EXPECT_EQ(layer.samples, 96 + 16);        // every forward's activations
+    EXPECT_EQ(layer.gradient_samples, 96);    // only the batches that went through backward
+    const auto mean_abs = grads.abs().to(torch::kDouble).mean(0);
+    const auto taylor = (acts * grads).to(torch::kDouble).mean(0);
+    ASSERT_EQ(layer.grad_mean_abs.size(), static_cast<std::size_t>(layer.n_neurons));
+    ASSERT_EQ(layer.taylor.size(), static_cast<std::size_t>(layer.n_neurons));
+    double taylor_abs_sum = 0.0;
+    for (std::int64_t i = 0; i < layer.n_neurons; ++i) {
+      const double m = mean_abs[i].item<double>(), t = taylor[i].item<double>();
+      EXPECT_GT(layer.grad_mean_abs[static_cast<std::size_t>(i)], 0.0);
+      EXPECT_NEAR(layer.grad_mean_abs[static_cast<std::size_t>(i)], m, 1e-9 * std::abs(m) + 1e-15);
+      EXPECT_NEAR(layer.taylor[static_cast<std::size_t>(i)], t, 1e-9 * std::abs(t) + 1e-15);
+      taylor_abs_sum += std::abs(t);
+    }
+    EXPECT_GT(taylor_abs_sum, 0.0);
+    for (const auto& group : layer.groups) {
+      double want = 0.0;
+      for (auto i : group.neuron_indices) want += std::abs(layer.taylor[static_cast<std::size_t>(i)]);
+      EXPECT_NEAR(group.importance, want, 1e-12 * want + 1e-15);
+    }
+  }
 }

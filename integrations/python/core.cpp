@@ -1,0 +1,480 @@
+// neuronmap._core: the C++ side of the Python module. Python forward hooks (registered by the pure
+// Python package on eager nn.Modules) hand each output tensor to Session.capture, which feeds the
+// same EngineSink -> queue -> workers path as the C++ probes: a ProbeSet whose outputs arrive from
+// outside. Also binds Run (reading run files) and the grouping the `groups` verb runs.
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor (libtorch_python)
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include "analysis/correlation.hpp"
+#include "analysis/grouping.hpp"
+#include "analysis/records.hpp"
+#include "neuronmap/errors.hpp"
+#include "neuronmap/run.hpp"
+#include "neuronmap/session.hpp"
+#include "neuronmap/version.hpp"
+#include "probe/probe_set.hpp"
+#include "session/make_session.hpp"
+
+namespace py = pybind11;
+using namespace neuronmap;
+
+namespace {
+
+// The probes of a Python session: the targets Python resolved, and a switch the hooks read.
+class PythonProbes final : public detail::ProbeSet {
+ public:
+  PythonProbes(std::vector<detail::ProbeTarget> targets, std::shared_ptr<std::atomic<bool>> enabled)
+      : targets_(std::move(targets)), enabled_(std::move(enabled)) {}
+  ~PythonProbes() override { enabled_->store(false); }
+  const std::vector<detail::ProbeTarget>& targets() const noexcept override { return targets_; }
+  void enable(bool on) noexcept override { enabled_->store(on); }
+
+ private:
+  std::vector<detail::ProbeTarget> targets_;
+  std::shared_ptr<std::atomic<bool>> enabled_;
+};
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v) {
+  py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v, std::int64_t rows, std::int64_t cols) {
+  if (static_cast<std::int64_t>(v.size()) != rows * cols) {
+    rows = 0;
+    cols = 0;
+  }
+  py::array_t<T> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  if (rows * cols > 0) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+template <typename E>
+E parse_enum(const std::string& option, const std::string& value, std::initializer_list<std::pair<const char*, E>> values) {
+  std::string valid;
+  for (const auto& [name, e] : values) {
+    if (value == name) return e;
+    valid += valid.empty() ? "" : ", ";
+    valid += name;
+  }
+  throw UsageError(option + "='" + value + "': use one of " + valid);
+}
+
+GroupingMethod parse_method(const std::string& m) {
+  // The original tool calls the correlation method 'correlation_clustering'.
+  return parse_enum<GroupingMethod>("method", m,
+                                    {{"correlation", GroupingMethod::correlation},
+                                     {"correlation_clustering", GroupingMethod::correlation},
+                                     {"kmeans", GroupingMethod::kmeans},
+                                     {"hierarchical", GroupingMethod::hierarchical}});
+}
+
+Options options_from(const py::dict& kw) {
+  Options o;
+  Grouping g;
+  for (const auto& item : kw) {
+    const auto key = py::cast<std::string>(item.first);
+    const py::handle v = item.second;
+    if (key == "every") o.every(v.cast<int>());
+    else if (key == "file") o.file(py::str(v).cast<std::string>());
+    else if (key == "overwrite") o.overwrite(v.cast<bool>());
+    else if (key == "queue_capacity") o.queue_capacity(v.cast<std::int64_t>());
+    else if (key == "overflow")
+      o.overflow(parse_enum<Overflow>("overflow", v.cast<std::string>(),
+                                      {{"block", Overflow::block}, {"drop_newest", Overflow::drop_newest}}));
+    else if (key == "workers") o.workers(v.cast<int>());
+    else if (key == "analysis_threads") o.analysis_threads(v.cast<int>());
+    else if (key == "max_batches") o.max_batches(v.is_none() ? 0 : v.cast<std::int64_t>());
+    else if (key == "spatial")
+      o.spatial(parse_enum<SpatialReduction>("spatial", v.cast<std::string>(),
+                                             {{"mean", SpatialReduction::mean}, {"max", SpatialReduction::max}}));
+    else if (key == "sequence")
+      o.sequence(parse_enum<SequenceReduction>(
+          "sequence", v.cast<std::string>(),
+          {{"per_token", SequenceReduction::per_token}, {"mean_over_time", SequenceReduction::mean_over_time}}));
+    else if (key == "reservoir_size") o.reservoir_size(v.cast<std::int64_t>());
+    else if (key == "seed") o.seed(v.cast<std::uint64_t>());
+    else if (key == "tag_names") o.tag_names(v.cast<std::vector<std::string>>());
+    else if (key == "gradients") o.gradients(v.cast<bool>());
+    else if (key == "store_correlation") o.store_correlation(v.cast<bool>());
+    else if (key == "method") g.method = parse_method(v.cast<std::string>());
+    else if (key == "threshold" || key == "correlation_threshold") g.threshold = v.cast<double>();
+    else if (key == "min_group_size") g.min_group_size = v.cast<int>();
+    else if (key == "n_groups") g.n_groups = v.is_none() ? 0 : v.cast<int>();
+    else if (key == "n_init") g.n_init = v.cast<int>();
+    else if (key == "grouping_seed") g.seed = v.cast<std::uint64_t>();
+    else
+      throw UsageError("unknown option '" + key +
+                       "' (known: every, file, overwrite, queue_capacity, overflow, workers, analysis_threads, "
+                       "max_batches, spatial, sequence, reservoir_size, seed, tag_names, gradients, "
+                       "store_correlation, method, threshold, min_group_size, n_groups, n_init, grouping_seed)");
+  }
+  o.grouping(g);
+  return o;
+}
+
+// One session of a Python model. Python owns the hooks; this owns the engine.
+class PySession {
+ public:
+  PySession(const std::vector<std::string>& names, const std::vector<std::string>& module_types,
+            const std::vector<std::string>& layouts, const std::string& device, const py::dict& options)
+      : enabled_(std::make_shared<std::atomic<bool>>(false)) {
+    if (names.size() != module_types.size() || names.size() != layouts.size())
+      throw UsageError("names, module_types and layouts differ in length");
+    std::vector<detail::ProbeTarget> targets;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      detail::ProbeTarget t;
+      t.name = names[i];
+      t.module_type = module_types[i];
+      t.layout = parse_enum<detail::OutputLayout>(
+          "layout of '" + names[i] + "'", layouts[i],
+          {{"features_last", detail::OutputLayout::features_last},
+           {"channels_first", detail::OutputLayout::channels_first}});
+      targets.push_back(std::move(t));
+    }
+    Options o = options_from(options);
+    auto enabled = enabled_;
+    auto make_probes = [&](std::shared_ptr<detail::CaptureSink> sink) -> std::unique_ptr<detail::ProbeSet> {
+      sink_ = std::move(sink);
+      return std::make_unique<PythonProbes>(targets, enabled);
+    };
+    n_ = static_cast<int>(targets.size());
+    session_ = std::make_unique<Session>(detail::make_session(make_probes, device, std::move(o)));
+  }
+
+  ~PySession() {
+    py::gil_scoped_release release;
+    close();
+  }
+
+  bool capturing() const noexcept { return enabled_->load(std::memory_order_relaxed); }
+
+  // Called by the forward hook with the GIL held; the copy and queueing run without it.
+  void capture(int index, const at::Tensor& output) {
+    if (!enabled_->load(std::memory_order_relaxed)) return;
+    check_index(index);
+    if (!output.defined()) return;
+    py::gil_scoped_release release;
+    sink_->on_output(index, output);
+  }
+
+  void capture_gradient(int index, const at::Tensor& output, const at::Tensor& gradient) {
+    if (!enabled_->load(std::memory_order_relaxed)) return;
+    check_index(index);
+    if (!output.defined() || !gradient.defined()) return;
+    py::gil_scoped_release release;
+    sink_->on_gradient(index, output, gradient);
+  }
+
+  void end_epoch(std::int64_t epoch, double loss) {
+    Session& s = live();
+    py::gil_scoped_release release;  // a reference forward re-acquires it (set_reference)
+    s.end_epoch(epoch, loss);
+  }
+
+  void observe(const at::Tensor& per_sample_loss, const std::vector<std::int32_t>& tags) {
+    Session& s = live();
+    py::gil_scoped_release release;
+    s.observe(per_sample_loss, tags);
+  }
+
+  void set_reference(py::function forward) {
+    auto fn = std::make_shared<py::function>(std::move(forward));
+    live().set_reference([fn] {
+      py::gil_scoped_acquire acquire;
+      try {
+        (*fn)();
+      } catch (py::error_already_set& e) {
+        throw std::runtime_error(e.what());  // the Python error must not outlive the GIL
+      }
+    });
+  }
+
+  void flush() {
+    Session& s = live();
+    py::gil_scoped_release release;
+    s.flush();
+  }
+
+  void close() noexcept {
+    enabled_->store(false);
+    if (session_) session_->close();
+    closed_ = true;
+  }
+
+  bool closed() const noexcept { return closed_; }
+  Session& session() const { return *session_; }
+
+ private:
+  Session& live() {
+    if (closed_) throw UsageError("the session is closed");
+    return *session_;
+  }
+  void check_index(int index) const {
+    if (index < 0 || index >= n_) throw UsageError("probe index out of range");
+  }
+
+  std::shared_ptr<std::atomic<bool>> enabled_;
+  std::shared_ptr<detail::CaptureSink> sink_;
+  std::unique_ptr<Session> session_;
+  int n_ = 0;
+  bool closed_ = false;
+};
+
+py::dict counters_dict(const Counters& c) {
+  py::dict d;
+  d["captured_batches"] = c.captured_batches;
+  d["dropped_batches"] = c.dropped_batches;
+  d["skipped_batches"] = c.skipped_batches;
+  d["rows"] = c.rows;
+  d["nonfinite_rows"] = c.nonfinite_rows;
+  d["errors"] = c.errors;
+  return d;
+}
+
+// The `groups` verb's computation on an in-memory samples x neurons matrix.
+py::dict group_activations(py::array x, const std::string& method, double threshold, int min_group_size,
+                           int n_groups, int n_init, std::uint64_t seed) {
+  if (x.ndim() != 2) throw UsageError("activations must be 2-D (n_samples, n_neurons)");
+  if (!(threshold >= -1.0 && threshold <= 1.0)) throw UsageError("correlation_threshold must be in [-1, 1]");
+  if (min_group_size < 1) throw UsageError("min_group_size must be >= 1");
+  if (n_groups < 0) throw UsageError("n_groups must be >= 0 (0 or None: automatic)");
+  if (n_init < 1) throw UsageError("n_init must be >= 1");
+  Grouping options;
+  options.method = parse_method(method);
+  options.threshold = threshold;
+  options.min_group_size = min_group_size;
+  options.n_groups = n_groups;
+  options.n_init = n_init;
+  options.seed = seed;
+
+  const bool single = x.dtype().is(py::dtype::of<float>());
+  py::array_t<float, py::array::c_style | py::array::forcecast> xf;
+  py::array_t<double, py::array::c_style | py::array::forcecast> xd;
+  if (single) xf = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
+  else xd = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(x);
+  const std::int64_t rows = x.shape(0), cols = x.shape(1);
+  if (rows < 2) throw UsageError("need at least 2 samples to correlate neurons");
+
+  detail::GroupingResult result;
+  std::vector<std::vector<double>> patterns;
+  std::vector<double> mean_activation;
+  std::vector<std::uint8_t> dead;
+  std::vector<double> means;
+  {
+    py::gil_scoped_release release;
+    const detail::Correlation corr = single ? detail::correlation_from_rows(xf.data(), rows, cols)
+                                            : detail::correlation_from_rows(xd.data(), rows, cols);
+    result = detail::group_neurons(corr, options);
+    for (const auto& members : result.groups) {
+      const Eigen::VectorXd p = single ? detail::activation_pattern(xf.data(), rows, cols, members)
+                                       : detail::activation_pattern(xd.data(), rows, cols, members);
+      patterns.emplace_back(p.data(), p.data() + p.size());
+      mean_activation.push_back(detail::mean_activation(p));
+    }
+    dead = corr.dead;
+    means.assign(corr.mean.data(), corr.mean.data() + corr.mean.size());
+  }
+  py::dict d;
+  d["labels"] = to_numpy(result.labels);
+  py::list groups, pats;
+  for (const auto& g : result.groups) groups.append(to_numpy(g));
+  for (const auto& p : patterns) pats.append(to_numpy(p));
+  d["groups"] = groups;
+  d["patterns"] = pats;
+  d["cohesion"] = to_numpy(result.cohesion);
+  d["mean_activation"] = to_numpy(mean_activation);
+  d["dead"] = to_numpy(dead);
+  d["neuron_mean"] = to_numpy(means);
+  d["chosen_k"] = result.chosen_k;
+  d["n_raw_clusters"] = result.n_raw_clusters;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "NeuronMap's C++ engine (use the `neuronmap` package, not this module)";
+  m.attr("__version__") = NEURONMAP_VERSION_STRING;
+
+  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
+  static py::exception<LayerNotFound> layer_not_found(m, "LayerNotFound", error.ptr());
+  static py::exception<UsageError> usage_error(m, "UsageError", error.ptr());
+  static py::exception<FileError> file_error(m, "FileError", error.ptr());
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const LayerNotFound& e) {
+      PyErr_SetString(layer_not_found.ptr(), e.what());
+    } catch (const UsageError& e) {
+      PyErr_SetString(usage_error.ptr(), e.what());
+    } catch (const FileError& e) {
+      PyErr_SetString(file_error.ptr(), e.what());
+    } catch (const Error& e) {
+      PyErr_SetString(error.ptr(), e.what());
+    }
+  });
+
+  py::class_<PySession>(m, "Session")
+      .def(py::init<const std::vector<std::string>&, const std::vector<std::string>&, const std::vector<std::string>&,
+                    const std::string&, const py::dict&>(),
+           py::arg("names"), py::arg("module_types"), py::arg("layouts"), py::arg("device"), py::arg("options"))
+      .def_property_readonly("capturing", &PySession::capturing)
+      .def("capture", &PySession::capture, py::arg("index"), py::arg("output"))
+      .def("capture_gradient", &PySession::capture_gradient, py::arg("index"), py::arg("output"), py::arg("gradient"))
+      .def("end_epoch", &PySession::end_epoch, py::arg("epoch"), py::arg("loss"))
+      .def("observe", &PySession::observe, py::arg("per_sample_loss"), py::arg("tags"))
+      .def("set_reference", &PySession::set_reference, py::arg("forward"))
+      .def("flush", &PySession::flush)
+      .def("close", [](PySession& s) {
+        py::gil_scoped_release release;
+        s.close();
+      })
+      .def_property_readonly("closed", &PySession::closed)
+      .def("counters", [](const PySession& s) { return counters_dict(s.session().counters()); })
+      .def("snapshots_written", [](const PySession& s) { return s.session().snapshots_written(); })
+      .def("last_error", [](const PySession& s) { return s.session().last_error(); })
+      .def("layers", [](const PySession& s) { return s.session().layers(); })
+      .def("file", [](const PySession& s) { return s.session().file(); })
+      .def("set_worker_delay_for_testing",
+           [](PySession& s, double seconds) { s.session().set_worker_delay_for_testing(seconds); });
+
+  py::class_<Group>(m, "Group")
+      .def_readonly("group_id", &Group::group_id)
+      .def_readonly("layer_name", &Group::layer_name)
+      .def_property_readonly("neuron_indices", [](const Group& g) { return to_numpy(g.neuron_indices); })
+      .def_property_readonly("group_size", &Group::group_size)
+      .def_readonly("cohesion_score", &Group::cohesion_score)
+      .def_readonly("mean_activation", &Group::mean_activation)
+      .def_property_readonly("activation_pattern", [](const Group& g) { return to_numpy(g.activation_pattern); })
+      .def_readonly("importance", &Group::importance)
+      .def_readonly("lineage_id", &Group::lineage_id)
+      .def_readonly("selectivity", &Group::selectivity)
+      .def_readonly("loss_correlation", &Group::loss_correlation)
+      .def_readonly("learning_phase", &Group::learning_phase)
+      .def_readonly("skill_category", &Group::skill_category)
+      .def("__repr__", [](const Group& g) {
+        return "<Group " + std::to_string(g.group_id) + " of '" + g.layer_name + "': " +
+               std::to_string(g.group_size()) + " neurons, cohesion " + std::to_string(g.cohesion_score) + ">";
+      });
+
+  py::class_<LayerSnapshot>(m, "LayerSnapshot")
+      .def_readonly("name", &LayerSnapshot::name)
+      .def_readonly("output_shape", &LayerSnapshot::output_shape)
+      .def_readonly("n_neurons", &LayerSnapshot::n_neurons)
+      .def_readonly("samples", &LayerSnapshot::samples)
+      .def_property_readonly("mean", [](const LayerSnapshot& l) { return to_numpy(l.mean); })
+      .def_property_readonly("std", [](const LayerSnapshot& l) { return to_numpy(l.stddev); })
+      .def_property_readonly("min", [](const LayerSnapshot& l) { return to_numpy(l.min); })
+      .def_property_readonly("max", [](const LayerSnapshot& l) { return to_numpy(l.max); })
+      .def_property_readonly("dead", [](const LayerSnapshot& l) { return to_numpy(l.dead).attr("astype")("bool"); })
+      .def_property_readonly("correlation",
+                             [](const LayerSnapshot& l) { return to_numpy(l.correlation, l.n_neurons, l.n_neurons); })
+      .def_readonly("gradient_samples", &LayerSnapshot::gradient_samples)
+      .def_property_readonly("grad_mean_abs", [](const LayerSnapshot& l) { return to_numpy(l.grad_mean_abs); })
+      .def_property_readonly("taylor", [](const LayerSnapshot& l) { return to_numpy(l.taylor); })
+      .def_property_readonly("mean_abs", [](const LayerSnapshot& l) { return to_numpy(l.mean_abs); })
+      .def_readonly("dead_rate", &LayerSnapshot::dead_rate)
+      .def_readonly("dormant_rate", &LayerSnapshot::dormant_rate)
+      .def_readonly("cka_previous", &LayerSnapshot::cka_previous)
+      .def_property_readonly("reservoir", [](const LayerSnapshot& l) {
+        return to_numpy(l.reservoir, static_cast<std::int64_t>(l.reservoir_ids.size()), l.n_neurons);
+      })
+      .def_property_readonly("reservoir_ids", [](const LayerSnapshot& l) { return to_numpy(l.reservoir_ids); })
+      .def_property_readonly("reservoir_tags", [](const LayerSnapshot& l) { return to_numpy(l.reservoir_tags); })
+      .def_property_readonly("reservoir_loss", [](const LayerSnapshot& l) { return to_numpy(l.reservoir_loss); })
+      .def_property_readonly("reference",
+                             [](const LayerSnapshot& l) { return to_numpy(l.reference, l.reference_rows, l.n_neurons); })
+      .def_property_readonly("labels", [](const LayerSnapshot& l) { return to_numpy(l.labels); })
+      .def_readonly("groups", &LayerSnapshot::groups)
+      .def_property_readonly("counters", [](const LayerSnapshot& l) { return counters_dict(l.counters); })
+      .def("__repr__", [](const LayerSnapshot& l) {
+        return "<LayerSnapshot '" + l.name + "': " + std::to_string(l.n_neurons) + " neurons, " +
+               std::to_string(l.samples) + " samples, " + std::to_string(l.groups.size()) + " groups>";
+      });
+
+  py::class_<Event>(m, "Event")
+      .def_readonly("epoch", &Event::epoch)
+      .def_readonly("layer", &Event::layer)
+      .def_readonly("kind", &Event::kind)
+      .def_readonly("lineages", &Event::lineages)
+      .def_readonly("strength", &Event::strength)
+      .def_readonly("skill_category", &Event::skill_category)
+      .def_readonly("loss_change", &Event::loss_change);
+
+  py::class_<Snapshot>(m, "Snapshot")
+      .def_readonly("epoch", &Snapshot::epoch)
+      .def_readonly("loss", &Snapshot::loss)
+      .def_readonly("timestamp", &Snapshot::timestamp)
+      .def_readonly("layers", &Snapshot::layers)
+      .def_readonly("phase", &Snapshot::phase)
+      .def_readonly("events", &Snapshot::events)
+      .def_property_readonly("layer_cka",
+                             [](const Snapshot& s) {
+                               const auto n = static_cast<std::int64_t>(s.layers.size());
+                               return to_numpy(s.layer_cka, n, n);
+                             })
+      .def_readonly("loss_epochs", &Snapshot::loss_epochs)
+      .def_readonly("losses", &Snapshot::losses)
+      .def("layer", [](const Snapshot& s, const std::string& name) -> const LayerSnapshot& {
+        std::string valid;
+        for (const auto& l : s.layers) {
+          if (l.name == name) return l;
+          valid += (valid.empty() ? "" : ", ") + l.name;
+        }
+        throw py::key_error("no layer '" + name + "' in this snapshot (layers: " + valid + ")");
+      }, py::return_value_policy::reference_internal)
+      .def("__repr__", [](const Snapshot& s) {
+        return "<Snapshot epoch " + std::to_string(s.epoch) + ", " + std::to_string(s.layers.size()) + " layers>";
+      });
+
+  py::class_<Run>(m, "Run")
+      .def_static("open", &Run::open, py::arg("path"))
+      .def_property_readonly("info", [](const Run& r) {
+        const RunInfo& i = r.info();
+        py::dict d;
+        d["format_version"] = i.format_version;
+        d["library_version"] = i.library_version;
+        d["torch_version"] = i.torch_version;
+        d["device"] = i.device;
+        d["created"] = i.created;
+        d["options_json"] = i.options_json;
+        d["tag_names"] = i.tag_names;
+        py::list layers;
+        for (const auto& l : i.layers) {
+          py::dict ld;
+          ld["name"] = l.name;
+          ld["module_type"] = l.module_type;
+          ld["reduction"] = l.reduction;
+          layers.append(ld);
+        }
+        d["layers"] = layers;
+        return d;
+      })
+      .def("__len__", [](const Run& r) { return r.size(); })
+      .def("refresh", &Run::refresh)
+      .def("snapshot", [](const Run& r, std::int64_t i) {
+        if (i < 0) i += r.size();
+        if (i < 0 || i >= r.size()) throw py::index_error("snapshot index out of range");
+        py::gil_scoped_release release;
+        return r.snapshot(i);
+      }, py::arg("index"));
+
+  m.def("group_activations", &group_activations, py::arg("activations"), py::arg("method") = "correlation",
+        py::arg("threshold") = 0.6, py::arg("min_group_size") = 3, py::arg("n_groups") = 0, py::arg("n_init") = 10,
+        py::arg("seed") = 42,
+        "Groups neurons of a samples x neurons matrix with the engine's grouping (as `neuronmap groups`).");
+}

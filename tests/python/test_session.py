@@ -1,0 +1,188 @@
+"""The Python path: hooks on an eager model feed the C++ engine; the run file holds what numpy computes
+over the same forward outputs."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import neuronmap
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 12)
+        self.relu1 = nn.ReLU()
+        self.fc2 = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.fc2(self.relu1(self.fc1(x)))
+
+
+def make_data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
+    return x, y
+
+
+def train(model, session, epochs, record=None):
+    """Trains `epochs` epochs of 4 batches; record[epoch][name] collects the hooked outputs."""
+    torch.manual_seed(1)
+    x, y = make_data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    handles = []
+    current = {}
+    if record is not None:
+        for name in ("fc1", "relu1"):
+            def hook(module, inputs, output, name=name):
+                current.setdefault(name, []).append(output.detach().double().numpy().copy())
+            handles.append(model.get_submodule(name).register_forward_hook(hook))
+    for epoch in range(1, epochs + 1):
+        current.clear()
+        total = 0.0
+        for b in range(4):
+            xb, yb = x[b * 24:(b + 1) * 24], y[b * 24:(b + 1) * 24]
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        if record is not None:
+            record[epoch] = {k: np.concatenate(v, 0) for k, v in current.items()}
+        session.end_epoch(epoch, total / 4)
+    for h in handles:
+        h.remove()
+
+
+def test_attach_train_and_read(tmp_path):
+    path = tmp_path / "run.h5"
+    model = MLP()
+    record = {}
+    with neuronmap.attach(model, ["fc1", "relu1"], every=2, file=str(path), min_group_size=2) as s:
+        assert s.layers == ["fc1", "relu1"]
+        train(model, s, 6, record)
+    assert s.closed
+    assert s.last_error() == ""
+    run = neuronmap.open(path)
+    assert run.layers == ["fc1", "relu1"]
+    snaps = run.snapshots
+    assert [snap.epoch for snap in snaps] == [2, 4, 6]
+    for snap in snaps:
+        assert [layer.name for layer in snap.layers] == ["fc1", "relu1"]
+        assert not math.isnan(snap.loss)
+        for layer in snap.layers:
+            direct = record[snap.epoch][layer.name]
+            assert layer.samples == direct.shape[0] == 96
+            assert layer.n_neurons == 12
+            assert list(layer.output_shape) == [24, 12]
+            # Engine statistics against numpy over the same outputs: min/max exact, moments to rounding.
+            np.testing.assert_array_equal(layer.min, direct.min(0))
+            np.testing.assert_array_equal(layer.max, direct.max(0))
+            np.testing.assert_allclose(layer.mean, direct.mean(0), rtol=1e-12, atol=1e-15)
+            live = direct.std(0) > 0
+            np.testing.assert_allclose(layer.std[live], direct.std(0)[live], rtol=1e-9)
+            corr = layer.correlation
+            assert corr.shape == (12, 12)
+            c = np.corrcoef(direct[:, live].T)
+            np.testing.assert_allclose(corr[np.ix_(live, live)], c, atol=1e-5)  # stored as float32
+            np.testing.assert_array_equal(layer.dead, ~live)
+            # Groups: index arrays, consistent with the per-neuron labels.
+            for gid, g in enumerate(layer.groups):
+                assert isinstance(g.neuron_indices, np.ndarray)
+                assert g.group_id == gid
+                assert (layer.labels[g.neuron_indices] == gid).all()
+                assert 0.0 <= g.cohesion_score <= 1.0
+            assert (layer.labels >= 0).sum() == sum(g.group_size for g in layer.groups)
+
+
+def test_same_groups_as_group_activations(tmp_path):
+    """The session's grouping and the standalone grouping agree on the same outputs."""
+    path = tmp_path / "run.h5"
+    model = MLP()
+    record = {}
+    with neuronmap.attach(model, ["fc1"], every=1, file=str(path), threshold=0.3, min_group_size=2) as s:
+        train(model, s, 1, record)
+    layer = neuronmap.open(path)[0].layer("fc1")
+    direct = neuronmap.group_activations(record[1]["fc1"], threshold=0.3, min_group_size=2)
+    np.testing.assert_array_equal(layer.labels, direct["labels"])
+
+
+def test_unknown_layer_lists_valid_names(tmp_path):
+    with pytest.raises(neuronmap.LayerNotFound) as err:
+        neuronmap.attach(MLP(), ["fc1", "fc9"], file=str(tmp_path / "x.h5"))
+    msg = str(err.value)
+    assert "'fc9'" in msg and "fc1, relu1, fc2" in msg
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_bad_option_is_a_usage_error(tmp_path):
+    with pytest.raises(neuronmap.UsageError, match="unknown option 'evry'"):
+        neuronmap.attach(MLP(), ["fc1"], file=str(tmp_path / "x.h5"), evry=3)
+    with pytest.raises(neuronmap.UsageError, match="overflow"):
+        neuronmap.attach(MLP(), ["fc1"], file=str(tmp_path / "y.h5"), overflow="sometimes")
+
+
+def test_context_manager_closes_and_removes_hooks(tmp_path):
+    model = MLP()
+    path = tmp_path / "run.h5"
+    with neuronmap.attach(model, ["relu1"], every=1, file=str(path)) as s:
+        assert len(model.relu1._forward_hooks) == 1
+        model(torch.randn(4, 6))
+        s.end_epoch(1, 0.5)
+    assert s.closed
+    assert len(model.relu1._forward_hooks) == 0
+    with pytest.raises(neuronmap.UsageError, match="closed"):
+        s.end_epoch(2)
+    assert s.snapshots_written() == 1
+    assert len(neuronmap.open(path)) == 1
+    # The file is complete: a second session refuses it without overwrite, accepts it with.
+    with pytest.raises(neuronmap.FileError):
+        neuronmap.attach(model, ["relu1"], file=str(path))
+    neuronmap.attach(model, ["relu1"], file=str(path), overwrite=True).close()
+
+
+def test_epochs_must_increase(tmp_path):
+    with neuronmap.attach(MLP(), ["fc1"], every=1, file=str(tmp_path / "r.h5")) as s:
+        s.end_epoch(3)
+        with pytest.raises(neuronmap.UsageError, match="increase"):
+            s.end_epoch(2)
+
+
+def test_conv_layout_and_gradients(tmp_path):
+    model = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 16, 2))
+    x = torch.randn(8, 2, 4, 4)
+    path = tmp_path / "conv.h5"
+    with neuronmap.attach(model, ["0", "1"], every=1, file=str(path), gradients=True) as s:
+        out = {}
+        def keep(module, inputs, output):  # returns None: the output stays the model's
+            out["relu"] = output.detach().clone()
+            def keep_grad(g):
+                out["grad"] = g.detach().clone()
+            output.register_hook(keep_grad)
+        h = model[1].register_forward_hook(keep)
+        (model(x) ** 2).sum().backward()
+        h.remove()
+        s.end_epoch(1)
+    layer = neuronmap.open(path)[0].layer("1")
+    assert layer.n_neurons == 5  # channels, spatial mean
+    np.testing.assert_allclose(layer.mean, out["relu"].double().mean((2, 3)).mean(0).numpy(), rtol=1e-6)
+    assert layer.gradient_samples == 8
+    g, a = out["grad"].double(), out["relu"].double()
+    np.testing.assert_allclose(layer.grad_mean_abs, g.abs().mean((2, 3)).mean(0).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(layer.taylor, (a * g).mean((2, 3)).mean(0).numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_reference_batch(tmp_path):
+    model = MLP()
+    path = tmp_path / "ref.h5"
+    ref = torch.randn(10, 6)
+    with neuronmap.attach(model, ["fc1"], every=1, file=str(path)) as s:
+        s.set_reference(ref)
+        train(model, s, 2)
+    run = neuronmap.open(path)
+    layer = run[1].layer("fc1")
+    assert layer.reference.shape == (10, 12)
+    np.testing.assert_allclose(layer.reference, model.fc1(ref).detach().numpy(), rtol=1e-6, atol=1e-6)

@@ -1,85 +1,93 @@
 """Reads a run file the way docs/FORMAT.md tells h5py users to, and checks it against the sample content
-(tests/store/sample_run.hpp). Usage: read_with_h5py.py RUN.h5 MIN_COMMITTED. Prints "ok <committed>"."""
+(tests/store/sample_run.hpp). Usage: read_with_h5py.py RUN.h5 MIN_COMMITTED [RUN.h5 MIN_COMMITTED ...].
+Prints "ok <committed>" per file; one process checks many files (the crash trials start Python once)."""
 import sys
 
 import h5py
 import numpy as np
 
-path, at_least = sys.argv[1], int(sys.argv[2])
-with h5py.File(path, "r", libver="latest", swmr=True) as f:
-    assert int(f.attrs["format_version"]) == 2, f.attrs["format_version"]
-    names = [n.decode() for n in f.attrs["layer_names"]]
-    assert names == ["conv1", "fc1", "fc2", "head"], names
-    tags = [n.decode() for n in f.attrs["tag_names"]]
-    assert tags == ["cat", "dog", "", "b\u00e4r"], tags
 
-    snapshots = f["snapshots"]
-    snapshots.refresh()  # the commit record first ...
-    rows = snapshots[:]
-    committed = 0
-    while committed < len(rows) and rows[committed]["committed"] == 1:
-        committed += 1
-    assert committed >= at_least, (committed, at_least)
+def check(path, at_least):
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        assert int(f.attrs["format_version"]) >= 2, f.attrs["format_version"]
+        names = [n.decode() for n in f.attrs["layer_names"]]
+        assert names == ["conv1", "fc1", "fc2", "head"], names
+        tags = [n.decode() for n in f.attrs["tag_names"]]
+        assert tags == ["cat", "dog", "", "b\u00e4r"], tags
 
-    tables = {k: f[k] for k in ("layer_rows", "data/neuron", "data/corr", "data/groups", "data/members", "data/text",
-                                "data/reservoir", "data/reservoir_ids", "data/reservoir_tags", "data/reservoir_loss",
-                                "data/events", "data/lineages", "data/layer_cka", "data/loss_curve")}
-    text = tables["data/text"]
+        snapshots = f["snapshots"]
+        snapshots.refresh()  # the commit record first ...
+        rows = snapshots[:]
+        committed = 0
+        while committed < len(rows) and rows[committed]["committed"] == 1:
+            committed += 1
+        assert committed >= at_least, (committed, at_least)
 
-    def string(offset, length):
-        return bytes(text[int(offset):int(offset) + int(length)]).decode()
+        tables = {k: f[k] for k in ("layer_rows", "data/neuron", "data/corr", "data/groups", "data/members", "data/text",
+                                    "data/reservoir", "data/reservoir_ids", "data/reservoir_tags", "data/reservoir_loss",
+                                    "data/events", "data/lineages", "data/layer_cka", "data/loss_curve")}
+        text = tables["data/text"]
 
-    for t in tables.values():  # ... then the data it points at
-        t.refresh()
-    for i in range(committed):
-        row = rows[i]
-        assert row["epoch"] == 5 * (i + 1), (i, row["epoch"])
-        off, n_layers = int(row["layer_rows_offset"]), int(row["n_layers"])
-        layers = tables["layer_rows"][off:off + n_layers]
-        got = []
-        for layer in layers:
-            assert layer["snapshot"] == i
-            start = int(layer["name_offset"])
-            got.append(bytes(tables["data/text"][start:start + int(layer["name_len"])]).decode())
-            n = int(layer["n_neurons"])
-            neurons = tables["data/neuron"][int(layer["neuron_offset"]):int(layer["neuron_offset"]) + n]
-            assert len(neurons) == n
-            assert int(np.sum(neurons["dead"])) == int(layer["dead_count"])
-            if layer["corr_count"]:
-                c0 = int(layer["corr_offset"])
-                corr = tables["data/corr"][c0:c0 + int(layer["corr_count"])].reshape(n, n)
-                assert np.all(np.abs(corr) <= 1.0)
-            g0 = int(layer["group_offset"])
-            for group in tables["data/groups"][g0:g0 + int(layer["n_groups"])]:
-                m0 = int(group["members_offset"])
-                members = tables["data/members"][m0:m0 + int(group["size"])]
-                assert np.all(np.diff(members) > 0) and np.all(members < n)
-        expected = ["conv1", "fc1", "fc2", "head"] + (["extra.not_in_info"] if i % 3 == 1 else [])
-        assert got == expected, (i, got)
-        assert layers[0]["n_neurons"] == 4 + i % 5
+        def string(offset, length):
+            return bytes(text[int(offset):int(offset) + int(length)]).decode()
 
-        # format_version 2: per layer the reservoir, per snapshot phase, events, layer CKA, loss curve.
-        for layer in layers:
-            n, n_rows = int(layer["n_neurons"]), int(layer["reservoir_ids_count"])
-            r0 = int(layer["reservoir_offset"])
-            reservoir = tables["data/reservoir"][r0:r0 + int(layer["reservoir_count"])].reshape(-1, n) if n else None
-            assert n == 0 or reservoir.shape[0] == n_rows
-            assert int(layer["reservoir_tags_count"]) in (0, n_rows) and int(layer["reservoir_loss_count"]) in (0, n_rows)
-        phase = string(row["phase_offset"], row["phase_len"])
-        assert phase == ["", "rapid_learning", phase, "unstable"][i % 4], (i, phase)
-        e0 = int(row["event_offset"])
-        events = tables["data/events"][e0:e0 + int(row["n_events"])]
-        assert len(events) == i % 4, (i, len(events))
-        for k, e in enumerate(events):
-            assert e["snapshot"] == i and e["epoch"] == 5 * (i + 1)
-            assert string(e["layer_offset"], e["layer_len"]) == ("extra.not_in_info" if k == 2 else "fc1")
-            l0 = int(e["lineages_offset"])
-            lineages = tables["data/lineages"][l0:l0 + int(e["n_lineages"])]
-            assert list(lineages) == [1000 * i + 7 * m + k for m in range(k + i % 2)], (i, k, lineages)
-        c0 = int(row["cka_offset"])
-        cka = tables["data/layer_cka"][c0:c0 + int(row["cka_count"])]
-        assert len(cka) == (0 if i % 3 == 2 else n_layers ** 2), (i, len(cka))
-        l0 = int(row["loss_offset"])
-        curve = tables["data/loss_curve"][l0:l0 + int(row["loss_count"])]
-        assert list(curve["epoch"]) == ([] if i % 5 == 4 else list(range(5 * i + 1, 5 * i + 6))), (i, curve)
-print("ok", committed)
+        for t in tables.values():  # ... then the data it points at
+            t.refresh()
+        for i in range(committed):
+            row = rows[i]
+            assert row["epoch"] == 5 * (i + 1), (i, row["epoch"])
+            off, n_layers = int(row["layer_rows_offset"]), int(row["n_layers"])
+            layers = tables["layer_rows"][off:off + n_layers]
+            got = []
+            for layer in layers:
+                assert layer["snapshot"] == i
+                start = int(layer["name_offset"])
+                got.append(bytes(tables["data/text"][start:start + int(layer["name_len"])]).decode())
+                n = int(layer["n_neurons"])
+                neurons = tables["data/neuron"][int(layer["neuron_offset"]):int(layer["neuron_offset"]) + n]
+                assert len(neurons) == n
+                assert int(np.sum(neurons["dead"])) == int(layer["dead_count"])
+                if layer["corr_count"]:
+                    c0 = int(layer["corr_offset"])
+                    corr = tables["data/corr"][c0:c0 + int(layer["corr_count"])].reshape(n, n)
+                    assert np.all(np.abs(corr) <= 1.0)
+                g0 = int(layer["group_offset"])
+                for group in tables["data/groups"][g0:g0 + int(layer["n_groups"])]:
+                    m0 = int(group["members_offset"])
+                    members = tables["data/members"][m0:m0 + int(group["size"])]
+                    assert np.all(np.diff(members) > 0) and np.all(members < n)
+            expected = ["conv1", "fc1", "fc2", "head"] + (["extra.not_in_info"] if i % 3 == 1 else [])
+            assert got == expected, (i, got)
+            assert layers[0]["n_neurons"] == 4 + i % 5
+
+            # format_version 2: per layer the reservoir, per snapshot phase, events, layer CKA, loss curve.
+            for layer in layers:
+                n, n_rows = int(layer["n_neurons"]), int(layer["reservoir_ids_count"])
+                r0 = int(layer["reservoir_offset"])
+                reservoir = tables["data/reservoir"][r0:r0 + int(layer["reservoir_count"])].reshape(-1, n) if n else None
+                assert n == 0 or reservoir.shape[0] == n_rows
+                assert int(layer["reservoir_tags_count"]) in (0, n_rows) and int(layer["reservoir_loss_count"]) in (0, n_rows)
+            phase = string(row["phase_offset"], row["phase_len"])
+            assert phase == ["", "rapid_learning", phase, "unstable"][i % 4], (i, phase)
+            e0 = int(row["event_offset"])
+            events = tables["data/events"][e0:e0 + int(row["n_events"])]
+            assert len(events) == i % 4, (i, len(events))
+            for k, e in enumerate(events):
+                assert e["snapshot"] == i and e["epoch"] == 5 * (i + 1)
+                assert string(e["layer_offset"], e["layer_len"]) == ("extra.not_in_info" if k == 2 else "fc1")
+                l0 = int(e["lineages_offset"])
+                lineages = tables["data/lineages"][l0:l0 + int(e["n_lineages"])]
+                assert list(lineages) == [1000 * i + 7 * m + k for m in range(k + i % 2)], (i, k, lineages)
+            c0 = int(row["cka_offset"])
+            cka = tables["data/layer_cka"][c0:c0 + int(row["cka_count"])]
+            assert len(cka) == (0 if i % 3 == 2 else n_layers ** 2), (i, len(cka))
+            l0 = int(row["loss_offset"])
+            curve = tables["data/loss_curve"][l0:l0 + int(row["loss_count"])]
+            assert list(curve["epoch"]) == ([] if i % 5 == 4 else list(range(5 * i + 1, 5 * i + 6))), (i, curve)
+    return committed
+
+
+args = sys.argv[1:]
+assert args and len(args) % 2 == 0, "usage: read_with_h5py.py RUN.h5 MIN_COMMITTED [...]"
+for k in range(0, len(args), 2):
+    print("ok", check(args[k], int(args[k + 1])), flush=True)

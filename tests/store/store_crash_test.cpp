@@ -7,9 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,34 +67,65 @@ std::int64_t expect_intact(const std::string& path, std::int64_t committed, bool
   return reader.size();
 }
 
+// kill -9 at random moments: during start-up (skeleton, rename, first snapshot), between snapshots,
+// with a live reader, and aimed into the middle of an append (a random point within the time the
+// previous append took). Every file must open with our reader, `neuronmap inspect` and h5py, and hold
+// every snapshot the writer logged as committed, bit-exact. NEURONMAP_KILL_TRIALS sets the number of
+// trials (default 25; scripts/crash-trials runs 200), NEURONMAP_KILL_SEED the seed.
 TEST(Crash, KillNineKeepsEveryCommittedSnapshot) {
   const auto dir = test_dir();
-  const int trials = std::getenv("NEURONMAP_KILL_TRIALS") ? std::atoi(std::getenv("NEURONMAP_KILL_TRIALS")) : 16;
+  const int trials = std::getenv("NEURONMAP_KILL_TRIALS") ? std::atoi(std::getenv("NEURONMAP_KILL_TRIALS")) : 25;
   const unsigned seed = std::getenv("NEURONMAP_KILL_SEED") ? std::atoi(std::getenv("NEURONMAP_KILL_SEED")) : 20261128u;
   std::mt19937 rng(seed);
-  std::int64_t logged_total = 0, found_total = 0, files = 0, no_file = 0, live_checks = 0, h5py_checks = 0,
-               cli_checks = 0;
+  std::int64_t logged_total = 0, found_total = 0, files = 0, no_file = 0, live_checks = 0, mid_write = 0,
+               one_more = 0;
+  // `neuronmap inspect` starts slowly (it loads LibTorch): its runs overlap the next trials, two at a time.
+  std::deque<std::pair<std::string, std::future<ProcessResult>>> inspections;
+  std::int64_t cli_checks = 0;
+  const auto collect_one = [&] {
+    auto [path, result] = std::move(inspections.front());
+    inspections.pop_front();
+    const auto r = result.get();
+    EXPECT_EQ(r.exit_code, 0) << path << ": " << r.err;
+    EXPECT_EQ(r.err, "") << path;
+    EXPECT_NE(r.out.find("snapshots"), std::string::npos) << path << ": " << r.out;
+    ++cli_checks;
+  };
+  std::vector<std::string> h5py_args = {kPython, std::string(NEURONMAP_SOURCE_DIR) + "/tests/store/read_with_h5py.py"};
 
   for (int t = 0; t < trials; ++t) {
     SCOPED_TRACE("trial " + std::to_string(t) + " (seed " + std::to_string(seed) + ")");
     const auto path = dir + "/kill_" + std::to_string(t) + ".h5";
     std::int64_t committed = 0;
+    const int kind = t % 5;
     {
       ChildProcess child({NEURONMAP_STORE_CHILD, path});
-      if (t % 4 == 0) {
+      if (kind == 0) {
         // Shortly after start: while the skeleton is built, renamed or the first snapshot written.
         std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 60000)(rng)));
       } else {
-        const std::int64_t target = std::uniform_int_distribution<int>(1, 25)(rng);
+        const std::int64_t target = std::uniform_int_distribution<int>(1, 12)(rng);
         std::string line;
-        while (committed < target && child.read_line(line, 30000)) committed = committed_from({line}, committed);
+        long long last_append_us = 0;
+        while (committed < target && child.read_line(line, 30000)) {
+          committed = committed_from({line}, committed);
+          if (line.rfind("committed ", 0) == 0) last_append_us = std::atoll(line.c_str() + line.rfind(' '));
+        }
         ASSERT_GE(committed, target) << "the writer stopped early";
-        if (t % 4 == 2) {
+        if (kind == 2) {
           // A live reader while the writer runs: everything it sees is committed and exact.
           expect_intact(path, committed, true);
           ++live_checks;
         }
-        std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(rng)));
+        if (kind >= 3) {
+          // Into the next append: wait for its "writing" line, then a random part of an append's duration.
+          while (child.read_line(line, 30000) && line.rfind("writing ", 0) != 0) committed = committed_from({line}, committed);
+          ++mid_write;
+          std::this_thread::sleep_for(std::chrono::microseconds(
+              std::uniform_int_distribution<long long>(0, std::max<long long>(last_append_us, 1))(rng)));
+        } else {
+          std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(rng)));
+        }
       }
       child.kill(SIGKILL);
       const int status = child.wait();
@@ -106,27 +140,31 @@ TEST(Crash, KillNineKeepsEveryCommittedSnapshot) {
       continue;
     }
     ++files;
-    found_total += expect_intact(path, committed);
+    const auto found = expect_intact(path, committed);
+    found_total += found;
+    one_more += found > committed;
 
-    if (t % 4 == 1 || t % 4 == 2) {  // the CLI starts slowly (it loads LibTorch): not every trial
-      const auto r = inspect(path, t % 4 == 1);
-      EXPECT_EQ(r.exit_code, 0) << r.err;
-      EXPECT_EQ(r.err, "");
-      ++cli_checks;
-    }
-    if (python_has_h5py() && committed > 0 && h5py_checks < 3) {
-      ++h5py_checks;
-      const auto py = run_process(
-          {kPython, std::string(NEURONMAP_SOURCE_DIR) + "/tests/store/read_with_h5py.py", path, std::to_string(committed)},
-          120);
-      EXPECT_EQ(py.exit_code, 0) << py.out << py.err;
-      EXPECT_EQ(py.out.rfind("ok ", 0), 0u) << py.out << py.err;
-    }
+    while (inspections.size() >= 2) collect_one();
+    inspections.emplace_back(path, std::async(std::launch::async, [path, json = t % 2 == 1] { return inspect(path, json); }));
+    h5py_args.push_back(path);
+    h5py_args.push_back(std::to_string(committed));
   }
-  std::printf("kill -9: %d trials, %lld files (%lld killed before the file existed), %lld snapshots logged as "
-              "committed, %lld found intact; %lld live reads, %lld inspect runs, %lld h5py reads%s\n",
-              trials, static_cast<long long>(files), static_cast<long long>(no_file), static_cast<long long>(logged_total),
-              static_cast<long long>(found_total), static_cast<long long>(live_checks), static_cast<long long>(cli_checks),
+  while (!inspections.empty()) collect_one();
+
+  std::int64_t h5py_checks = 0;
+  if (python_has_h5py() && files > 0) {
+    const auto py = run_process(h5py_args, 600);
+    EXPECT_EQ(py.exit_code, 0) << py.out << py.err;
+    std::istringstream lines(py.out);
+    for (std::string line; std::getline(lines, line);) h5py_checks += line.rfind("ok ", 0) == 0;
+    EXPECT_EQ(h5py_checks, files) << py.out << py.err;
+  }
+  std::printf("kill -9: %d trials (%lld aimed into an append), %lld files (%lld killed before the file existed); "
+              "%lld snapshots logged as committed, %lld found intact (%lld files held one more, committed just "
+              "before the kill); %lld live reads, %lld inspect runs, %lld h5py reads%s\n",
+              trials, static_cast<long long>(mid_write), static_cast<long long>(files), static_cast<long long>(no_file),
+              static_cast<long long>(logged_total), static_cast<long long>(found_total), static_cast<long long>(one_more),
+              static_cast<long long>(live_checks), static_cast<long long>(cli_checks),
               static_cast<long long>(h5py_checks), python_has_h5py() ? "" : " (no h5py: skipped)");
   EXPECT_GT(files, trials / 2);
   EXPECT_GE(found_total, logged_total);
@@ -331,6 +369,49 @@ TEST(Inspect, BadFilesGiveOneLineAndExitTwo) {
   EXPECT_EQ(usage.exit_code, 1) << "a missing argument is a usage error";
 }
 
+// Every verb that reads a run file, given a missing, empty, text, truncated, foreign, newer-format and
+// byte-flipped file: exit 2 with one line on stderr (exit 0 is allowed for a flipped byte the file
+// survives), never a signal, never an HDF5 error stack.
+TEST(Cli, EveryVerbRefusesBadFilesWithOneLine) {
+  const auto dir = test_dir();
+  const auto good = dir + "/good.h5";
+  write_sample_run(good, 3);
+  write_truncated_copy(good, dir + "/truncated.h5", fs::file_size(good) / 2);
+  write_foreign_hdf5(dir + "/foreign.h5");
+  write_text(dir + "/text.h5", "this is not HDF5\n");
+  write_text(dir + "/empty.h5", "");
+  fs::copy_file(good, dir + "/newer.h5");
+  set_format_version(dir + "/newer.h5", kFormatVersion + 7);
+  {
+    std::ifstream in(good, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (std::size_t k = 0; k < 6; ++k) bytes[97 + 613 * k] ^= 0x5a;  // superblock and first object headers
+    std::ofstream(dir + "/flipped.h5", std::ios::binary) << bytes;
+  }
+  const std::vector<std::string> files = {"missing", "empty", "text", "truncated", "foreign", "newer", "flipped"};
+  const std::vector<std::vector<std::string>> verbs = {
+      {"inspect"}, {"inspect", "--json"}, {"report", "--out", dir + "/report", "--no-dashboard", "-q"},
+      {"groups", "--dataset", "/data/corr"}};
+  int cases = 0;
+  for (const auto& verb : verbs) {
+    for (const auto& name : files) {
+      std::vector<std::string> argv = {NEURONMAP_CLI, verb[0], dir + "/" + name + ".h5"};
+      argv.insert(argv.end(), verb.begin() + 1, verb.end());
+      const auto r = run_process(argv, 120);
+      const std::string what = verb[0] + (verb.size() > 1 ? " " + verb[1] : "") + " on " + name;
+      ++cases;
+      EXPECT_FALSE(r.timed_out) << what;
+      EXPECT_EQ(r.signal, 0) << what;
+      EXPECT_EQ(r.err.find("HDF5-DIAG"), std::string::npos) << what;
+      if (name == "flipped" && r.exit_code == 0) continue;
+      EXPECT_EQ(r.exit_code, 2) << what << ": " << r.err << r.out.substr(0, 300);
+      EXPECT_EQ(count_lines(r.err), 1u) << what << ": " << r.err;
+      EXPECT_EQ(r.err.rfind("neuronmap: ", 0), 0u) << what << ": " << r.err;
+    }
+  }
+  std::printf("CLI: %d verb x bad-file cases\n", cases);
+}
+
 // Damaged files must give exit 0 or 2 with at most one line, never a crash (inspect reads in a child).
 TEST(Inspect, SurvivesFlippedBytes) {
   const auto dir = test_dir();
@@ -357,7 +438,9 @@ TEST(Inspect, SurvivesFlippedBytes) {
     EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 2) << path << ": " << r.err;
     EXPECT_LE(count_lines(r.err), 1u) << path << ": " << r.err;
     EXPECT_EQ(r.err.find("HDF5-DIAG"), std::string::npos) << path;
-    if (r.exit_code == 0) EXPECT_NE(r.out.find("snapshots (6)"), std::string::npos) << path << "\n" << r.out;
+    if (r.exit_code == 0) {
+      EXPECT_NE(r.out.find("snapshots (6)"), std::string::npos) << path << "\n" << r.out;
+    }
     (r.exit_code == 0 ? ok : refused) += 1;
   }
   std::printf("flipped bytes: %d files read, %d refused with one line\n", ok, refused);

@@ -1,5 +1,6 @@
-// A writer process for the crash tests: appends sample snapshots and prints "committed <i>" (flushed)
-// after each append returns, so the parent knows what must survive a kill.
+// A writer process for the crash tests: appends sample snapshots and prints "writing <i>" before and
+// "committed <i> <microseconds>" (flushed) after each append, so the parent knows what must survive a
+// kill and can aim a kill into the middle of the next append.
 //   store_writer_child PATH [--count N] [--stdin] [--fsize BYTES] [--io-error-after N] [--scale K]
 // --count N: stop after N snapshots (default: never); --stdin: then append one more per input line
 // until EOF; --fsize: limit the file size (RLIMIT_FSIZE, SIGXFSZ ignored) to simulate a full disk;
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -82,14 +84,20 @@ int main(int argc, char** argv) {
       if (::stat(path.c_str(), &st) != 0) std::exit(6);
       g_failing_inode = st.st_ino;
     }
+    const auto snapshot = neuronmap::test::sample_snapshot(i, scale);
+    std::printf("writing %lld\n", i);
+    std::fflush(stdout);
+    const auto start = std::chrono::steady_clock::now();
     try {
-      writer->append(neuronmap::test::sample_snapshot(i, scale));
+      writer->append(snapshot);
     } catch (const neuronmap::FileError& e) {
       std::printf("failed %s\n", e.what());
       std::fflush(stdout);
       return false;
     }
-    std::printf("committed %lld\n", i++);
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+    std::printf("committed %lld %lld\n", i++, static_cast<long long>(us));
     std::fflush(stdout);
     return true;
   };

@@ -72,6 +72,19 @@ def planted(n=200, seed=3):
     return torch.tensor(x, dtype=torch.float32)
 
 
+def test_quickstart_without_cli(tmp_path, monkeypatch):
+    """No `neuronmap` executable: the reports and the run file still come, with a note instead of pictures."""
+    from neuronmap import compat
+    monkeypatch.setattr(compat, "_find_cli", lambda: None)
+    data = DataLoader(TensorDataset(torch.randn(40, 1, 4, 4), torch.zeros(40)), batch_size=20)
+    with pytest.warns(UserWarning, match="not found"):
+        results = neuronmap.create_pytorch_neuron_group_analysis(YourPyTorchModel(), data, ["fc1"],
+                                                                 output_dir=str(tmp_path), model_epoch=3)
+    assert results["files"]["pictures"] == []
+    assert "neuronmap report" in open(results["files"]["text_report"]).read()
+    assert [s.epoch for s in neuronmap.open(results["files"]["run"])] == [3]
+
+
 @pytest.mark.parametrize("method,kw", [("correlation_clustering", {"correlation_threshold": 0.6}),
                                        ("kmeans", {"n_groups": 3}),
                                        ("hierarchical", {"correlation_threshold": 0.6})])
@@ -104,5 +117,7 @@ def test_extract_activations_from_model(tmp_path):
     assert acts["conv1"].shape == (32, 8) and acts["fc2"].shape == (32, 4)
     with pytest.raises(neuronmap.LayerNotFound, match="valid names: conv1, fc1, fc2"):
         vis.extract_activations_from_model(model, data, ["conv2"])
+    with pytest.raises(NotImplementedError, match="neuronmap report"):
+        vis.visualize_pytorch_groups(acts, {}, method="heatmap")
     with pytest.raises(neuronmap.UsageError, match="method"):
         vis.identify_neuron_groups_pytorch(acts["fc2"], "fc2", method="spectral")

@@ -171,15 +171,37 @@ def _find_cli():
 
 def _pictures(run_path, output_dir):
     """Heatmaps, scatter plots and the dashboard by `neuronmap report` (the C++ renderer).
-    Returns (written file names, None) or (None, why not)."""
+    Returns (picture paths, note): note says what is missing and why (None when nothing is)."""
     import subprocess
     cli = _find_cli()
     if cli is None:
-        return None, "the neuronmap executable was not found (set NEURONMAP_CLI or put it on PATH)"
-    p = subprocess.run([cli, "report", run_path, "--out", output_dir, "--quiet"], capture_output=True, text=True)
-    if p.returncode != 0:
-        return None, f"{cli} report failed: {p.stderr.strip() or p.stdout.strip()}"
-    return sorted(f for f in _os.listdir(output_dir) if f.endswith((".png", ".svg", ".html"))), None
+        return [], "the neuronmap executable was not found (set NEURONMAP_CLI or put it on PATH)"
+    cmd = [cli, "report", run_path, "--out", output_dir, "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    note = None
+    if p.returncode != 0:  # e.g. a build without ECharts cannot write the dashboard: the rest still can
+        first = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["exit code %d" % p.returncode]
+        p = subprocess.run(cmd + ["--no-dashboard"], capture_output=True, text=True)
+        if p.returncode != 0:
+            return [], f"{cli} report failed: {p.stderr.strip() or p.stdout.strip()}"
+        note = f"no dashboard: {first[0]}"
+    files = sorted(f for f in _os.listdir(output_dir) if f.endswith((".png", ".svg", ".html")))
+    return [_os.path.join(output_dir, f) for f in files], note
+
+
+def _drawn_by_report(name):
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"PyTorchNeuronGroupVisualizer.{name}: NeuronMap draws from a run file, not from in-memory "
+            "dicts: use create_pytorch_neuron_group_analysis(..., pictures=True) or "
+            "`neuronmap report RUN.h5 --out DIR` (heatmaps, scatter plots, pytorch_interactive_dashboard.html)")
+    method.__name__ = name
+    return method
+
+
+PyTorchNeuronGroupVisualizer.visualize_pytorch_groups = _drawn_by_report("visualize_pytorch_groups")
+PyTorchNeuronGroupVisualizer.create_pytorch_interactive_dashboard = _drawn_by_report(
+    "create_pytorch_interactive_dashboard")
 
 
 def _report_text(report):
@@ -266,11 +288,11 @@ def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, output_
         },
         "run_file": run_path,
     }
-    pictures, why_not = _pictures(run_path, output_dir) if pictures else (None, "not asked for (pictures=False)")
-    if why_not and pictures:
+    picture_files, why_not = _pictures(run_path, output_dir) if pictures else ([], None)
+    if why_not:
         import warnings
-        warnings.warn(f"neuronmap: no pictures: {why_not}")
-        report["pictures_note"] = f"none ({why_not}); `neuronmap report {run_path} --out DIR` draws them"
+        warnings.warn(f"neuronmap: pictures: {why_not}")
+        report["pictures_note"] = f"{why_not}; `neuronmap report {run_path} --out DIR` draws them"
     # Written after `neuronmap report` (which writes its own run-level reports under the same names).
     json_path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.json")
     txt_path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.txt")
@@ -280,4 +302,4 @@ def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, output_
         f.write(_report_text(report))
     return {"activations": activations, "groups": groups, "report": report, "run": run,
             "files": {"run": run_path, "json_report": json_path, "text_report": txt_path,
-                      "pictures": [_os.path.join(output_dir, f) for f in pictures] if pictures else []}}
+                      "pictures": picture_files}}

@@ -1,8 +1,8 @@
 // The demo: trains a small network in C++ on a synthetic task with four task families ("skills"),
 // with NeuronMap probes on four layers and a snapshot every 5 epochs, writing outputs/demo/run.h5.
 //
-// Each sample is 32 features plus a one-hot family code; its class (of 8) follows a rule that
-// depends on the family, so different parts of the network have reason to specialise:
+// Each sample is 32 features plus a one-hot family code (amplitude 4); its class (of 8) follows a
+// rule that depends on the family, so different parts of the network have reason to specialise:
 //   mathematical: the sum of features 0..7, bucketed        linguistic: the sign pattern of 8..10
 //   logical:      XOR-style parity of signs of 16..18       memory:     the nearest of 8 prototypes
 #include <neuronmap/neuronmap.hpp>
@@ -18,6 +18,7 @@ namespace {
 constexpr int kFeatures = 32;
 constexpr int kFamilies = 4;
 constexpr int kClasses = 8;
+constexpr double kCodeScale = 4.0;
 const char* const kFamilyNames[kFamilies] = {"mathematical", "linguistic", "logical", "memory"};
 
 struct Dataset {
@@ -43,7 +44,10 @@ Dataset make_dataset(int samples, std::uint64_t seed) {
 
   targets = torch::where(family == 0, math_class,
             torch::where(family == 1, ling_class, torch::where(family == 2, parity, memory_class)));
-  auto code = torch::one_hot(family, kFamilies).to(torch::kFloat);
+  // The family code is a strong cue (amplitude kCodeScale against unit-variance features), so that
+  // first-layer ReLU units learn to gate on one family: with amplitude 1 the network keeps most units
+  // shared and only some families get groups of their own (docs/LEARNING.md, "The demo").
+  auto code = torch::one_hot(family, kFamilies).to(torch::kFloat) * kCodeScale;
   return {torch::cat({x, code}, 1), targets, family};
 }
 

@@ -186,3 +186,22 @@ def test_reference_batch(tmp_path):
     layer = run[1].layer("fc1")
     assert layer.reference.shape == (10, 12)
     np.testing.assert_allclose(layer.reference, model.fc1(ref).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_observe_per_sample_loss_and_tags(tmp_path):
+    model = MLP()
+    path = tmp_path / "obs.h5"
+    x, y = make_data(48)
+    tags = [i % 2 for i in range(48)]
+    with neuronmap.attach(model, ["fc1"], every=1, file=str(path), tag_names=["even", "odd"]) as s:
+        loss = nn.functional.cross_entropy(model(x), y, reduction="none")
+        s.observe(loss, tags)
+        s.end_epoch(1, loss.mean())
+    run = neuronmap.open(path)
+    assert run.info["tag_names"] == ["even", "odd"]
+    layer = run[0].layer("fc1")
+    ids = layer.reservoir_ids
+    assert layer.reservoir.shape == (48, 12)  # the reservoir holds every row when it is large enough
+    np.testing.assert_array_equal(layer.reservoir_tags, np.array(tags)[ids])
+    np.testing.assert_allclose(layer.reservoir_loss, loss.detach().numpy()[ids], rtol=1e-6)
+    np.testing.assert_allclose(layer.reservoir, model.fc1(x).detach().numpy()[ids], rtol=1e-6, atol=1e-7)

@@ -196,6 +196,7 @@ def test_observe_per_sample_loss_and_tags(tmp_path):
     with neuronmap.attach(model, ["fc1"], every=1, file=str(path), tag_names=["even", "odd"]) as s:
         loss = nn.functional.cross_entropy(model(x), y, reduction="none")
         s.observe(loss, tags)
+        s.observe(np.zeros(0))  # numpy is accepted too (an empty one: nothing to record)
         s.end_epoch(1, loss.mean())
     run = neuronmap.open(path)
     assert run.info["tag_names"] == ["even", "odd"]

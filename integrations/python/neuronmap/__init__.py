@@ -161,6 +161,8 @@ class Session:
         """Per-sample loss (e.g. cross_entropy(..., reduction='none')) and tags of the last forward."""
         if per_sample_loss is None:
             per_sample_loss = _torch.empty(0)
+        elif not isinstance(per_sample_loss, _torch.Tensor):  # a list or numpy array
+            per_sample_loss = _torch.as_tensor(per_sample_loss, dtype=_torch.float32)
         self._core.observe(per_sample_loss.detach(), [int(t) for t in (tags or [])])
 
     def set_reference(self, reference):

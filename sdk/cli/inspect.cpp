@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/json.hpp"
 #include "cli/verbs.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
@@ -33,50 +34,6 @@ namespace {
 using Reader = detail::RunReader;
 
 // ---- JSON ---------------------------------------------------------------------------------------
-
-std::size_t utf8_sequence_length(const std::string& s, std::size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (len == 0 || i + len > s.size()) return 0;
-  for (std::size_t k = 1; k < len; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return 0;
-  return len;
-}
-
-/// A JSON string literal; bytes that are not valid UTF-8 become U+FFFD so the output stays valid JSON.
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c < 0x20) {
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default: out += fmt::format("\\u{:04x}", c);
-      }
-      ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-    } else if (const auto len = utf8_sequence_length(s, i); len > 0) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\\ufffd";
-      ++i;
-    }
-  }
-  out += '"';
-  return out;
-}
-
-/// JSON has no NaN or infinity: those become null.
-std::string json_number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "null"; }
 
 std::string json_counters(const Counters& c) {
   return fmt::format(
@@ -135,9 +92,9 @@ std::string render_json(const std::string& path, const Reader& run, const std::f
       out += k == 0 ? "\n" : ",\n";
       out += "      {\"name\": " + json_string(l.name) +
              fmt::format(", \"n_neurons\": {}, \"samples\": {}, \"groups\": {}, \"mean_cohesion\": {}, \"dead\": {}, "
-                         "\"dropped_batches\": {}, \"counters\": ",
+                         "\"dropped_batches\": {}, \"reference_rows\": {}, \"counters\": ",
                          l.n_neurons, l.samples, l.groups, json_number(l.mean_cohesion), l.dead,
-                         l.counters.dropped_batches) +
+                         l.counters.dropped_batches, l.reference_rows) +
              json_counters(l.counters) + "}";
     }
     out += s.layers.empty() ? "]}" : "\n    ]}";
@@ -237,8 +194,8 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
   std::size_t n_events = 0;
   if (run.size() > 0) {
     TextTable rows({"#", "epoch", "loss", "phase", "events", "layer", "neurons", "samples", "groups", "cohesion",
-                    "dead", "dropped"},
-                   {true, true, true, false, true, false, true, true, true, true, true, true});
+                    "dead", "dropped", "ref rows"},
+                   {true, true, true, false, true, false, true, true, true, true, true, true, true});
     TextTable events({"#", "epoch", "layer", "kind", "lineages", "strength", "skill", "loss change"},
                      {true, true, false, false, false, true, false, true});
     for (std::int64_t i = 0; i < run.size(); ++i) {
@@ -250,12 +207,12 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
       n_events += header.events.size();
       if (s.layers.empty())
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count, "-", "",
-                  "", "", "", "", ""});
+                  "", "", "", "", "", ""});
       for (const auto& l : s.layers)
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count,
                   printable(l.name), std::to_string(l.n_neurons), std::to_string(l.samples), std::to_string(l.groups),
                   format_double(l.mean_cohesion, "{:.3f}"), std::to_string(l.dead),
-                  std::to_string(l.counters.dropped_batches)});
+                  std::to_string(l.counters.dropped_batches), std::to_string(l.reference_rows)});
       for (const auto& e : header.events) {
         std::string lineages;
         for (auto id : e.lineages) lineages += (lineages.empty() ? "" : ",") + std::to_string(id);

@@ -27,5 +27,6 @@ void add_groups(CLI::App& app);
 void add_report(CLI::App& app);
 void add_capture(CLI::App& app);
 void add_layers(CLI::App& app);
+void add_compare(CLI::App& app);
 
 }  // namespace neuronmap::cli

@@ -9,7 +9,8 @@ import numpy as np
 
 def check(path, at_least):
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        assert int(f.attrs["format_version"]) >= 2, f.attrs["format_version"]
+        version = int(f.attrs["format_version"])
+        assert version >= 2, version
         names = [n.decode() for n in f.attrs["layer_names"]]
         assert names == ["conv1", "fc1", "fc2", "head"], names
         tags = [n.decode() for n in f.attrs["tag_names"]]
@@ -25,7 +26,8 @@ def check(path, at_least):
 
         tables = {k: f[k] for k in ("layer_rows", "data/neuron", "data/corr", "data/groups", "data/members", "data/text",
                                     "data/reservoir", "data/reservoir_ids", "data/reservoir_tags", "data/reservoir_loss",
-                                    "data/events", "data/lineages", "data/layer_cka", "data/loss_curve")}
+                                    "data/events", "data/lineages", "data/layer_cka", "data/loss_curve")
+                  + (("data/reference",) if version >= 3 else ())}
         text = tables["data/text"]
 
         def string(offset, length):
@@ -84,6 +86,15 @@ def check(path, at_least):
             l0 = int(row["loss_offset"])
             curve = tables["data/loss_curve"][l0:l0 + int(row["loss_count"])]
             assert list(curve["epoch"]) == ([] if i % 5 == 4 else list(range(5 * i + 1, 5 * i + 6))), (i, curve)
+
+            # format_version 3: per layer the outputs on the reference batch (none on fc2 and empty layers).
+            for w, layer in enumerate(layers if version >= 3 else []):
+                n, ref_rows = int(layer["n_neurons"]), int(layer["reference_rows"])
+                assert int(layer["reference_count"]) == ref_rows * n, (i, w)
+                assert (ref_rows == 0) == (w == 2 or n == 0) and ref_rows <= 4, (i, w, ref_rows)
+                ref0 = int(layer["reference_offset"])
+                reference = tables["data/reference"][ref0:ref0 + ref_rows * n].reshape(ref_rows, n)
+                assert w != 0 or ref_rows == 0 or np.isnan(reference[0, 0]), (i, reference)
     return committed
 
 

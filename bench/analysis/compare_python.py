@@ -6,7 +6,9 @@ KMeans/silhouette), on the same matrices, in one run, with the groups checked fo
 
 The matrices are the oracle's perf-anchor data (make_cases.planted_matrix, seed N + S). Each Python
 step runs the reference's own function (shared/oracle/reference.py). Both sides use the BLAS that
-Debian's alternatives select (OpenBLAS when installed); the dgemm rate of each is printed.
+Debian's alternatives select (OpenBLAS when installed); both are printed. The correlation rate is
+compared with a dgemm measured right before each run, per wall second and per CPU second (the latter
+is what a loaded, shared machine distorts least).
 """
 import argparse
 import json
@@ -39,9 +41,37 @@ def ari(a, b):
 
 
 def numpy_dgemm_gflops(n=2048, reps=3):
+    """(GFLOP per wall second, GFLOP per CPU second), best of reps."""
     a = np.full((n, n), 1.0 / n)
-    best = min(timed(lambda: a @ a, 1)[0][0] for _ in range(reps))
-    return 2.0 * n ** 3 / best / 1e9
+    runs = [timed(lambda: a @ a, 1)[0] for _ in range(reps)]
+    return 2.0 * n ** 3 / min(w for w, _ in runs) / 1e9, 2.0 * n ** 3 / max(min(c for _, c in runs), 1e-9) / 1e9
+
+
+def blas_description():
+    """Which BLAS numpy really loaded (threadpoolctl when present, else the mapped libraries)."""
+    try:
+        from threadpoolctl import threadpool_info
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if infos:
+            return "; ".join(f"{i['internal_api']} {i.get('version')} ({i.get('threading_layer')}, "
+                             f"{i.get('architecture')} kernels, {i.get('num_threads')} threads) {i['filepath']}"
+                             for i in infos)
+    except ImportError:
+        pass
+    with open("/proc/self/maps") as maps:
+        libs = sorted({line.split()[-1] for line in maps if "blas" in line})
+    return ", ".join(libs)
+
+
+def ours_blas(exe):
+    """The BLAS libraries the C++ benchmark resolves (ldd), with alternatives links followed."""
+    out = subprocess.run(["ldd", exe], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        if "blas" in line and "=>" in line:
+            path = line.split("=>")[1].split("(")[0].strip()
+            libs.append(f"{line.split()[0]} -> {os.path.realpath(path)}")
+    return ", ".join(libs)
 
 
 def run_case(n, s, args, ref, make_cases):
@@ -76,7 +106,9 @@ def run_case(n, s, args, ref, make_cases):
     ol = ours["labels"]
     ours_t = {k: (v, ours["cpu_seconds"][k]) for k, v in ours["seconds"].items()}
     rows.append(("correlation (C from X)", py["correlation"], ours_t["correlation"],
-                 f"{ours['corr_gflops']:.1f} GFLOP/s (N^2 S flops) = {100 * ours['corr_gflops'] / ours['dgemm_gflops']:.0f}% of our dgemm {ours['dgemm_gflops']:.1f}"))
+                 f"{ours['corr_gflops']:.1f} GFLOP/s (N^2 S flops) = {100 * ours['corr_vs_dgemm_wall']:.0f}% of dgemm "
+                 f"{ours['dgemm_gflops']:.1f}; per CPU-s {ours['corr_cpu_gflops']:.1f} = "
+                 f"{100 * ours['corr_vs_dgemm_cpu']:.0f}% of dgemm {ours['dgemm_cpu_gflops']:.1f}"))
     rows.append(("  from streaming moments", None, ours_t["correlation_from_moments"], "batches of 256 rows"))
     rows.append(("components+stats", py["graph"], ours_t["graph"],
                  "identical" if ol["correlation_clustering"] == graph[0]["labels"] else "DIFFERENT"))
@@ -113,8 +145,14 @@ def main():
         grid = [(n, s) for n in (256, 1024, 4096) for s in (2000, 10000)]
     else:
         grid = [(256, 2000), (1024, 2000)]
-    print(f"numpy dgemm: {numpy_dgemm_gflops():.1f} GFLOP/s (2048^3); "
-          f"cores: {os.cpu_count()}; BLAS: {os.path.realpath('/usr/lib/x86_64-linux-gnu/libblas.so.3')}")
+    wall, cpu = numpy_dgemm_gflops()
+    exe = os.path.join(args.build, "bench", "analysis", "analysis_compare")
+    print(f"numpy dgemm: {wall:.1f} GFLOP/s, {cpu:.1f} GFLOP per CPU-s (2048^3); cores: {os.cpu_count()}; "
+          f"load avg {os.getloadavg()[0]:.1f}")
+    print(f"numpy {np.__version__} BLAS: {blas_description()}")
+    print(f"ours BLAS: {ours_blas(exe)}")
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_"))}
+    print(f"BLAS environment (both sides): {env or 'none'}")
     print()
     print("| N | S | step | Python s (CPU s) | ours s (CPU s) | speed-up wall (CPU) | check |")
     print("|---|---|---|---|---|---|---|")

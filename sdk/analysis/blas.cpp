@@ -31,6 +31,20 @@ void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a
               to_int(ldc));
 }
 
+void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+                     double beta, double* c, std::int64_t ldc) {
+  if (n == 0) return;
+  cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
+              to_int(ldc));
+}
+
+void syrk_upper_a_at(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+                     float beta, float* c, std::int64_t ldc) {
+  if (n == 0) return;
+  cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
+              to_int(ldc));
+}
+
 void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc) {
   if (n == 0) return;
   cblas_dsyr(CblasColMajor, CblasUpper, to_int(n), alpha, x, 1, c, to_int(ldc));

@@ -13,6 +13,13 @@ void syrk_upper_at_a(std::int64_t n, std::int64_t k, double alpha, const double*
 void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
                      float beta, float* c, std::int64_t ldc);
 
+/// Upper triangle of C (n x n) = alpha * A A^T + beta * C, where A is n x k column-major with leading
+/// dimension lda (i.e. k rows of n values, row-major). The strictly lower triangle is not touched.
+void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+                     double beta, double* c, std::int64_t ldc);
+void syrk_upper_a_at(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+                     float beta, float* c, std::int64_t ldc);
+
 /// Upper triangle of C += alpha * x x^T (x of length n).
 void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc);
 

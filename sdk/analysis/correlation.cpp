@@ -133,24 +133,26 @@ template <typename At>
 Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision, const At& at) {
   ColumnSummary summary{Eigen::VectorXd::Zero(n), Eigen::VectorXd::Zero(n), Eigen::VectorXd::Zero(n)};
   std::vector<std::uint8_t> dead(static_cast<std::size_t>(n), 1);
-  // Column blocks of kTile, rows in the inner-outer loop: cache-friendly for either layout.
+  // Column blocks of kTile, rows in the inner-outer loop: cache-friendly for either layout. Local
+  // arrays (not the Eigen vectors, which the compiler must assume may alias) let the inner loop
+  // vectorise; each column is still summed in row order.
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kTile), [&](const tbb::blocked_range<std::int64_t>& cols) {
-    const std::int64_t c0 = cols.begin(), c1 = cols.end();
-    for (std::int64_t c = c0; c < c1; ++c) {
-      summary.min(c) = rows > 0 ? at(0, c) : 0.0;
-      summary.max(c) = summary.min(c);
-    }
+    const std::int64_t c0 = cols.begin(), width = cols.end() - cols.begin();
+    double sum[kTile] = {}, lo[kTile], hi[kTile];
+    for (std::int64_t c = 0; c < width; ++c) lo[c] = hi[c] = rows > 0 ? at(0, c0 + c) : 0.0;
     for (std::int64_t s = 0; s < rows; ++s) {
-      for (std::int64_t c = c0; c < c1; ++c) {
-        const double v = at(s, c);
-        summary.mean(c) += v;
-        summary.min(c) = std::min(summary.min(c), v);
-        summary.max(c) = std::max(summary.max(c), v);
+      for (std::int64_t c = 0; c < width; ++c) {
+        const double v = at(s, c0 + c);
+        sum[c] += v;
+        lo[c] = std::min(lo[c], v);
+        hi[c] = std::max(hi[c], v);
       }
     }
-    for (std::int64_t c = c0; c < c1; ++c) {
-      summary.mean(c) = rows > 0 ? summary.mean(c) / static_cast<double>(rows) : 0.0;
-      dead[static_cast<std::size_t>(c)] = rows == 0 || !(summary.max(c) > summary.min(c)) ? 1 : 0;
+    for (std::int64_t c = 0; c < width; ++c) {
+      summary.mean(c0 + c) = rows > 0 ? sum[c] / static_cast<double>(rows) : 0.0;
+      summary.min(c0 + c) = lo[c];
+      summary.max(c0 + c) = hi[c];
+      dead[static_cast<std::size_t>(c0 + c)] = rows == 0 || !(hi[c] > lo[c]) ? 1 : 0;
     }
   });
 
@@ -158,25 +160,37 @@ Correlation from_samples(std::int64_t rows, std::int64_t n, Precision precision,
   auto compute = [&](auto matrix) {
     using S = typename decltype(matrix)::Scalar;
     S* m = matrix.data();
-    // Centred row chunks, each one syrk into the upper triangle of r's own storage.
-    // Small row chunks, one reused buffer: syrk with k >= 512 runs at the dgemm rate, and fresh memory
-    // costs more to touch than to compute with on the project's VMs.
+    // Centred row chunks, each one syrk into the upper triangle of r's own storage. A chunk is kept
+    // row-major (n x k column-major, syrk "A A^T"): centring row-major samples is then a contiguous
+    // copy, and OpenBLAS's NoTrans syrk is ~8% faster than the Trans one. k >= 2048 keeps syrk at the
+    // dgemm rate (k = 1024 lost ~15%); one reused buffer, since fresh memory costs more to touch than
+    // to compute with on the project's VMs.
     constexpr std::int64_t kChunkBytes = std::int64_t{32} << 20;
+    constexpr std::int64_t kMinChunkRows = 2048;
     const std::int64_t chunk_rows = std::min<std::int64_t>(
-        std::max<std::int64_t>(512, kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1))),
+        std::max<std::int64_t>(kMinChunkRows,
+                               kChunkBytes / (static_cast<std::int64_t>(sizeof(S)) * std::max<std::int64_t>(n, 1))),
         std::max<std::int64_t>(rows, 1));
     LargeVector<S> buffer(static_cast<std::size_t>(std::min(chunk_rows, rows) * n));
     bool first = true;
     for (std::int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
       const std::int64_t r1 = std::min(rows, r0 + chunk_rows);
-      Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>> centred(buffer.data(), r1 - r0, n);
-      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kTile), [&](const tbb::blocked_range<std::int64_t>& cols) {
-        for (std::int64_t s = r0; s < r1; ++s) {
-          for (std::int64_t c = cols.begin(); c != cols.end(); ++c)
-            centred(s - r0, c) = static_cast<S>(at(s, c) - summary.mean(c));
+      S* centred = buffer.data();  // centred[(s - r0) * n + c]
+      // kTile x kTile tiles: contiguous writes, and reads that stay in cache for either input layout.
+      const std::int64_t row_tiles = (r1 - r0 + kTile - 1) / kTile;
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, row_tiles, 1), [&](const tbb::blocked_range<std::int64_t>& tiles) {
+        for (std::int64_t t = tiles.begin(); t != tiles.end(); ++t) {
+          const std::int64_t s0 = r0 + t * kTile, s1 = std::min(r1, s0 + kTile);
+          for (std::int64_t c0 = 0; c0 < n; c0 += kTile) {
+            const std::int64_t c1 = std::min(n, c0 + kTile);
+            for (std::int64_t s = s0; s < s1; ++s) {
+              S* out = centred + (s - r0) * n;
+              for (std::int64_t c = c0; c < c1; ++c) out[c] = static_cast<S>(at(s, c) - summary.mean(c));
+            }
+          }
         }
       });
-      blas::syrk_upper_at_a(n, r1 - r0, S(1), centred.data(), r1 - r0, first ? S(0) : S(1), m, n);
+      blas::syrk_upper_a_at(n, r1 - r0, S(1), centred, n, first ? S(0) : S(1), m, n);
       first = false;
     }
     if (first) std::fill(m, m + n * n, S(0));

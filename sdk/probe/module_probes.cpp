@@ -565,7 +565,7 @@ class Resolver {
       msg << " The model has no submodules.";
     } else {
       msg << " Closest: " << join(closest, 3) << ". Valid names (" << names_.size() << "): " << join(names_, 60)
-          << ".";
+          << ". neuronmap::layers(model) lists them with their types and whether each can be probed.";
     }
     throw LayerNotFound(msg.str());
   }

@@ -167,6 +167,7 @@ TEST(Session, UnknownLayerListsTheValidNames) {
     EXPECT_NE(message.find("fc3"), std::string::npos) << message;
     EXPECT_NE(message.find("fc1"), std::string::npos) << message;
     EXPECT_NE(message.find("fc2"), std::string::npos) << message;
+    EXPECT_NE(message.find("neuronmap::layers(model)"), std::string::npos) << message;
   }
   EXPECT_FALSE(fs::exists(temp_path("unknown"))) << "a failed attach must not leave a file";
 }

@@ -198,6 +198,7 @@ TEST(TrainingProcess, LiveReadersSeeOnlyCommittedSnapshots) {
     } catch (const std::exception& e) {
       if (failures++ == 0) message = e.what();
     }
+    child.drain_lines();  // a full stdout pipe would stop the training process
     if (python && !python_polled) {
       for (const auto& l : python->drain_lines())
         if (l == "polled") python_polled = true;

@@ -349,6 +349,15 @@ BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
     window->active.fetch_sub(1);
     return ticket;
   }
+  // Under drop_newest a full queue drops the batch here, before the probe reduces and copies it: a
+  // saturated consumer then costs the training step a counter increment, not a copy that is thrown
+  // away. size() is a snapshot; submit()'s try_push still decides when the queue fills in between.
+  if (s.options.overflow() == Overflow::drop_newest && s.queue.size() >= s.queue.capacity()) {
+    window->counters[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    s.totals[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    window->active.fetch_sub(1);
+    return ticket;
+  }
   Batch* batch = nullptr;
   if (!s.pool.try_pop(batch)) {
     try {

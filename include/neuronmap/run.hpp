@@ -22,8 +22,9 @@ struct LayerSummary {
   std::int64_t groups = 0;
   double mean_cohesion = 0.0;
   std::int64_t dead = 0;
-  std::int64_t reference_rows = 0;  ///< rows of the reference batch stored (format_version >= 3)
   Counters counters;
+  std::int64_t reference_rows = 0;  ///< rows of the reference batch stored (format_version >= 3); last, so
+                                    ///< that aggregate initialisers written before it still compile
 };
 
 struct SnapshotSummary {

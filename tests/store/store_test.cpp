@@ -108,7 +108,8 @@ TEST(RunFile, RoundTripsSnapshotsBitForBit) {
   EXPECT_TRUE(reader.snapshot(0).layers[0].mean_abs.empty());
   EXPECT_FALSE(reader.snapshot(0).layers[1].mean_abs.empty());
   EXPECT_TRUE(reader.snapshot(0).layers[2].reservoir.empty());
-  const auto& head = reader.snapshot(1).layers[3];  // reservoir ids without tags and losses
+  const auto s1 = reader.snapshot(1);  // kept: a reference into the temporary would dangle (ASan found it)
+  const auto& head = s1.layers[3];     // reservoir ids without tags and losses
   EXPECT_FALSE(head.reservoir_ids.empty());
   EXPECT_TRUE(head.reservoir_tags.empty() && head.reservoir_loss.empty());
   EXPECT_EQ(head.reservoir.size(), head.reservoir_ids.size() * static_cast<std::size_t>(head.n_neurons));

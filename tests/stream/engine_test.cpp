@@ -185,6 +185,24 @@ TEST(Engine, DropNewestCountsEveryDroppedBatch) {
   EXPECT_EQ(layer.samples, c.rows);
 }
 
+TEST(Engine, DropNewestDropsBeforeTheCopyWhenTheQueueIsFull) {
+  // A full queue under drop_newest must not hand the probe a buffer to fill (the copy would be thrown
+  // away on the training thread): begin_batch gives no ticket and counts the drop.
+  auto engine = make_engine("drop_early", nm::Options{}.every(1).queue_capacity(2).overflow(nm::Overflow::drop_newest));
+  engine->set_worker_delay(0.5);  // the worker holds its first batch; the queue fills behind it
+  std::vector<float> rows(4 * 3, 1.0f);
+  for (int b = 0; b < 4; ++b) submit(*engine, 0, rows, 3);
+  const auto dropped_before = engine->counters().dropped_batches;
+  {
+    auto ticket = engine->begin_batch(0);
+    EXPECT_FALSE(ticket);
+  }
+  EXPECT_EQ(engine->counters().dropped_batches, dropped_before + 1);
+  engine->set_worker_delay(0.0);
+  engine->end_epoch(1, 1.0);
+  engine->close();
+}
+
 TEST(Engine, BlockLosesNothing) {
   auto engine = make_engine("block", nm::Options{}.every(1).queue_capacity(2).overflow(nm::Overflow::block));
   engine->set_worker_delay(0.005);

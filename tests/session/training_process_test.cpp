@@ -344,8 +344,10 @@ TEST(TrainingProcess, BackpressureDropsAndCountsOrBlocksWithinTheMemoryBound) {
   const long long allowance_kb = 64 * 1024;
   EXPECT_LE(drop_kb, idle_kb + bound_kb + allowance_kb);
   EXPECT_LE(block_kb, idle_kb + bound_kb + allowance_kb);
-  // A 64-batch queue holds far more: the measurement sees queued batches.
-  EXPECT_GT(big_kb, drop_kb + 16 * batch * width * 4 / 1024) << "RSS does not reflect queued batches";
+  // A 64-batch queue holds more: the measurement sees queued batches. How many it holds at the peak
+  // depends on the machine's speed (a loaded CI runner measured 157 vs 112 MiB, an idle one 241 vs 99),
+  // so only 4 batches more are required.
+  EXPECT_GT(big_kb, drop_kb + 4 * batch * width * 4 / 1024) << "RSS does not reflect queued batches";
   std::printf("backpressure: %lld batches of %lld KiB, workers 20 ms/batch; peak RSS growth over attach: no capture "
               "%lld MiB; drop_newest queue %lld: %lld MiB (bound %lld MiB + no-capture growth), %lld dropped, %lld "
               "analysed; queue 64: %lld MiB, %lld dropped; block queue %lld: %lld MiB, 0 lost; step time: no capture "

@@ -51,13 +51,19 @@ GroupingResult hierarchical_groups(const Correlation& corr, double threshold, in
 
 /// K-means of the neurons' z-scored activation profiles (see docs/ANALYSIS.md): computed from the
 /// correlation alone through the kernel identity z_i . z_j = S C'_ij, k-means++ (greedy, as
-/// scikit-learn) seeding, n_init restarts, best inertia kept. Deterministic for a seed.
+/// scikit-learn) seeding, n_init restarts, each run by Lloyd to convergence and then (refine) by
+/// Hartigan's single-neuron moves until no move lowers the inertia; best inertia kept.
+/// Deterministic for a seed. refine = false is plain Lloyd (for tests and comparisons).
 struct KMeansFit {
   std::vector<std::int32_t> labels;  ///< 0..k-1
   double inertia = 0.0;              ///< in the units of the z-scored profiles (scaled by n_samples)
-  int n_iter = 0;
+  int n_iter = 0;                    ///< Lloyd iterations of the best run
+  std::int64_t n_moves = 0;          ///< Hartigan moves of the best run after Lloyd
 };
-KMeansFit kmeans_fit(const Correlation& corr, int k, int n_init, std::uint64_t seed);
+KMeansFit kmeans_fit(const Correlation& corr, int k, int n_init, std::uint64_t seed, bool refine = true);
+/// Hartigan's single-neuron moves from a given partition (labels in [0, k)) until no move lowers the
+/// inertia; the refinement kmeans_fit applies after Lloyd. n_iter = 0.
+KMeansFit kmeans_refine(const Correlation& corr, std::vector<std::int32_t> labels, int k);
 /// Mean silhouette (scikit-learn's silhouette_score, Euclidean on the z-scored profiles), with the
 /// distances derived from the correlation: ||z_i - z_j|| = sqrt(2 S (1 - C_ij)).
 double silhouette_score(const Correlation& corr, const std::vector<std::int32_t>& labels);

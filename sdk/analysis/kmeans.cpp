@@ -66,6 +66,7 @@ struct Run {
   std::vector<std::int32_t> labels;
   double inertia = std::numeric_limits<double>::infinity();  // / S
   int n_iter = 0;
+  std::int64_t n_moves = 0;
 };
 
 // Greedy k-means++ (scikit-learn's _kmeans_plusplus): 2 + floor(ln k) candidates per centre, each
@@ -160,8 +161,73 @@ double inertia_of(const Kernel<R>& kernel, const std::vector<std::int32_t>& labe
   return std::max(0.0, total);
 }
 
+// Hartigan's single-neuron moves (Hartigan & Wong 1979, without their "live set" bookkeeping), run
+// after Lloyd has converged. Moving i from cluster a (n_a members, i included) to b changes the
+// inertia by n_b/(n_b+1) d(i,b) - n_a/(n_a-1) d(i,a): unlike Lloyd's test d(i,b) < d(i,a) it counts
+// that both centroids move with i. Each pass visits the neurons in index order, moves a neuron to the
+// cluster with the smallest added cost when that lowers the inertia, and updates A and the clusters'
+// sums W_c = sum_{j in c} A(j,c) at once; passes repeat until none moves. Every move strictly lowers
+// the inertia, so it ends, and the end point is also a Lloyd fixed point (n_a/(n_a-1) d_a <=
+// n_b/(n_b+1) d_b implies d_a <= d_b). Returns the number of moves.
 template <typename R>
-Run lloyd(const Kernel<R>& kernel, int k, Random& random) {
+std::int64_t hartigan_moves(const Kernel<R>& kernel, int k, std::vector<std::int32_t>& labels, Eigen::MatrixXd& a,
+                            std::vector<std::int64_t>& counts) {
+  const std::int64_t n = kernel.size();
+  std::vector<double> within(static_cast<std::size_t>(k));
+  auto recompute_within = [&] {
+    std::fill(within.begin(), within.end(), 0.0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const int c = labels[static_cast<std::size_t>(i)];
+      within[static_cast<std::size_t>(c)] += a(i, c);
+    }
+  };
+  recompute_within();
+  // A move must gain more than the rounding of the distances (a few ulps of O(1) terms); smaller
+  // gains are not moves, which also rules out cycling on exact ties.
+  constexpr double kMinGain = 1e-10;
+  std::int64_t moves = 0;
+  for (int pass = 0; pass < kMaxIterations; ++pass) {
+    bool moved = false;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const int from = labels[static_cast<std::size_t>(i)];
+      const auto n_from = static_cast<double>(counts[static_cast<std::size_t>(from)]);
+      if (n_from < 2) continue;
+      const double self = kernel.self(i);
+      const double d_from =
+          std::max(0.0, self - 2.0 * a(i, from) / n_from + within[static_cast<std::size_t>(from)] / (n_from * n_from));
+      const double removal = n_from / (n_from - 1.0) * d_from;
+      double best_add = removal;
+      int to = from;
+      for (int c = 0; c < k; ++c) {
+        if (c == from) continue;
+        const auto m = static_cast<double>(counts[static_cast<std::size_t>(c)]);
+        const double add =
+            m == 0 ? 0.0
+                   : m / (m + 1.0) * std::max(0.0, self - 2.0 * a(i, c) / m + within[static_cast<std::size_t>(c)] / (m * m));
+        if (add < best_add) {
+          best_add = add;
+          to = c;
+        }
+      }
+      if (to == from || best_add >= removal - kMinGain * (1.0 + removal)) continue;
+      // W_a loses i's row and column (K_ii counted once), W_b gains them; A(i, .) before the move.
+      within[static_cast<std::size_t>(from)] += self - 2.0 * a(i, from);
+      within[static_cast<std::size_t>(to)] += self + 2.0 * a(i, to);
+      move_neuron(kernel, i, from, to, a);
+      --counts[static_cast<std::size_t>(from)];
+      ++counts[static_cast<std::size_t>(to)];
+      labels[static_cast<std::size_t>(i)] = to;
+      ++moves;
+      moved = true;
+    }
+    if (!moved) break;
+    recompute_within();  // the incremental sums' rounding does not accumulate across passes
+  }
+  return moves;
+}
+
+template <typename R>
+Run lloyd(const Kernel<R>& kernel, int k, Random& random, bool refine) {
   const std::int64_t n = kernel.size();
   const std::vector<std::int64_t> centres = kmeans_plus_plus(kernel, k, random);
 
@@ -259,17 +325,18 @@ Run lloyd(const Kernel<R>& kernel, int k, Random& random) {
     recount();
   }
   run.n_iter = std::min(run.n_iter, kMaxIterations);
+  if (refine) run.n_moves = hartigan_moves(kernel, k, run.labels, a, counts);
   run.inertia = inertia_of(kernel, run.labels, a, counts);
   return run;
 }
 
 template <typename R>
-KMeansFit fit(const R& r, const Correlation& corr, int k, int n_init, std::uint64_t seed) {
+KMeansFit fit(const R& r, const Correlation& corr, int k, int n_init, std::uint64_t seed, bool refine) {
   const Kernel<R> kernel(r, corr.dead);
   std::vector<Run> runs(static_cast<std::size_t>(std::max(n_init, 1)));
   tbb::parallel_for(std::size_t{0}, runs.size(), [&](std::size_t index) {
     Random random(seed ^ (0x9e3779b97f4a7c15ULL * (index + 1)));
-    runs[index] = lloyd(kernel, k, random);
+    runs[index] = lloyd(kernel, k, random, refine);
   });
   std::size_t best = 0;
   for (std::size_t i = 1; i < runs.size(); ++i) {
@@ -278,8 +345,23 @@ KMeansFit fit(const R& r, const Correlation& corr, int k, int n_init, std::uint6
   KMeansFit out;
   out.labels = std::move(runs[best].labels);
   out.n_iter = runs[best].n_iter;
+  out.n_moves = runs[best].n_moves;
   // A was updated incrementally; its rounding drift (~1e-14 relative) is far below any tolerance.
   out.inertia = runs[best].inertia * static_cast<double>(corr.n_samples);
+  return out;
+}
+
+template <typename R>
+KMeansFit refine_labels(const R& r, const Correlation& corr, std::vector<std::int32_t> labels, int k) {
+  const Kernel<R> kernel(r, corr.dead);
+  Eigen::MatrixXd a(kernel.size(), k);
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(k), 0);
+  for (const auto l : labels) ++counts[static_cast<std::size_t>(l)];
+  accumulate_all(kernel, labels, a);
+  KMeansFit out;
+  out.n_moves = hartigan_moves(kernel, k, labels, a, counts);
+  out.inertia = inertia_of(kernel, labels, a, counts) * static_cast<double>(corr.n_samples);
+  out.labels = std::move(labels);
   return out;
 }
 
@@ -334,10 +416,18 @@ double silhouette(const R& r, const Correlation& corr, const std::vector<std::in
 
 }  // namespace
 
-KMeansFit kmeans_fit(const Correlation& corr, int k, int n_init, std::uint64_t seed) {
+KMeansFit kmeans_fit(const Correlation& corr, int k, int n_init, std::uint64_t seed, bool refine) {
   const std::int64_t n = corr.r.rows();
   if (k < 1 || k > n) throw UsageError("kmeans: k = " + std::to_string(k) + " must be in [1, " + std::to_string(n) + "]");
-  return corr.r.visit([&](const auto& r) { return fit(r, corr, k, n_init, seed); });
+  return corr.r.visit([&](const auto& r) { return fit(r, corr, k, n_init, seed, refine); });
+}
+
+KMeansFit kmeans_refine(const Correlation& corr, std::vector<std::int32_t> labels, int k) {
+  if (static_cast<std::int64_t>(labels.size()) != corr.r.rows()) throw UsageError("kmeans_refine: one label per neuron");
+  for (const auto l : labels) {
+    if (l < 0 || l >= k) throw UsageError("kmeans_refine: labels must be in [0, " + std::to_string(k) + ")");
+  }
+  return corr.r.visit([&](const auto& r) { return refine_labels(r, corr, std::move(labels), k); });
 }
 
 double silhouette_score(const Correlation& corr, const std::vector<std::int32_t>& labels) {

@@ -9,7 +9,6 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -20,6 +19,7 @@
 #include <torch/library.h>
 
 #include "neuronmap/errors.hpp"
+#include "probe/probe_core.hpp"
 
 namespace neuronmap::detail {
 namespace {
@@ -41,41 +41,16 @@ const c10::Symbol& observe_symbol() {
 // ---------------------------------------------------------------------------------------------
 // What the op reads: per site, which module objects are probed by which probe set.
 
-struct Core {
-  std::shared_ptr<CaptureSink> sink;
-  bool gradients = false;
+// The sink, counters and lifetime handshake (ProbeCore), the on/off switch the op reads, the names.
+struct Core : ProbeCore {
   std::atomic<bool> enabled{false};
-  std::atomic<bool> live{true};
-  std::atomic<std::int64_t> in_flight{0};
-  std::atomic<std::uint64_t> captured{0};
-  std::atomic<std::uint64_t> gradients_captured{0};
-  std::atomic<std::uint64_t> errors{0};
-  mutable std::mutex error_mutex;
-  std::string last_error;
   std::vector<std::string> names;  // per probe index, for messages
-
-  void record_error(const std::string& what) noexcept {
-    errors.fetch_add(1, std::memory_order_relaxed);
-    try {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      last_error = what;
-    } catch (...) {
-    }
-  }
-  // Pairs with ~ScriptProbes: either we see live == false, or it sees in_flight > 0 and waits.
-  bool acquire() noexcept {
-    in_flight.fetch_add(1);
-    if (live.load()) return true;
-    in_flight.fetch_sub(1);
-    return false;
-  }
-  void release() noexcept { in_flight.fetch_sub(1); }
 };
 
 struct Route {
   const c10::ivalue::Object* module = nullptr;  // the probed instance (a graph may serve several)
   std::shared_ptr<Core> core;
-  int probe_index = 0;
+  std::vector<int> probes;  // its probe index (the one entry)
 };
 using RouteTable = std::unordered_map<std::string, std::vector<Route>>;
 
@@ -129,46 +104,21 @@ const at::Tensor* hooked_tensor(const c10::IValue& output) {
   return v->isTensor() && v->toTensor().defined() ? &v->toTensor() : nullptr;
 }
 
-void register_gradient(const Route& route, const at::Tensor& output) {
-  std::weak_ptr<Core> weak = route.core;
-  const int index = route.probe_index;
-  at::Tensor activation = output.detach();  // an alias, no copy: checked by version below
-  const auto version = activation._version();
-  output.register_hook([weak, index, activation, version](const at::TensorBase& grad_base) {
-    const auto core = weak.lock();
-    if (!core || !grad_base.defined() || !core->acquire()) return;
-    if (activation._version() != version) {
-      core->record_error(fmt::format("gradient probe '{}': its output was modified in place after the forward; "
-                                     "gradient statistics of that batch skipped",
-                                     core->names[static_cast<std::size_t>(index)]));
-    } else {
-      at::RecordFunctionGuard no_recording(false);
-      core->sink->on_gradient(index, activation, at::Tensor(grad_base));
-      core->gradients_captured.fetch_add(1, std::memory_order_relaxed);
-    }
-    core->release();
-  });
-}
-
 void deliver(const Route& route, const c10::IValue& output) noexcept {
   Core& core = *route.core;
   if (!core.enabled.load(std::memory_order_relaxed) || !core.acquire()) return;
+  const std::string& name = core.names[static_cast<std::size_t>(route.probes.front())];
   try {
     const at::Tensor* tensor = hooked_tensor(output);
     if (tensor == nullptr) {
       core.record_error(fmt::format("probe '{}': the layer returned {}, not a tensor (or a tuple/list starting with one)",
-                                    core.names[static_cast<std::size_t>(route.probe_index)], output.tagKind()));
+                                    name, output.tagKind()));
     } else {
-      {
-        at::RecordFunctionGuard no_recording(false);
-        core.sink->on_output(route.probe_index, *tensor);
-      }
-      core.captured.fetch_add(1, std::memory_order_relaxed);
-      if (core.gradients && tensor->requires_grad() && at::GradMode::is_enabled()) register_gradient(route, *tensor);
+      at::RecordFunctionGuard no_recording(false);
+      deliver_output(core, route.probes, name, *tensor);
     }
   } catch (const std::exception& e) {
-    core.record_error(fmt::format("probe '{}': {}", core.names[static_cast<std::size_t>(route.probe_index)],
-                                  first_line(e.what())));
+    core.record_error(fmt::format("probe '{}': {}", name, first_line(e.what())));
   } catch (...) {
     core.record_error("probe: unknown error");
   }
@@ -571,9 +521,7 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
                            std::shared_ptr<CaptureSink> sink, bool gradients)
     : state_(std::make_unique<State>()) {
   if (!sink) throw UsageError("ScriptProbes: no sink");
-  if (names.empty()) {
-    throw UsageError("attach: no layer names given; neuronmap::layers(model) lists the submodules");
-  }
+  check_layer_names(names);
   State& st = *state_;
   st.core->sink = std::move(sink);
   st.core->gradients = gradients;
@@ -583,7 +531,7 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
   for (const auto& name : names) {
     const std::string resolved = resolve_name(index, name);
     if (!seen.insert(resolved).second) {
-      throw UsageError(fmt::format("attach: layer '{}' is given twice (as '{}')", resolved, name));
+      throw UsageError(fmt::format("attach(): layer '{}' is listed twice (as '{}')", resolved, name));
     }
     if (index.calls_of.count(resolved) == 0) throw UnsupportedModule(never_called_message(index, resolved));
     st.resolved.push_back(resolved);
@@ -612,7 +560,7 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
         const Instrumented& entry = instrument(reg, site);
         st.calls.push_back(site.call);
         route_sites.push_back(entry.site);
-        new_routes.push_back(Route{st.objects[i].get(), st.core, static_cast<int>(i)});
+        new_routes.push_back(Route{st.objects[i].get(), st.core, {static_cast<int>(i)}});
       }
     }
     publish_routes(reg, [&](RouteTable& table) {
@@ -655,7 +603,7 @@ ScriptProbes::~ScriptProbes() {
     if (st.root_type) release_compiled_code(reg, st.root_type);
   }
   // An op or gradient hook that got past `live` finishes before the sink may go.
-  while (st.core->in_flight.load() > 0) std::this_thread::yield();
+  st.core->wait_idle(std::nullopt);
 }
 
 const std::vector<ProbeTarget>& ScriptProbes::targets() const noexcept { return state_->targets; }
@@ -669,8 +617,7 @@ std::uint64_t ScriptProbes::captured() const noexcept { return state_->core->cap
 std::uint64_t ScriptProbes::gradients_captured() const noexcept { return state_->core->gradients_captured.load(); }
 std::uint64_t ScriptProbes::errors() const noexcept { return state_->core->errors.load(); }
 std::string ScriptProbes::last_error() const {
-  std::lock_guard<std::mutex> lock(state_->core->error_mutex);
-  return state_->core->last_error;
+  return state_->core->last_error_copy();
 }
 const std::vector<std::string>& ScriptProbes::resolved_names() const noexcept { return state_->resolved; }
 

@@ -7,6 +7,7 @@
 #include <torch/script.h>
 
 #include "neuronmap/errors.hpp"
+#include "probe/probe_core.hpp"
 #include "probe/probe_set.hpp"
 #include "script_probes.hpp"
 #include "session/make_session.hpp"
@@ -42,6 +43,7 @@ class ShapeSink final : public detail::CaptureSink {
 }  // namespace
 
 Session attach(torch::jit::Module& model, const std::vector<std::string>& layers, Options options) {
+  detail::check_layer_names(layers);  // before anything else, as for C++ frontend models
   const bool gradients = options.gradients();
   auto make_probes = [&](std::shared_ptr<detail::CaptureSink> sink) -> std::unique_ptr<detail::ProbeSet> {
     return std::make_unique<detail::ProbeSetOf<detail::ScriptProbes>>(model, layers, std::move(sink), gradients);

@@ -15,10 +15,10 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <unordered_map>
 
 #include "neuronmap/errors.hpp"
+#include "probe/probe_core.hpp"
 
 namespace neuronmap::detail {
 namespace {
@@ -153,35 +153,9 @@ struct Tracked {
   }
 };
 
-// What outlives table versions: identity, sink, counters, and the lifetime handshake with callbacks.
-struct Core {
+// What outlives table versions: identity, and the sink, counters and lifetime handshake (ProbeCore).
+struct Core : ProbeCore {
   std::uint64_t id = 0;
-  std::shared_ptr<CaptureSink> sink;
-  bool gradients = false;
-  std::atomic<bool> live{true};
-  std::atomic<std::int64_t> in_flight{0};
-  std::atomic<std::uint64_t> captured{0};
-  std::atomic<std::uint64_t> gradients_captured{0};
-  std::atomic<std::uint64_t> errors{0};
-  mutable std::mutex error_mutex;
-  std::string last_error;
-
-  void record_error(const char* what) noexcept {
-    errors.fetch_add(1, std::memory_order_relaxed);
-    try {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      last_error = what;
-    } catch (...) {
-    }
-  }
-  // Pairs with ~ModuleProbes: either we see live == false, or it sees in_flight > 0 and waits.
-  bool acquire() noexcept {
-    in_flight.fetch_add(1);
-    if (live.load()) return true;
-    in_flight.fetch_sub(1);
-    return false;
-  }
-  void release() noexcept { in_flight.fetch_sub(1); }
 };
 
 struct Table {
@@ -380,49 +354,10 @@ void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const 
   ts.current.push_back(Match{table, found, linear_matmul});
 }
 
-// Hands dLoss/d`out` to the sink when backward reaches it, for each probe on the module. The hook holds
-// the core weakly and an alias of the output (no copy); a later in-place change of the output (its
-// version moved) would make activation x gradient wrong, so that gradient is skipped and counted as an
-// error. Same behaviour as the TorchScript probes (integrations/torchscript/script_probes.cpp).
-void register_gradient(const Table& table, const Tracked& t, const at::Tensor& out) {
-  std::weak_ptr<Core> weak = table.core;
-  at::Tensor activation = out.detach();
-  const auto version = activation._version();
-  out.register_hook([weak, probes = t.probe_indices, name = t.name, activation,
-                     version](const at::TensorBase& grad_base) {
-    const auto core = weak.lock();
-    if (!core || !grad_base.defined() || !core->acquire()) return;
-    try {
-      if (activation._version() != version) {
-        core->record_error(("gradient probe '" + name +
-                            "': its output was modified in place after the forward; gradient statistics of "
-                            "that batch skipped")
-                               .c_str());
-      } else {
-        at::RecordFunctionGuard no_recording(false);
-        const at::Tensor grad(grad_base);
-        for (int probe : probes) {
-          core->sink->on_gradient(probe, activation, grad);
-          core->gradients_captured.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-    } catch (...) {
-      core->record_error("unknown exception in gradient probe");
-    }
-    core->release();
-  });
-}
-
 void emit(ThreadState& ts, const Table& table, int index, const at::Tensor& out) {
   const Tracked& t = (*table.tracked)[index];
   Core& core = *table.core;
-  for (int probe : t.probe_indices) {
-    core.sink->on_output(probe, out);
-    core.captured.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (core.gradients && !t.probe_indices.empty() && out.requires_grad() && at::GradMode::is_enabled()) {
-    register_gradient(table, t, out);
-  }
+  deliver_output(core, t.probe_indices, t.name, out);
   for (int successor : t.successors) add_pending(ts, core.id, out, successor, /*linear_add=*/false);
 }
 
@@ -809,10 +744,7 @@ ModuleProbes::~ModuleProbes() {
   if (ThreadState* ts = t_state) {
     for (const auto& m : ts->current) inside_own_callback |= (m.table->core.get() == &core);
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!inside_own_callback && core.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  if (!inside_own_callback) core.wait_idle(std::chrono::seconds(10));
   if (core.in_flight.load() == 0) core.sink.reset();  // stale per-thread snapshots keep only the table
 }
 
@@ -848,8 +780,7 @@ std::uint64_t ModuleProbes::gradients_captured() const noexcept { return state_-
 std::uint64_t ModuleProbes::errors() const noexcept { return state_->core->errors.load(); }
 
 std::string ModuleProbes::last_error() const {
-  std::lock_guard<std::mutex> lock(state_->core->error_mutex);
-  return state_->core->last_error;
+  return state_->core->last_error_copy();
 }
 
 std::vector<std::string> module_names(torch::nn::Module& model) {

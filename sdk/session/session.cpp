@@ -14,6 +14,7 @@
 #include "neuronmap/errors.hpp"
 #include "neuronmap/version.hpp"
 #include "probe/module_probes.hpp"
+#include "probe/probe_core.hpp"
 #include "session/make_session.hpp"
 #include "store/run_file.hpp"
 #include "stream/engine.hpp"
@@ -259,10 +260,7 @@ bool Session::capturing() const { return impl_->engine().capturing(); }
 void Session::set_worker_delay_for_testing(double seconds) { impl_->engine().set_worker_delay(seconds); }
 
 Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options) {
-  if (layers.empty()) throw UsageError("attach() needs at least one layer name");
-  for (std::size_t i = 0; i < layers.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (layers[i] == layers[j]) throw UsageError("attach(): layer '" + layers[i] + "' is listed twice");
+  detail::check_layer_names(layers);
   const bool gradients = options.gradients();
   auto make_probes = [&](std::shared_ptr<detail::CaptureSink> sink) -> std::unique_ptr<detail::ProbeSet> {
     return std::make_unique<detail::ProbeSetOf<detail::ModuleProbes>>(model, layers, std::move(sink), gradients);

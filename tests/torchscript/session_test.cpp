@@ -11,6 +11,7 @@
 #include "neuronmap/layers.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/torchscript.hpp"
+#include "script_probes.hpp"
 #include "ts_test_util.hpp"
 
 namespace {
@@ -70,6 +71,29 @@ TEST(TorchScriptSession, AttachThrowsForUnknownLayers) {
   const std::string path = nm_test::temp_path("torchscript_session_bad.h5");
   EXPECT_THROW(neuronmap::attach(model, {"features.9"}, neuronmap::Options{}.file(path).overwrite(true)),
                neuronmap::LayerNotFound);
+}
+
+// The same layer-list check as attach() on a C++ frontend model, before the run file's directory is
+// made (ScriptProbes would refuse the list too, but only after that).
+TEST(TorchScriptSession, AttachRefusesAnEmptyOrRepeatedLayerList) {
+  torch::jit::Module model = torch::jit::load(nm_test::data_dir() + "/convnet.pt");
+  const std::filesystem::path dir = nm_test::temp_path("torchscript_layer_list");
+  std::filesystem::remove_all(dir);
+  const auto options = neuronmap::Options{}.file((dir / "run.h5").string());
+  try {
+    neuronmap::attach(model, {}, options);
+    FAIL() << "expected UsageError";
+  } catch (const neuronmap::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("at least one layer"), std::string::npos) << e.what();
+  }
+  try {
+    neuronmap::attach(model, {"features.0", "fc", "features.0"}, options);
+    FAIL() << "expected UsageError";
+  } catch (const neuronmap::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("'features.0' is listed twice"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_TRUE(neuronmap::detail::instrumented_methods(model).empty());
 }
 
 struct Net : torch::nn::Module {

@@ -42,4 +42,10 @@ class FormatError : public FileError {
   using FileError::FileError;
 };
 
+/// A collective of a distributed session failed: a rank is gone or the process group timed out.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace neuronmap

@@ -3,8 +3,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "neuronmap/detail/communicator.hpp"
 
 namespace neuronmap {
 
@@ -101,6 +104,9 @@ class Options {
   NEURONMAP_OPTION(bool, gradients, false);
   /// Store the full correlation matrix per layer and snapshot (N x N float32).
   NEURONMAP_OPTION(bool, store_correlation, true);
+  /// Data-parallel training: the ranks' statistics are combined at each snapshot and rank 0 alone
+  /// writes the file (docs/DISTRIBUTED.md). Usually set through process_group(pg).
+  NEURONMAP_OPTION(std::shared_ptr<detail::Communicator>, communicator, nullptr);
 
  public:
   /// Shorthands for the grouping parameters most users set.
@@ -114,6 +120,17 @@ class Options {
     return *this;
   }
   Options&& min_group_size(int value) && { return std::move(min_group_size(value)); }
+  /// `Options{}.process_group(pg)`: `pg` a c10::intrusive_ptr to a c10d::ProcessGroup (Gloo). Needs
+  /// #include <neuronmap/distributed.hpp> and the NeuronMap::distributed library.
+  template <typename ProcessGroup>
+  Options& process_group(ProcessGroup group) & {
+    communicator_ = detail::MakeCommunicator<ProcessGroup>::make(std::move(group));
+    return *this;
+  }
+  template <typename ProcessGroup>
+  Options&& process_group(ProcessGroup group) && {
+    return std::move(process_group(std::move(group)));
+  }
 
   /// Throws UsageError naming the first option that is out of range.
   void validate() const;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -39,6 +40,19 @@ class Moments {
   /// memory of a square matrix, which is what lets a 16,384-neuron layer fit (docs/ANALYSIS.md).
   const LargeVector<double>& comoment_packed() const noexcept { return packed_; }
   static std::int64_t column_offset(std::int64_t j) noexcept { return j * (j + 1) / 2; }
+
+  /// An accumulator rebuilt from its state (another process's, received by stream/exchange.cpp).
+  static Moments from_state(std::int64_t count, Eigen::VectorXd mean, LargeVector<double> packed, Eigen::VectorXd min,
+                            Eigen::VectorXd max) {
+    Moments m;
+    m.n_ = mean.size();
+    m.count_ = count;
+    m.mean_ = std::move(mean);
+    m.packed_ = std::move(packed);
+    m.min_ = std::move(min);
+    m.max_ = std::move(max);
+    return m;
+  }
 
  private:
   template <typename T>

@@ -166,7 +166,8 @@ class SessionImpl {
   SessionImpl(const ProbeFactory& make_probes, const std::string& device, Options options)
       : sink_(std::make_shared<EngineSink>()) {
     options.validate();
-    RunWriter::check_path(options.file(), options.overwrite());
+    // A distributed session's other ranks never touch the run file: rank 0 writes it.
+    if (!options.communicator() || options.communicator()->rank() == 0) RunWriter::check_path(options.file(), options.overwrite());
     probes_ = make_probes(sink_);
 
     RunInfo info;
@@ -176,6 +177,10 @@ class SessionImpl {
     info.device = device;
     info.created = iso_utc_now();
     info.options_json = options_json(options);
+    if (options.communicator()) {
+      info.options_json.back() = ',';
+      info.options_json += fmt::format(R"("process_group":{{"size":{}}}}})", options.communicator()->size());
+    }
     info.tag_names = options.tag_names();
     std::vector<neuronmap::LayerInfo> layer_infos;
     for (const auto& target : probes_->targets()) {

@@ -27,6 +27,8 @@
 #include "learning/learning.hpp"
 #include "neuronmap/errors.hpp"
 #include "store/run_file.hpp"
+#include "stream/accumulator.hpp"
+#include "stream/exchange.hpp"
 #include "stream/reservoir.hpp"
 
 namespace neuronmap::detail {
@@ -37,57 +39,6 @@ using Clock = std::chrono::steady_clock;
 struct AtomicCounters {
   std::atomic<std::int64_t> captured_batches{0}, dropped_batches{0}, skipped_batches{0}, errors{0};
 };
-
-// Sums of gradient rows: per neuron |dL/da| and a * dL/da (reduced like the activations).
-struct GradientAccumulator {
-  std::int64_t rows = 0;
-  std::vector<double> sum_abs, sum_product;
-  void add(const float* values, std::int64_t n_rows, std::int64_t neurons) {
-    if (sum_abs.empty()) {
-      sum_abs.assign(static_cast<std::size_t>(neurons), 0.0);
-      sum_product.assign(static_cast<std::size_t>(neurons), 0.0);
-    }
-    for (std::int64_t r = 0; r < n_rows; ++r) {
-      const float* row = values + r * 2 * neurons;
-      for (std::int64_t c = 0; c < neurons; ++c) {
-        sum_abs[static_cast<std::size_t>(c)] += row[c];
-        sum_product[static_cast<std::size_t>(c)] += row[neurons + c];
-      }
-    }
-    rows += n_rows;
-  }
-  void merge(const GradientAccumulator& other) {
-    if (other.rows == 0) return;
-    if (rows == 0) {
-      *this = other;
-      return;
-    }
-    for (std::size_t c = 0; c < sum_abs.size() && c < other.sum_abs.size(); ++c) {
-      sum_abs[c] += other.sum_abs[c];
-      sum_product[c] += other.sum_product[c];
-    }
-    rows += other.rows;
-  }
-};
-
-// What one worker accumulated for one layer in one window.
-struct LayerAccumulator {
-  GradientAccumulator gradients;
-  std::vector<double> sum_abs;                            // per neuron, over finite rows
-  std::unordered_map<std::int64_t, std::int64_t> batch_rows;  // ordinal -> rows, to map rows to samples
-  std::optional<Moments> moments;
-  Reservoir reservoir;
-  std::vector<std::int64_t> output_shape;
-  std::int64_t rows = 0;
-  std::int64_t nonfinite_rows = 0;
-};
-
-bool row_is_finite(const float* row, std::int64_t cols) {
-  for (std::int64_t c = 0; c < cols; ++c) {
-    if (!std::isfinite(row[c])) return false;
-  }
-  return true;
-}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -130,6 +81,7 @@ struct SnapshotJob {
   std::vector<std::int64_t> loss_epochs;  // every epoch since the previous snapshot
   std::vector<double> losses;
   std::vector<ReferenceRows> reference;   // per layer; empty without a reference batch
+  std::shared_ptr<RankWindow> exchanged;  // distributed, on rank 0: every rank's window, merged
 };
 
 struct Engine::State {
@@ -180,11 +132,21 @@ struct Engine::State {
   bool closed = false;
   tbb::task_arena arena;
 
+  // Distributed sessions (Options::communicator): this process's rank in the group. Reservoir sample
+  // ids use the global ordinal `ordinal * world + rank`, as if rank r fed every world-th batch.
+  std::shared_ptr<Communicator> communicator;
+  int rank = 0;
+  int world = 1;
+  bool distributed_failed = false;  // a collective failed: the group is unusable, no more snapshots
+
   void open_window_if_captured(std::int64_t epoch);
   Window* close_window();
   void discard_window(Window* window);
   static void wait_until_processed(Window* window);
   void make_snapshot(const SnapshotJob& job);
+  void merge_window(Window& window, std::vector<LayerAccumulator>& merged, std::vector<Counters>& counters) const;
+  bool exchange(Window* window, SnapshotJob& job);
+  void observe_reservoirs(Window& window, RankWindow& part) const;
   void analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const;
   void attach_observations(Window& window, const std::vector<LayerAccumulator>& merged, Snapshot& snapshot) const;
   void learn(const SnapshotJob& job, Snapshot& snapshot);
@@ -234,7 +196,13 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
 
   for (const auto& layer : s.layers) s.layer_learning.emplace_back(layer.name);
   s.previous_reference.resize(n_layers);
-  s.writer = std::make_unique<RunWriter>(s.options.file(), info, s.options.overwrite());
+  s.communicator = s.options.communicator();
+  if (s.communicator) {
+    s.rank = s.communicator->rank();
+    s.world = s.communicator->size();
+  }
+  // In a distributed session only rank 0 opens the run file.
+  if (s.rank == 0) s.writer = std::make_unique<RunWriter>(s.options.file(), info, s.options.overwrite());
 
   for (int w = 0; w < s.options.workers(); ++w) {
     s.workers.emplace_back([this, w] {
@@ -271,7 +239,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
           for (std::int64_t r = 0; r < batch->rows; ++r) {
             const float* row = batch->values.data() + r * batch->cols;
             if (skipped != 0 && !row_is_finite(row, batch->cols)) continue;
-            acc.reservoir.offer(sample_id(batch->ordinal, r), row);
+            acc.reservoir.offer(sample_id(batch->ordinal * st.world + st.rank, r), row);
             for (std::int64_t c = 0; c < batch->cols; ++c) acc.sum_abs[static_cast<std::size_t>(c)] += std::abs(row[c]);
           }
           acc.batch_rows[batch->ordinal] = batch->rows;
@@ -461,7 +429,7 @@ bool Engine::capturing() const noexcept { return state_->current.load(std::memor
 
 void Engine::State::open_window_if_captured(std::int64_t epoch) {
   auto& s = *this;
-  if (epoch % s.options.every() != 0) return;
+  if (epoch % s.options.every() != 0 || s.distributed_failed) return;
   auto window = std::make_unique<Window>(s.layers.size(), static_cast<std::size_t>(s.options.workers()));
   Window* raw = window.get();
   {
@@ -493,9 +461,13 @@ void Engine::end_epoch(std::int64_t epoch, double loss) {
   s.pending_losses.push_back(loss);
   Window* window = s.close_window();
   if (epoch % s.options.every() == 0) {
-    SnapshotJob job{window, epoch, loss, std::move(s.pending_loss_epochs), std::move(s.pending_losses), {}};
+    SnapshotJob job{window, epoch, loss, std::move(s.pending_loss_epochs), std::move(s.pending_losses), {}, nullptr};
     s.pending_loss_epochs.clear();
     s.pending_losses.clear();
+    if (s.communicator && !s.exchange(window, job)) {
+      s.open_window_if_captured(epoch + 1);
+      return;
+    }
     if (s.reference_source) {
       // The reference batch runs here, on the training thread, with the probes routed to the
       // reference store: one no-grad forward per snapshot.
@@ -559,46 +531,15 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
   snapshot.layers.resize(n_layers);
   snapshot.loss_epochs = job.loss_epochs;
   snapshot.losses = job.losses;
-  if (job.window != nullptr) {
+  std::vector<Counters> counters(n_layers);
+  if (job.exchanged) {
+    merged = std::move(job.exchanged->layers);
+    counters = job.exchanged->counters;
+  } else if (job.window != nullptr) {
     wait_until_processed(job.window);
-    for (auto& per_worker : job.window->accumulators) {
-      for (std::size_t l = 0; l < n_layers; ++l) {
-        auto& from = per_worker[l];
-        auto& to = merged[l];
-        if (!from.moments) {
-          to.gradients.merge(from.gradients);
-          continue;
-        }
-        if (!to.moments) {
-          GradientAccumulator gradients = std::move(to.gradients);
-          to = std::move(from);
-          to.gradients.merge(gradients);
-          continue;
-        }
-        if (from.moments->n_neurons() != to.moments->n_neurons()) continue;  // widths are checked at submit
-        to.moments->merge(*from.moments);
-        to.gradients.merge(from.gradients);
-        for (std::size_t c = 0; c < to.sum_abs.size() && c < from.sum_abs.size(); ++c) to.sum_abs[c] += from.sum_abs[c];
-        to.batch_rows.insert(from.batch_rows.begin(), from.batch_rows.end());
-        to.reservoir.merge(from.reservoir);
-        to.rows += from.rows;
-        to.nonfinite_rows += from.nonfinite_rows;
-        if (!from.output_shape.empty()) to.output_shape = from.output_shape;
-      }
-      per_worker.clear();
-      per_worker.shrink_to_fit();
-    }
-    for (std::size_t l = 0; l < n_layers; ++l) {
-      auto& c = snapshot.layers[l].counters;
-      const auto& a = job.window->counters[l];
-      c.captured_batches = a.captured_batches.load();
-      c.dropped_batches = a.dropped_batches.load();
-      c.skipped_batches = a.skipped_batches.load();
-      c.errors = a.errors.load();
-      c.rows = merged[l].rows;
-      c.nonfinite_rows = merged[l].nonfinite_rows;
-    }
+    merge_window(*job.window, merged, counters);
   }
+  for (std::size_t l = 0; l < n_layers && l < counters.size(); ++l) snapshot.layers[l].counters = counters[l];
   if (job.epoch < 0) return;  // a discarded window: accumulators freed above
 
   s.arena.execute([&] {
@@ -607,9 +548,119 @@ void Engine::State::make_snapshot(const SnapshotJob& job) {
     });
   });
   if (job.window != nullptr) attach_observations(*job.window, merged, snapshot);
+  if (job.exchanged) {
+    for (std::size_t l = 0; l < n_layers && l < job.exchanged->observed.size(); ++l) {
+      auto& layer = snapshot.layers[l];
+      layer.reservoir_tags.assign(layer.reservoir_ids.size(), -1);
+      layer.reservoir_loss.assign(layer.reservoir_ids.size(), std::numeric_limits<float>::quiet_NaN());
+      const auto& observed = job.exchanged->observed[l];
+      for (std::size_t k = 0; k < layer.reservoir_ids.size(); ++k) {
+        if (const auto found = observed.find(layer.reservoir_ids[k]); found != observed.end()) {
+          layer.reservoir_tags[k] = found->second.tag;
+          layer.reservoir_loss[k] = found->second.loss;
+        }
+      }
+    }
+  }
   learn(job, snapshot);
   s.writer->append(snapshot);
   s.written.fetch_add(1, std::memory_order_release);
+}
+
+// Merges the window's per-worker accumulators (the workers are done with it) and its counters.
+void Engine::State::merge_window(Window& window, std::vector<LayerAccumulator>& merged,
+                                 std::vector<Counters>& counters) const {
+  const auto n_layers = layers.size();
+  for (auto& per_worker : window.accumulators) {
+    for (std::size_t l = 0; l < n_layers; ++l) merge_accumulator(merged[l], std::move(per_worker[l]));
+    per_worker.clear();
+    per_worker.shrink_to_fit();
+  }
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    auto& c = counters[l];
+    const auto& a = window.counters[l];
+    c.captured_batches = a.captured_batches.load();
+    c.dropped_batches = a.dropped_batches.load();
+    c.skipped_batches = a.skipped_batches.load();
+    c.errors = a.errors.load();
+    c.rows = merged[l].rows;
+    c.nonfinite_rows = merged[l].nonfinite_rows;
+  }
+}
+
+// A distributed snapshot, on the training thread, so that every rank issues its collectives in the
+// same order as the training's own: wait for this rank's workers, merge them, gather every rank's part
+// to rank 0 and merge there in rank order. True on rank 0 when `job` holds the merged window; false on
+// the other ranks (their part is sent) and after a failure (recorded; no later snapshot is attempted).
+bool Engine::State::exchange(Window* window, SnapshotJob& job) {
+  const auto n_layers = layers.size();
+  if (distributed_failed) {
+    if (window != nullptr) discard_window(window);
+    return false;
+  }
+  auto part = std::make_shared<RankWindow>();
+  part->layers.resize(n_layers);
+  part->counters.resize(n_layers);
+  part->observed.resize(n_layers);
+  part->losses = job.losses;
+  if (window != nullptr) {
+    wait_until_processed(window);
+    merge_window(*window, part->layers, part->counters);
+    observe_reservoirs(*window, *part);
+  }
+  std::vector<std::vector<std::uint8_t>> parts;
+  try {
+    parts = communicator->gather(rank == 0 ? std::vector<std::uint8_t>{} : encode(*part));
+    if (rank == 0) {
+      if (static_cast<int>(parts.size()) != world) throw std::runtime_error("the gather returned the wrong number of parts");
+      for (int r = 1; r < world; ++r) {
+        merge_into(*part, decode(parts[static_cast<std::size_t>(r)], options.reservoir_size(), options.seed()));
+      }
+    }
+  } catch (const std::exception& e) {
+    distributed_failed = true;
+    record_error(fmt::format("distributed snapshot at epoch {} ({}): {}; this and later snapshots are not written, "
+                             "the run file keeps the earlier ones",
+                             job.epoch, communicator->describe(), e.what()));
+    return false;
+  }
+  if (rank != 0) {
+    written.fetch_add(1, std::memory_order_release);  // this rank's part of a snapshot is delivered
+    return false;
+  }
+  for (auto& loss : part->losses) loss /= part->loss_ranks;  // the mean over the ranks
+  job.losses = part->losses;
+  if (!job.losses.empty()) job.loss = job.losses.back();
+  job.window = nullptr;  // its accumulators are merged into `part`
+  job.exchanged = std::move(part);
+  return true;
+}
+
+// Tags and per-sample losses of this rank's reservoir rows (attach_observations' rule), looked up
+// before the rows leave the process, whose observations they index.
+void Engine::State::observe_reservoirs(Window& window, RankWindow& part) const {
+  std::lock_guard<std::mutex> lock(window.observations_mutex);
+  for (std::size_t l = 0; l < part.layers.size(); ++l) {
+    const auto& acc = part.layers[l];
+    if (!acc.moments) continue;
+    const auto ids = acc.reservoir.sorted_rows().second;
+    for (const std::int64_t id : ids) {
+      const std::int64_t global = id >> 24;
+      const std::int64_t row = id & ((std::int64_t{1} << 24) - 1);
+      if ((global - rank) % world != 0) continue;
+      const std::int64_t ordinal = (global - rank) / world;
+      if (ordinal < 0 || static_cast<std::size_t>(ordinal) >= window.observations.size()) continue;
+      const auto& obs = window.observations[static_cast<std::size_t>(ordinal)];
+      const auto found = acc.batch_rows.find(ordinal);
+      if (found == acc.batch_rows.end() || found->second <= 0) continue;
+      const auto samples = static_cast<std::int64_t>(std::max(obs.tags.size(), obs.loss.size()));
+      const std::int64_t sample = row * samples / found->second;
+      Observed o;
+      if (sample < static_cast<std::int64_t>(obs.tags.size())) o.tag = obs.tags[static_cast<std::size_t>(sample)];
+      if (sample < static_cast<std::int64_t>(obs.loss.size())) o.loss = obs.loss[static_cast<std::size_t>(sample)];
+      part.observed[l].emplace(id, o);
+    }
+  }
 }
 
 void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name, LayerSnapshot& out) const {
@@ -793,7 +844,7 @@ void Engine::close() noexcept {
     }
     s.jobs_changed.notify_all();
     if (s.snapshot_thread.joinable()) s.snapshot_thread.join();
-    s.writer->close();
+    if (s.writer) s.writer->close();
   } catch (const std::exception& e) {
     s.record_error(std::string("closing the session: ") + e.what());
   } catch (...) {

@@ -422,21 +422,6 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* /*ctx*/) {
 // ---------------------------------------------------------------------------------------------
 // Resolving names to tracked modules, with the reasons when that is impossible.
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string join(const std::vector<std::string>& items, std::size_t max_items) {
   std::string out;
   for (std::size_t i = 0; i < items.size() && i < max_items; ++i) {

@@ -1,10 +1,12 @@
 // What every kind of probe set (ModuleProbes: op callbacks; ScriptProbes: an inserted graph op) shares
 // with the callbacks and gradient hooks it installs: the sink, the counters, and the lifetime
-// handshake that lets the probe set's destructor know no callback still uses the sink.
+// handshake that lets the probe set's destructor know no callback still uses the sink. Also what
+// both kinds check of the layer names they are given.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -71,5 +73,8 @@ void hook_gradient(ProbeCore& core, const std::vector<int>& probes, const std::s
 /// What attach() requires of its layer list, whatever the model: at least one name, none twice.
 /// Throws UsageError.
 void check_layer_names(const std::vector<std::string>& layers);
+
+/// Levenshtein distance, for the closest names in LayerNotFound messages.
+std::size_t edit_distance(const std::string& a, const std::string& b);
 
 }  // namespace neuronmap::detail

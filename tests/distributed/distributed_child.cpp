@@ -5,9 +5,10 @@
 //
 //   distributed_child --out FILE [--world W --rank R --store DIR] [--epochs E] [--every K]
 //                     [--die-rank R --die-epoch E] [--timeout-ms T]
-// Prints "snapshots=<n> error=<last_error>" at the end.
+// Prints the longest end_epoch, then "snapshots=<n> error=<last_error>", at the end.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   auto session = neuronmap::attach(*model, {"0", "1", "2"}, options);
 
   torch::NoGradGuard no_grad;
+  double longest_ms = 0.0;  // the longest end_epoch: a failed collective must not hang it
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     double loss_sum = 0.0;
     int batches = 0;
@@ -85,12 +87,16 @@ int main(int argc, char** argv) {
       std::cout << "dying at epoch " << epoch << std::endl;
       ::_exit(3);  // before this epoch's snapshot collective
     }
+    const auto before = std::chrono::steady_clock::now();
     session.end_epoch(epoch, loss_sum / batches);
+    longest_ms = std::max(longest_ms,
+                          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - before).count());
   }
   session.flush();
   const auto written = session.snapshots_written();
   const auto error = session.last_error();
   session.close();
+  std::cout << "longest end_epoch " << longest_ms << " ms\n";
   std::cout << "snapshots=" << written << " error=" << error << std::endl;
   return 0;
 }

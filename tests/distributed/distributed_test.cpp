@@ -234,6 +234,10 @@ TEST(Distributed, ADyingRankLeavesAClearErrorAndTheCompletedSnapshots) {
   EXPECT_NE(log.find("snapshots=1 error=distributed snapshot at epoch 4 (gloo process group, rank 0 of 2): "),
             std::string::npos) << log;
   EXPECT_NE(log.find("the run file keeps the earlier ones"), std::string::npos) << log;
+  // The failed collective returned within the group's 5 s timeout (plus slack for a loaded machine).
+  const auto at = log.find("longest end_epoch ");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_LT(std::stod(log.substr(at + 18)), 15000.0) << log;
 
   const auto single = nm::Run::open(dir + "/single.h5");
   const auto distributed = nm::Run::open(dir + "/distributed.h5");

@@ -1,0 +1,257 @@
+// The distributed merge without processes or LibTorch: encode/decode/merge of the ranks' accumulators,
+// and engines in threads joined by an in-memory Communicator (the c10d one is tested in tests/distributed).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "neuronmap/errors.hpp"
+#include "neuronmap/run.hpp"
+#include "neuronmap/version.hpp"
+#include "stream/engine.hpp"
+#include "stream/exchange.hpp"
+
+namespace nm = neuronmap;
+namespace fs = std::filesystem;
+using nm::detail::Engine;
+using nm::detail::LayerAccumulator;
+using nm::detail::RankWindow;
+
+namespace {
+
+std::vector<float> random_rows(std::mt19937_64& rng, std::int64_t rows, std::int64_t cols, double offset) {
+  std::normal_distribution<double> normal;
+  std::vector<float> out(static_cast<std::size_t>(rows * cols));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const double z = normal(rng);
+    for (std::int64_t c = 0; c < cols; ++c)
+      out[static_cast<std::size_t>(r * cols + c)] = static_cast<float>(offset + (c % 2 == 0 ? z : 0.0) + 0.5 * normal(rng));
+  }
+  return out;
+}
+
+void add_batch(LayerAccumulator& acc, std::int64_t global_batch, const std::vector<float>& rows, std::int64_t cols) {
+  const auto n = static_cast<std::int64_t>(rows.size()) / cols;
+  if (!acc.moments) {
+    acc.moments.emplace(cols);
+    acc.reservoir = nm::detail::Reservoir(25, cols, 42);
+  }
+  acc.moments->add(rows.data(), n);
+  for (std::int64_t r = 0; r < n; ++r) acc.reservoir.offer(nm::detail::sample_id(global_batch, r), rows.data() + r * cols);
+  acc.rows += n;
+}
+
+}  // namespace
+
+// Three ranks hold interleaved batches; rank 0 merges the others' decoded parts. The result must equal
+// one accumulator over every batch: moments to float64 rounding, min/max, counts and the reservoir exactly.
+TEST(Exchange, MergedRanksEqualOneAccumulatorOverTheUnion) {
+  const std::int64_t cols = 6;
+  std::mt19937_64 rng(3);
+  LayerAccumulator all;
+  std::vector<RankWindow> ranks(3);
+  for (auto& r : ranks) {
+    r.layers.resize(1);
+    r.counters.resize(1);
+    r.observed.resize(1);
+    r.losses = {1.0, 2.0};
+  }
+  for (std::int64_t b = 0; b < 30; ++b) {
+    const auto rows = random_rows(rng, 5 + b % 7, cols, 500.0);
+    add_batch(all, b, rows, cols);
+    auto& part = ranks[static_cast<std::size_t>(b % 3)];
+    add_batch(part.layers[0], b, rows, cols);
+    part.counters[0].captured_batches += 1;
+  }
+  for (auto& r : ranks) {
+    for (const auto id : r.layers[0].reservoir.sorted_rows().second) r.observed[0][id] = {static_cast<std::int32_t>(id % 5), 0.5f};
+  }
+  RankWindow merged = std::move(ranks[0]);
+  for (std::size_t r = 1; r < 3; ++r) {
+    const auto bytes = nm::detail::encode(ranks[r]);
+    nm::detail::merge_into(merged, nm::detail::decode(bytes, 25, 42));
+  }
+  const auto& got = *merged.layers[0].moments;
+  const auto& want = *all.moments;
+  ASSERT_EQ(got.count(), want.count());
+  EXPECT_EQ(merged.layers[0].rows, all.rows);
+  EXPECT_EQ(merged.counters[0].captured_batches, 30);
+  EXPECT_EQ(got.min(), want.min());
+  EXPECT_EQ(got.max(), want.max());
+  for (std::int64_t i = 0; i < cols; ++i) {
+    EXPECT_NEAR(got.mean()(i), want.mean()(i), 1e-12 * std::abs(want.mean()(i)));
+    for (std::int64_t j = 0; j < cols; ++j)
+      EXPECT_NEAR(got.comoment(i, j), want.comoment(i, j), 1e-10 * std::abs(want.comoment(i, i)));
+  }
+  const auto [rows, ids] = merged.layers[0].reservoir.sorted_rows();
+  const auto [want_rows, want_ids] = all.reservoir.sorted_rows();
+  EXPECT_EQ(ids, want_ids);
+  EXPECT_EQ(rows, want_rows);
+  for (const auto id : ids) ASSERT_EQ(merged.observed[0].at(id).tag, id % 5);
+  EXPECT_EQ(merged.losses, (std::vector<double>{3.0, 6.0}));  // sums; the engine divides by loss_ranks
+  EXPECT_EQ(merged.loss_ranks, 3);
+}
+
+TEST(Exchange, DecodeRefusesDamagedBuffers) {
+  RankWindow part;
+  part.layers.resize(1);
+  std::mt19937_64 rng(1);
+  add_batch(part.layers[0], 0, random_rows(rng, 4, 3, 0.0), 3);
+  auto bytes = nm::detail::encode(part);
+  EXPECT_NO_THROW(nm::detail::decode(bytes, 25, 42));
+  auto truncated = bytes;
+  truncated.pop_back();
+  EXPECT_THROW(nm::detail::decode(truncated, 25, 42), std::runtime_error);
+  auto foreign = bytes;
+  foreign[0] ^= 0xff;
+  EXPECT_THROW(nm::detail::decode(foreign, 25, 42), std::runtime_error);
+  RankWindow two_layers;
+  two_layers.layers.resize(2);
+  EXPECT_THROW(nm::detail::merge_into(two_layers, nm::detail::decode(bytes, 25, 42)), std::runtime_error);
+}
+
+namespace {
+
+// Ranks as threads: gather() meets at a barrier; a rank that does not come within `timeout` makes the
+// others throw, as a process group's timeout does.
+struct Rendezvous {
+  explicit Rendezvous(int world) : world(world), parts(static_cast<std::size_t>(world)) {}
+  int world;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<std::vector<std::uint8_t>> parts, result;
+  int arrived = 0;
+  long generation = 0;
+};
+
+class ThreadCommunicator final : public nm::detail::Communicator {
+ public:
+  ThreadCommunicator(std::shared_ptr<Rendezvous> meeting, int rank) : meeting_(std::move(meeting)), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return meeting_->world; }
+  std::string describe() const override { return "threads, rank " + std::to_string(rank_); }
+  std::vector<std::vector<std::uint8_t>> gather(const std::vector<std::uint8_t>& bytes) override {
+    auto& m = *meeting_;
+    std::unique_lock<std::mutex> lock(m.mutex);
+    m.parts[static_cast<std::size_t>(rank_)] = bytes;
+    const long generation = m.generation;
+    if (++m.arrived == m.world) {
+      m.arrived = 0;
+      m.result = m.parts;
+      ++m.generation;
+      m.changed.notify_all();
+    } else if (!m.changed.wait_for(lock, std::chrono::milliseconds(300), [&] { return m.generation != generation; })) {
+      throw nm::DistributedError("a rank did not arrive within 300 ms");
+    }
+    return rank_ == 0 ? m.result : std::vector<std::vector<std::uint8_t>>{};
+  }
+
+ private:
+  std::shared_ptr<Rendezvous> meeting_;
+  int rank_;
+};
+
+std::unique_ptr<Engine> make_engine(const std::string& file, nm::Options options) {
+  std::vector<nm::LayerInfo> infos{{"layer0", "test", "rows as is"}};
+  nm::RunInfo info;
+  info.format_version = nm::kFormatVersion;
+  info.library_version = "test";
+  info.layers = infos;
+  return std::make_unique<Engine>(infos, std::move(options.file(file).overwrite(true)), info, Engine::Hooks{});
+}
+
+// Rank r submits batches b with b % world == r in each captured epoch, then ends `epochs` epochs.
+void run_rank(Engine& engine, int rank, int world, int epochs, double loss) {
+  const std::int64_t cols = 5;
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    std::mt19937_64 rng(static_cast<std::uint64_t>(epoch));  // the same data for every process
+    for (int b = 0; b < 12; ++b) {
+      const auto rows = random_rows(rng, 8, cols, 100.0);
+      if (world > 0 && b % world != rank) continue;
+      auto ticket = engine.begin_batch(0);
+      if (!ticket) continue;
+      std::copy(rows.begin(), rows.end(), ticket.reserve_values(8, cols));
+      engine.submit(std::move(ticket));
+    }
+    engine.end_epoch(epoch, loss);
+  }
+  engine.flush();
+}
+
+}  // namespace
+
+TEST(Exchange, EnginesInThreadsEqualOneEngine) {
+  const auto dir = fs::temp_directory_path() / "neuronmap_exchange_tests";
+  fs::create_directories(dir);
+  const auto options = nm::Options{}.every(2).reservoir_size(30).workers(2);
+  auto single = make_engine((dir / "single.h5").string(), options);
+  run_rank(*single, 0, 0, 4, 2.0);
+  single->close();
+
+  const int world = 3;
+  auto meeting = std::make_shared<Rendezvous>(world);
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int r = 0; r < world; ++r) {
+    auto o = options;
+    o.communicator(std::make_shared<ThreadCommunicator>(meeting, r));
+    engines.push_back(make_engine(r == 0 ? (dir / "threads.h5").string() : (dir / "missing" / "x.h5").string(), o));
+  }
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) threads.emplace_back([&, r] { run_rank(*engines[static_cast<std::size_t>(r)], r, world, 4, 1.0 + r); });
+  for (auto& t : threads) t.join();
+  for (auto& e : engines) {
+    e->close();
+    EXPECT_EQ(e->last_error(), "");
+    EXPECT_EQ(e->snapshots_written(), 2);
+  }
+  const auto a = nm::Run::open((dir / "threads.h5").string());
+  const auto b = nm::Run::open((dir / "single.h5").string());
+  ASSERT_EQ(a.size(), 2);
+  ASSERT_EQ(b.size(), 2);
+  for (std::int64_t i = 0; i < 2; ++i) {
+    const auto x = a.snapshot(i), y = b.snapshot(i);
+    EXPECT_DOUBLE_EQ(x.loss, 2.0);  // the mean of the ranks' 1, 2, 3
+    const auto &l = x.layers[0], &m = y.layers[0];
+    EXPECT_EQ(l.samples, m.samples);
+    EXPECT_EQ(l.counters.captured_batches, m.counters.captured_batches);
+    EXPECT_EQ(l.min, m.min);
+    for (std::size_t k = 0; k < m.mean.size(); ++k) {
+      EXPECT_NEAR(l.mean[k], m.mean[k], 1e-12 * std::abs(m.mean[k]));
+      EXPECT_NEAR(l.stddev[k], m.stddev[k], 1e-10 * m.stddev[k]);
+    }
+    EXPECT_EQ(l.reservoir_ids, m.reservoir_ids);
+    EXPECT_EQ(l.reservoir, m.reservoir);
+    EXPECT_EQ(l.labels, m.labels);
+  }
+}
+
+// Rank 1 stops after epoch 3: rank 0's epoch-4 snapshot fails after the timeout, end_epoch returns,
+// the error says what happened, nothing more is captured, and the file keeps the epoch-2 snapshot.
+TEST(Exchange, AMissingRankIsRecordedAndTheFileKeepsEarlierSnapshots) {
+  const auto dir = fs::temp_directory_path() / "neuronmap_exchange_tests";
+  fs::create_directories(dir);
+  auto meeting = std::make_shared<Rendezvous>(2);
+  auto rank0 = make_engine((dir / "missing_rank.h5").string(),
+                           nm::Options{}.every(2).communicator(std::make_shared<ThreadCommunicator>(meeting, 0)));
+  auto rank1 = make_engine((dir / "missing" / "x.h5").string(),
+                           nm::Options{}.every(2).communicator(std::make_shared<ThreadCommunicator>(meeting, 1)));
+  std::thread other([&] { run_rank(*rank1, 1, 2, 3, 1.0); });
+  EXPECT_NO_THROW(run_rank(*rank0, 0, 2, 6, 1.0));
+  other.join();
+  EXPECT_FALSE(rank0->capturing());
+  rank0->close();
+  rank1->close();
+  EXPECT_EQ(rank0->snapshots_written(), 1);
+  EXPECT_EQ(rank0->last_error(),
+            "distributed snapshot at epoch 4 (threads, rank 0): a rank did not arrive within 300 ms; this and later "
+            "snapshots are not written, the run file keeps the earlier ones");
+  const auto run = nm::Run::open((dir / "missing_rank.h5").string());
+  ASSERT_EQ(run.size(), 1);
+  EXPECT_EQ(run.snapshot(0).epoch, 2);
+  EXPECT_GT(run.snapshot(0).layers[0].samples, 0);
+}

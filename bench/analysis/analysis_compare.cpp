@@ -1,6 +1,8 @@
 // Times each analysis step on one .npy matrix and prints JSON (timings, labels) for
 // compare_python.py, which runs the Python reference on the same matrix in the same run.
 //   analysis_compare X.npy [--reps R] [--no-autok]
+//   analysis_compare X.npy --kmeans-seeds A:B [--k K]   k-means inertia per seed in [A, B) (n_init 10),
+//                                                       Lloyd alone and with Hartigan's moves
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -35,13 +37,32 @@ int main(int argc, char** argv) {
   }
   int reps = 3;
   bool autok = true;
+  std::string seeds;
+  int k = 8;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--reps" && i + 1 < argc) reps = std::stoi(argv[++i]);
     if (arg == "--no-autok") autok = false;
+    if (arg == "--kmeans-seeds" && i + 1 < argc) seeds = argv[++i];
+    if (arg == "--k" && i + 1 < argc) k = std::stoi(argv[++i]);
   }
   std::int64_t rows = 0, cols = 0;
   const std::vector<double> x = b::read_npy_rows(argv[1], rows, cols);
+  if (!seeds.empty()) {
+    const auto colon = seeds.find(':');
+    const std::uint64_t first = std::stoull(seeds.substr(0, colon)), last = std::stoull(seeds.substr(colon + 1));
+    const Correlation c = correlation_from_rows(x.data(), rows, cols);
+    std::vector<std::string> lloyd, refined, moves;
+    for (std::uint64_t seed = first; seed < last; ++seed) {
+      lloyd.push_back(fmt::format("{}", kmeans_fit(c, k, 10, seed, false).inertia));
+      const KMeansFit fit = kmeans_fit(c, k, 10, seed);
+      refined.push_back(fmt::format("{}", fit.inertia));
+      moves.push_back(fmt::format("{}", fit.n_moves));
+    }
+    fmt::print("{{\"n\": {}, \"s\": {}, \"k\": {}, \"first_seed\": {}, \"lloyd\": [{}], \"refined\": [{}], \"moves\": [{}]}}\n",
+               cols, rows, k, first, fmt::join(lloyd, ", "), fmt::join(refined, ", "), fmt::join(moves, ", "));
+    return 0;
+  }
 
   // The dgemm rate is measured right before each correlation run and compared run by run: on a
   // shared machine the load changes between minutes, not within a few seconds.

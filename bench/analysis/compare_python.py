@@ -3,6 +3,11 @@
 KMeans/silhouette), on the same matrices, in one run, with the groups checked for agreement.
 
     /usr/bin/python3 bench/analysis/compare_python.py [--build build-analysis] [--full] [--grid 1024x2000,...]
+    /usr/bin/python3 bench/analysis/compare_python.py --kmeans-seeds 0:60 [--grid 256x10000,...]
+
+The second form compares k-means alone over many seeds (k = 8, n_init = 10; no timing): per matrix,
+how often scikit-learn, our Lloyd alone and our Lloyd + Hartigan moves reach the best inertia any of
+them found, and how often ours ends above scikit-learn's on the same seed.
 
 The matrices are the oracle's perf-anchor data (make_cases.planted_matrix, seed N + S). Each Python
 step runs the reference's own function (shared/oracle/reference.py). Both sides use the BLAS that
@@ -76,12 +81,7 @@ def ours_blas(exe):
 
 def run_case(n, s, args, ref, make_cases):
     from sklearn.cluster import KMeans
-    os.makedirs(args.data, exist_ok=True)
-    path = os.path.join(args.data, f"planted_N{n}_S{s}.npy")
-    if not os.path.exists(path):
-        X, *_ = make_cases.planted_matrix(n_neurons=n, n_samples=s, k=8, noise=0.5, relu=False,
-                                          n_dead=max(3, n // 32), n_background=n // 8, seed=n + s)
-        np.save(path, np.ascontiguousarray(X))
+    path = matrix_path(n, s, args, make_cases)
     load = os.getloadavg()[0]
     exe = os.path.join(args.build, "bench", "analysis", "analysis_compare")
     ours = json.loads(subprocess.run([exe, path, "--reps", str(args.reps)], check=True,
@@ -115,15 +115,48 @@ def run_case(n, s, args, ref, make_cases):
     rows.append(("linkage+cut+stats", py["hierarchical"], ours_t["hierarchical"],
                  "identical" if ol["hierarchical"] == hier[0]["labels"] else "DIFFERENT"))
     rows.append(("k-means k=8 n_init=10", py["kmeans8"], ours_t["kmeans8"],
-                 f"ARI {ari(ol['kmeans8'], km8.labels_):.3f}, inertia {ours['kmeans8_inertia'] / km8.inertia_:.4f}x"))
+                 f"ARI {ari(ol['kmeans8'], km8.labels_):.3f}, inertia {ours['kmeans8_inertia'] / km8.inertia_:.4f}x "
+                 f"({ours['kmeans8_inertia'] / km8.inertia_ - 1:+.1e})"))
     if auto is not None:
         d = auto[0]["diagnostics"]
         check = (f"k {ours['chosen_k']} vs {d['chosen_k']}, ARI {ari(ol['kmeans'], auto[0]['labels']):.3f}, "
-                 f"inertia {ours['autok_inertia'] / d['inertia']:.4f}x")
+                 f"inertia {ours['autok_inertia'] / d['inertia']:.4f}x ({ours['autok_inertia'] / d['inertia'] - 1:+.1e})")
     else:
         check = f"k {ours['chosen_k']} (Python skipped)"
     rows.append(("auto-k (k=2..10 + silhouette)", py["autok"], ours_t["autok"], check))
     return {"n": n, "s": s, "load": load, "rows": rows, "dgemm_ours": ours["dgemm_gflops"]}
+
+
+def kmeans_seeds(n, s, args, ref, make_cases):
+    """One table row: k-means over seeds [first, last), ours (Lloyd, Lloyd + moves) vs scikit-learn."""
+    from sklearn.cluster import KMeans
+    first, last = (int(v) for v in args.kmeans_seeds.split(":"))
+    path = matrix_path(n, s, args, make_cases)
+    exe = os.path.join(args.build, "bench", "analysis", "analysis_compare")
+    ours = json.loads(subprocess.run([exe, path, "--kmeans-seeds", f"{first}:{last}"], check=True,
+                                     capture_output=True, text=True).stdout)
+    X = np.load(path).astype(np.float64)
+    Z = ref.zscore_profiles(X, ref.dead_mask(X))
+    sk = [KMeans(n_clusters=8, n_init=10, random_state=seed, algorithm="lloyd").fit(Z).inertia_
+          for seed in range(first, last)]
+    best = min(min(sk), min(ours["lloyd"]), min(ours["refined"]))
+    hits = (lambda v: sum(x <= best * (1 + 1e-9) for x in v))
+    worse = [seed for seed, o, p in zip(range(first, last), ours["refined"], sk) if o > p * (1 + 1e-9)]
+    ratio = max(o / p for o, p in zip(ours["refined"], sk))
+    count = last - first
+    print(f"| {n} | {s} | {first}-{last - 1} | {best:.3f} | {hits(sk)}/{count} | {hits(ours['lloyd'])}/{count} | "
+          f"{hits(ours['refined'])}/{count} | {len(worse)} {worse if worse else ''} | {ratio:.4f} ({ratio - 1:+.1e}) |",
+          flush=True)
+
+
+def matrix_path(n, s, args, make_cases):
+    os.makedirs(args.data, exist_ok=True)
+    path = os.path.join(args.data, f"planted_N{n}_S{s}.npy")
+    if not os.path.exists(path):
+        X, *_ = make_cases.planted_matrix(n_neurons=n, n_samples=s, k=8, noise=0.5, relu=False,
+                                          n_dead=max(3, n // 32), n_background=n // 8, seed=n + s)
+        np.save(path, np.ascontiguousarray(X))
+    return path
 
 
 def main():
@@ -134,6 +167,8 @@ def main():
     p.add_argument("--grid", default=None, help="e.g. 1024x2000,4096x10000")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--no-python-autok", action="store_true", help="skip the (slow) Python auto-k")
+    p.add_argument("--kmeans-seeds", default=None, metavar="A:B",
+                   help="k-means only: seeds A..B-1, ours (Lloyd / + Hartigan moves) vs scikit-learn")
     args = p.parse_args()
     sys.path.insert(0, ORACLE)
     import make_cases  # noqa: E402
@@ -145,6 +180,16 @@ def main():
         grid = [(n, s) for n in (256, 1024, 4096) for s in (2000, 10000)]
     else:
         grid = [(256, 2000), (1024, 2000)]
+    if args.kmeans_seeds:
+        print("k = 8, n_init = 10 on both sides; 'best' = the lowest inertia any run found; a hit is within "
+              "1e-9 of it; 'ours > sklearn' counts seeds where ours (with moves) ends above scikit-learn's.")
+        print()
+        print("| N | S | seeds | best inertia | sklearn hits | ours Lloyd hits | ours +moves hits | "
+              "ours > sklearn (seeds) | max ours/sklearn |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n, s in grid:
+            kmeans_seeds(n, s, args, ref, make_cases)
+        return
     wall, cpu = numpy_dgemm_gflops()
     exe = os.path.join(args.build, "bench", "analysis", "analysis_compare")
     print(f"numpy dgemm: {wall:.1f} GFLOP/s, {cpu:.1f} GFLOP per CPU-s (2048^3); cores: {os.cpu_count()}; "

@@ -510,6 +510,7 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
   State& st = *state_;
   st.core->sink = std::move(sink);
   st.core->gradients = gradients;
+  counted_ = st.core;
 
   const ModelIndex index = index_model(model);
   std::set<std::string> seen;
@@ -598,12 +599,6 @@ void ScriptProbes::enable(bool on) noexcept {
 }
 
 bool ScriptProbes::enabled() const noexcept { return state_->core->enabled.load(); }
-std::uint64_t ScriptProbes::captured() const noexcept { return state_->core->captured.load(); }
-std::uint64_t ScriptProbes::gradients_captured() const noexcept { return state_->core->gradients_captured.load(); }
-std::uint64_t ScriptProbes::errors() const noexcept { return state_->core->errors.load(); }
-std::string ScriptProbes::last_error() const {
-  return state_->core->last_error_copy();
-}
 const std::vector<std::string>& ScriptProbes::resolved_names() const noexcept { return state_->resolved; }
 
 std::string script_type_name(const std::string& qualified_name) {

@@ -21,7 +21,7 @@ namespace neuronmap::detail {
 /// removed on destruction: the inserted calls leave the methods' graphs (so that a model saved
 /// afterwards is clean), while plans the executor already compiled keep a call that does nothing.
 /// Attach and detach must not run while another thread runs the same model.
-class ScriptProbes {
+class ScriptProbes : public ProbeCounters {
  public:
   /// `gradients`: also hand dLoss/dOutput to sink->on_gradient during backward.
   /// Throws LayerNotFound (listing the valid names) or UnsupportedModule (saying why).
@@ -35,13 +35,6 @@ class ScriptProbes {
   /// Switches capture on or off; off costs one relaxed atomic load per probed call. Any thread.
   void enable(bool on) noexcept;
   bool enabled() const noexcept;
-
-  /// Outputs handed to the sink so far, gradients handed to it so far.
-  std::uint64_t captured() const noexcept;
-  std::uint64_t gradients_captured() const noexcept;
-  /// Failures inside the op or a gradient hook (caught there, never thrown into training), and the last.
-  std::uint64_t errors() const noexcept;
-  std::string last_error() const;
 
   /// The submodule names the probes resolved to (e.g. "module.fc1" for "fc1" on a DataParallel save).
   const std::vector<std::string>& resolved_names() const noexcept;

@@ -695,6 +695,7 @@ ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::stri
   state_->core = std::make_shared<Core>();
   state_->core->sink = std::move(sink);
   state_->core->gradients = gradients;
+  counted_ = state_->core;
 
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
@@ -757,16 +758,6 @@ void ModuleProbes::enable(bool on) noexcept {
 }
 
 bool ModuleProbes::enabled() const noexcept { return state_->on.load(); }
-
-std::uint64_t ModuleProbes::captured() const noexcept { return state_->core->captured.load(); }
-
-std::uint64_t ModuleProbes::gradients_captured() const noexcept { return state_->core->gradients_captured.load(); }
-
-std::uint64_t ModuleProbes::errors() const noexcept { return state_->core->errors.load(); }
-
-std::string ModuleProbes::last_error() const {
-  return state_->core->last_error_copy();
-}
 
 std::vector<std::string> module_names(torch::nn::Module& model) {
   return model.named_modules(/*name_prefix=*/"", /*include_self=*/false).keys();

@@ -41,12 +41,31 @@ class CaptureSink {
   }
 };
 
+struct ProbeCore;
+
+/// What every kind of probe set reports about its callbacks (read from its ProbeCore, probe_core.hpp).
+class ProbeCounters {
+ public:
+  /// Outputs handed to the sink so far, gradients handed to it so far.
+  std::uint64_t captured() const noexcept;
+  std::uint64_t gradients_captured() const noexcept;
+  /// Failures inside callbacks and gradient hooks (caught there, never thrown into the training step;
+  /// e.g. an output modified in place before backward: that gradient is skipped), and the last one.
+  std::uint64_t errors() const noexcept;
+  std::string last_error() const;
+
+ protected:
+  ProbeCounters() = default;
+  ~ProbeCounters() = default;
+  std::shared_ptr<ProbeCore> counted_;  ///< set by the probe set's constructor
+};
+
 /// The probes of one session. Installed on construction (disabled), removed on destruction.
 /// Every instance shares one global RecordFunction callback (so forwards on any thread are seen),
 /// switched off while no instance is enabled. The destructor waits (up to 10 s) for captures in
 /// flight on other threads; after it returns the sink is not called again, and neither the sink nor
 /// the model is kept alive.
-class ModuleProbes {
+class ModuleProbes : public ProbeCounters {
  public:
   /// `gradients`: also hand dLoss/dOutput to sink->on_gradient during backward, for every output
   /// captured while autograd records it (a hook on the captured tensor; no backward, no call).
@@ -61,14 +80,6 @@ class ModuleProbes {
   /// Switches capture on or off; off costs ~nothing per op. Safe from any thread.
   void enable(bool on) noexcept;
   bool enabled() const noexcept;
-
-  /// Outputs handed to the sink so far, gradients handed to it so far.
-  std::uint64_t captured() const noexcept;
-  std::uint64_t gradients_captured() const noexcept;
-  /// Failures inside callbacks and gradient hooks (caught there, never thrown into the training step;
-  /// e.g. an output modified in place before backward: that gradient is skipped), and the last one.
-  std::uint64_t errors() const noexcept;
-  std::string last_error() const;
 
  private:
   struct State;

@@ -35,6 +35,11 @@ bool ProbeCore::wait_idle(std::optional<std::chrono::steady_clock::duration> lim
   return true;
 }
 
+std::uint64_t ProbeCounters::captured() const noexcept { return counted_->captured.load(); }
+std::uint64_t ProbeCounters::gradients_captured() const noexcept { return counted_->gradients_captured.load(); }
+std::uint64_t ProbeCounters::errors() const noexcept { return counted_->errors.load(); }
+std::string ProbeCounters::last_error() const { return counted_->last_error_copy(); }
+
 void deliver_output(ProbeCore& core, const std::vector<int>& probes, const std::string& name,
                     const at::Tensor& output) {
   for (int probe : probes) {

@@ -22,6 +22,10 @@ const std::vector<VerbRegistrar>& verbs();
 void set_exit_code(int code);
 int run_selected(CLI::App& app);
 
+/// What `neuronmap` does: parses the command line, runs the selected verb, returns the exit code.
+/// Callable again and again in one process (the CLI fuzzer in tests/fuzz does).
+int run_command_line(int argc, char** argv);
+
 void add_inspect(CLI::App& app);
 void add_groups(CLI::App& app);
 void add_report(CLI::App& app);

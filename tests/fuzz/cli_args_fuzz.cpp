@@ -19,6 +19,7 @@
 
 #include "cli/verbs.hpp"
 #include "sample_run.hpp"
+#include "scratch.hpp"
 #include "store/run_file.hpp"
 
 namespace {
@@ -50,15 +51,7 @@ void write_samples(const std::string& path) {
 
 void init() {
   if (!g_dir.empty()) return;
-  const std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
-                                         ? std::filesystem::path("/dev/shm")
-                                         : std::filesystem::temp_directory_path();
-  g_dir = (base / ("neuronmap_cli_fuzz_" + std::to_string(::getpid()))).string();
-  std::filesystem::create_directories(g_dir);
-  std::atexit([] {
-    std::error_code ec;
-    std::filesystem::remove_all(g_dir, ec);
-  });
+  g_dir = neuronmap::fuzz::make_scratch_dir("cli_fuzz");
   std::filesystem::current_path(g_dir);
   for (const char* name : {"run.h5", "run2.h5"}) {
     neuronmap::detail::RunWriter writer(name, neuronmap::test::sample_info(), true);

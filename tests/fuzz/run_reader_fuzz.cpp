@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +20,7 @@
 
 #include "neuronmap/errors.hpp"
 #include "sample_run.hpp"
+#include "scratch.hpp"
 #include "store/run_file.hpp"
 #include "store/schema.hpp"
 
@@ -60,15 +60,7 @@ void init() {
   if (!g_work.empty()) return;
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   // Each input rewrites the file: keep it in memory where /dev/shm exists.
-  const std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
-                                         ? std::filesystem::path("/dev/shm")
-                                         : std::filesystem::temp_directory_path();
-  g_dir = (base / ("neuronmap_reader_fuzz_" + std::to_string(::getpid()))).string();
-  std::filesystem::create_directories(g_dir);
-  std::atexit([] {
-    std::error_code ec;
-    std::filesystem::remove_all(g_dir, ec);
-  });
+  g_dir = neuronmap::fuzz::make_scratch_dir("reader_fuzz");
   const std::string good = g_dir + "/good.h5";
   g_work = g_dir + "/work.h5";
   {

@@ -20,19 +20,14 @@
 
 #include "neuronmap/run.hpp"
 #include "neuronmap/snapshot.hpp"
+#include "test_dir.hpp"
 
 namespace nm = neuronmap;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir = fs::path(NEURONMAP_TEST_BINARY_DIR) / "distributed_tmp" / info->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string test_dir() { return neuronmap::test::fresh_test_dir("distributed_tmp"); }
 
 struct Child {
   pid_t pid = -1;

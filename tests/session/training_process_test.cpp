@@ -20,6 +20,7 @@
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/snapshot.hpp"
+#include "test_dir.hpp"
 #include "store/process.hpp"
 
 namespace nm = neuronmap;
@@ -32,13 +33,7 @@ namespace {
 
 const char* kPython = "/usr/bin/python3";
 
-std::string test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir = fs::path(NEURONMAP_TEST_BINARY_DIR) / "session_tmp" / info->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string test_dir() { return neuronmap::test::fresh_test_dir("session_tmp"); }
 
 bool python_has_h5py() {
   static const bool has = fs::exists(kPython) && run_process({kPython, "-c", "import h5py"}, 60).exit_code == 0;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "sample_run.hpp"
+#include "test_dir.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::test {
@@ -17,14 +18,7 @@ namespace neuronmap::test {
 namespace fs = std::filesystem;
 
 /// A fresh, empty directory named after the running test.
-inline std::string test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir = fs::path(NEURONMAP_TEST_BINARY_DIR) / "store_tmp" /
-                 (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+inline std::string test_dir() { return fresh_test_dir("store_tmp"); }
 
 /// A closed run file holding snapshots 0..n-1 of sample_snapshot().
 inline void write_sample_run(const std::string& path, std::int64_t n) {

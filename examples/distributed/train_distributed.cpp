@@ -53,14 +53,15 @@ int launch(const char* self, int world, int argc, char** argv) {
   std::filesystem::create_directories(dir);
   std::vector<pid_t> pids;
   for (int rank = 0; rank < world; ++rank) {
+    // The arguments are built before fork(): a forked child should only exec.
+    std::vector<std::string> args{self, "--rank", std::to_string(rank), "--world", std::to_string(world),
+                                  "--store", (dir / "store").string()};
+    for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+    std::vector<char*> c_args;
+    for (auto& a : args) c_args.push_back(a.data());
+    c_args.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) {
-      std::vector<std::string> args{self, "--rank", std::to_string(rank), "--world", std::to_string(world),
-                                    "--store", (dir / "store").string()};
-      for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
-      std::vector<char*> c_args;
-      for (auto& a : args) c_args.push_back(a.data());
-      c_args.push_back(nullptr);
       ::execv("/proc/self/exe", c_args.data());
       ::_exit(127);
     }

@@ -39,14 +39,15 @@ Child spawn(std::vector<std::string> args, const std::string& log) {
   args.insert(args.begin(), NEURONMAP_DISTRIBUTED_CHILD);
   Child child;
   child.log = log;
+  // argv is built before fork(): the child of a multithreaded process must not allocate before exec.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   child.pid = ::fork();
   if (child.pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }

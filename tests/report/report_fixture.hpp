@@ -263,6 +263,14 @@ inline std::string read_file(const std::string& path) {
 inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& scratch,
                                  const std::vector<std::string>& env = {}, int timeout_s = 60) {
   const std::string out_path = scratch + "/.stdout", err_path = scratch + "/.stderr";
+  // Everything the child needs is built before fork(): a forked child of a multithreaded test must
+  // not allocate before exec (a sanitizer allocator's lock held by another thread stays locked).
+  std::vector<char*> args, environment;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  for (const auto& e : env) environment.push_back(const_cast<char*>(e.c_str()));
+  for (char** e = environ; *e != nullptr; ++e) environment.push_back(*e);  // ours first: getenv takes the first
+  environment.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -272,11 +280,7 @@ inline CommandResult run_command(const std::vector<std::string>& argv, const std
     ::dup2(err, 2);
     ::dup2(null, 0);
     ::setpgid(0, 0);  // its own group, so a timeout can end it with its children (a browser has many)
-    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
+    ::execve(args[0], args.data(), environment.data());
     ::_exit(127);
   }
   CommandResult r;

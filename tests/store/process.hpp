@@ -22,6 +22,16 @@ struct ProcessResult {
   std::string out, err;
 };
 
+/// argv as execv wants it, built before fork(): the forked child of a multithreaded test must not
+/// allocate before exec. glibc's malloc survives that, but the sanitizers' allocators (GCC 12's
+/// libasan) do not: a lock another thread held at the fork stays locked in the child forever.
+inline std::vector<char*> exec_args(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return args;
+}
+
 /// A started child with pipes to its stdin (optional) and from its stdout; stderr is inherited.
 class ChildProcess {
  public:
@@ -29,14 +39,12 @@ class ChildProcess {
     int out[2], in[2] = {-1, -1};
     if (::pipe2(out, O_CLOEXEC) != 0 || (pipe_stdin && ::pipe2(in, O_CLOEXEC) != 0))
       throw std::runtime_error("pipe failed");
+    const auto args = exec_args(argv);
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
       ::dup2(out[1], 1);
       if (pipe_stdin) ::dup2(in[0], 0);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
       ::execv(args[0], args.data());
       ::_exit(127);
     }
@@ -124,14 +132,12 @@ class ChildProcess {
 inline ProcessResult run_process(const std::vector<std::string>& argv, int timeout_s = 60) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  const auto args = exec_args(argv);
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);
   }

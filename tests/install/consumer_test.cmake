@@ -19,6 +19,9 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR} -DCMA
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer ${WORK_DIR}/run.h5)
 run(${prefix}/bin/neuronmap inspect ${WORK_DIR}/run.h5)
+# The TorchScript verbs come from a module the installed CLI finds relative to itself
+# (<prefix>/<libdir>/neuronmap), which loads the installed libneuronmap_torchscript and libneuronmap.
+run(${prefix}/bin/neuronmap layers ${MODEL})
 
 # The same program built without CMake, from pkg-config's flags alone (a Makefile user's view).
 find_program(PKG_CONFIG pkg-config REQUIRED)

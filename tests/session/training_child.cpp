@@ -2,7 +2,8 @@
 // prints what it did, line by line (flushed), so that a parent can kill it, read its file while it
 // writes, or measure it.
 //   training_child PATH [--epochs N] [--every K] [--steps S] [--batch B] [--width W] [--queue Q]
-//                       [--overflow block|drop] [--delay SECONDS] [--flush] [--fsize BYTES]
+//                       [--overflow block|drop] [--delay SECONDS] [--flush] [--fsize BYTES] [--pace MS]
+// --pace: sleep MS milliseconds after each epoch (a writer that grows its file at a bounded rate).
 // --fsize: a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) after attach, as a full disk.
 // Lines: "attached", "epoch <e>" after each end_epoch, with --flush "committed <i>" once snapshot i is
 // in the file (a flush after each snapshot epoch), and at the end
@@ -18,6 +19,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <fstream>
 #include <string>
 
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
   long long epochs = 1000000, every = 1, steps = 8, batch = 64, width = 48, queue = 64;
   long long fsize = -1;
   double delay = 0.0;
+  long long pace_ms = 0;
   bool flush = false;
   nm::Overflow overflow = nm::Overflow::block;
   for (int i = 2; i < argc; ++i) {
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
     else if (arg == "--delay" && has_value) delay = std::atof(argv[++i]);
     else if (arg == "--overflow" && has_value) overflow = std::string(argv[++i]) == "drop" ? nm::Overflow::drop_newest : nm::Overflow::block;
     else if (arg == "--fsize" && has_value) fsize = std::atoll(argv[++i]);
+    else if (arg == "--pace" && has_value) pace_ms = std::atoll(argv[++i]);
     else if (arg == "--flush") flush = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
@@ -124,6 +128,7 @@ int main(int argc, char** argv) {
       std::printf("committed %lld\n", static_cast<long long>(session.snapshots_written() - 1));
     }
     std::fflush(stdout);
+    if (pace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pace_ms));
   }
   session.close();
   const auto c = session.counters();

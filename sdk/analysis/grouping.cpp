@@ -112,7 +112,11 @@ double adjusted_rand_index(const std::vector<std::int32_t>& a, const std::vector
   std::unordered_map<std::int64_t, double> joint;
   std::unordered_map<std::int32_t, double> rows, cols;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    joint[(static_cast<std::int64_t>(a[i]) << 32) ^ static_cast<std::uint32_t>(b[i])] += 1;
+    // The pair packed into 64 bits through unsigned arithmetic: labels may be -1 ("no group"), and
+    // shifting a negative signed value is undefined before C++20 (UBSan found it).
+    const std::uint64_t high = static_cast<std::uint32_t>(a[i]), low = static_cast<std::uint32_t>(b[i]);
+    const auto key = (high << 32) | low;
+    joint[static_cast<std::int64_t>(key)] += 1;
     rows[a[i]] += 1;
     cols[b[i]] += 1;
   }

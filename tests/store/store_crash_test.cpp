@@ -369,9 +369,9 @@ TEST(Inspect, BadFilesGiveOneLineAndExitTwo) {
   EXPECT_EQ(usage.exit_code, 1) << "a missing argument is a usage error";
 }
 
-// Every verb that reads a run file, given a missing, empty, text, truncated, foreign, newer-format and
-// byte-flipped file: exit 2 with one line on stderr (exit 0 is allowed for a flipped byte the file
-// survives), never a signal, never an HDF5 error stack.
+// Every verb that reads an HDF5 file (a run, a matrix, a model's input), given a missing, empty, text,
+// truncated, foreign, newer-format and byte-flipped file: exit 2 with one line on stderr (exit 0 is
+// allowed for a flipped byte the file survives), never a signal, never an HDF5 error stack.
 TEST(Cli, EveryVerbRefusesBadFilesWithOneLine) {
   const auto dir = test_dir();
   const auto good = dir + "/good.h5";
@@ -389,16 +389,27 @@ TEST(Cli, EveryVerbRefusesBadFilesWithOneLine) {
     std::ofstream(dir + "/flipped.h5", std::ios::binary) << bytes;
   }
   const std::vector<std::string> files = {"missing", "empty", "text", "truncated", "foreign", "newer", "flipped"};
+  // "@" stands for the bad file. capture and layers read it as the model's input (/input).
+  const std::string model = std::string(NEURONMAP_SOURCE_DIR) + "/tests/data/torchscript/convnet.pt";
   const std::vector<std::vector<std::string>> verbs = {
-      {"inspect"}, {"inspect", "--json"}, {"report", "--out", dir + "/report", "--no-dashboard", "-q"},
-      {"groups", "--dataset", "/data/corr"}};
+      {"inspect", "@"},
+      {"inspect", "@", "--json"},
+      {"report", "@", "--out", dir + "/report", "--no-dashboard", "-q"},
+      {"groups", "@", "--dataset", "/data/corr"},
+      {"compare", "@", good},
+      {"compare", good, "@"},
+      {"capture", model, "--input", "@", "--layers", "fc", "--out", dir + "/capture.h5"},
+      {"layers", model, "--input", "@"}};
   int cases = 0;
   for (const auto& verb : verbs) {
     for (const auto& name : files) {
-      std::vector<std::string> argv = {NEURONMAP_CLI, verb[0], dir + "/" + name + ".h5"};
-      argv.insert(argv.end(), verb.begin() + 1, verb.end());
+      std::vector<std::string> argv = {NEURONMAP_CLI};
+      std::string what;
+      for (const auto& a : verb) {
+        argv.push_back(a == "@" ? dir + "/" + name + ".h5" : a);
+        what += (a == "@" ? "<" + name + ">" : fs::path(a).filename().string()) + " ";
+      }
       const auto r = run_process(argv, 120);
-      const std::string what = verb[0] + (verb.size() > 1 ? " " + verb[1] : "") + " on " + name;
       ++cases;
       EXPECT_FALSE(r.timed_out) << what;
       EXPECT_EQ(r.signal, 0) << what;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "exec_args.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/snapshot.hpp"
 #include "test_dir.hpp"
@@ -39,10 +40,7 @@ Child spawn(std::vector<std::string> args, const std::string& log) {
   args.insert(args.begin(), NEURONMAP_DISTRIBUTED_CHILD);
   Child child;
   child.log = log;
-  // argv is built before fork(): the child of a multithreaded process must not allocate before exec.
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  const auto argv = neuronmap::test::exec_args(args);
   child.pid = ::fork();
   if (child.pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

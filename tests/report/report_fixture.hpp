@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "exec_args.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/snapshot.hpp"
 #include "report/report.hpp"
@@ -265,9 +266,8 @@ inline CommandResult run_command(const std::vector<std::string>& argv, const std
   const std::string out_path = scratch + "/.stdout", err_path = scratch + "/.stderr";
   // Everything the child needs is built before fork(): a forked child of a multithreaded test must
   // not allocate before exec (a sanitizer allocator's lock held by another thread stays locked).
-  std::vector<char*> args, environment;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  const auto args = neuronmap::test::exec_args(argv);
+  std::vector<char*> environment;
   for (const auto& e : env) environment.push_back(const_cast<char*>(e.c_str()));
   for (char** e = environ; *e != nullptr; ++e) environment.push_back(*e);  // ours first: getenv takes the first
   environment.push_back(nullptr);

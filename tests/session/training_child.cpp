@@ -19,9 +19,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "neuronmap/neuronmap.hpp"
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "exec_args.hpp"
+
 namespace neuronmap::test {
 
 struct ProcessResult {
@@ -21,16 +23,6 @@ struct ProcessResult {
   bool timed_out = false;
   std::string out, err;
 };
-
-/// argv as execv wants it, built before fork(): the forked child of a multithreaded test must not
-/// allocate before exec. glibc's malloc survives that, but the sanitizers' allocators (GCC 12's
-/// libasan) do not: a lock another thread held at the fork stays locked in the child forever.
-inline std::vector<char*> exec_args(const std::vector<std::string>& argv) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  return args;
-}
 
 /// A started child with pipes to its stdin (optional) and from its stdout; stderr is inherited.
 class ChildProcess {

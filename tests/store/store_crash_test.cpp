@@ -423,6 +423,30 @@ TEST(Cli, EveryVerbRefusesBadFilesWithOneLine) {
   std::printf("CLI: %d verb x bad-file cases\n", cases);
 }
 
+// The CLI never loads LibTorch (inspect starts in milliseconds); `capture` and `layers` load it from a
+// module next to the CLI's library directory. Without that module they fail with one clear line, and
+// the other verbs still work.
+TEST(Cli, StartsWithoutLibTorchAndNamesAMissingTorchScriptModule) {
+  const auto libraries = run_process({"/usr/bin/ldd", NEURONMAP_CLI}, 60);
+  ASSERT_EQ(libraries.exit_code, 0) << libraries.err;
+  EXPECT_EQ(libraries.out.find("libtorch"), std::string::npos) << libraries.out;
+  EXPECT_EQ(libraries.out.find("libc10"), std::string::npos) << libraries.out;
+
+  const auto dir = test_dir();
+  const auto good = dir + "/good.h5";
+  write_sample_run(good, 3);
+  fs::create_directories(dir + "/bin");
+  const auto cli = dir + "/bin/neuronmap";  // a copy with no <libdir>/neuronmap/ module beside it
+  fs::copy_file(NEURONMAP_CLI, cli);
+  fs::permissions(cli, fs::perms::owner_all);
+  const std::string model = std::string(NEURONMAP_SOURCE_DIR) + "/tests/data/torchscript/convnet.pt";
+  const auto r = run_process({cli, "layers", model}, 120);
+  EXPECT_EQ(r.exit_code, 2) << r.err << r.out;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("cannot load the TorchScript verbs (they need LibTorch)"), std::string::npos) << r.err;
+  EXPECT_EQ(run_process({cli, "inspect", good}, 120).exit_code, 0);
+}
+
 // Damaged files must give exit 0 or 2 with at most one line, never a crash (inspect reads in a child).
 TEST(Inspect, SurvivesFlippedBytes) {
   const auto dir = test_dir();

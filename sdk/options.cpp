@@ -21,6 +21,7 @@ const char* to_string(GroupingMethod value) noexcept {
     case GroupingMethod::correlation: return "correlation";
     case GroupingMethod::kmeans: return "kmeans";
     case GroupingMethod::hierarchical: return "hierarchical";
+    case GroupingMethod::components: return "components";
   }
   return "unknown";
 }

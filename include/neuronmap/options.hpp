@@ -27,7 +27,12 @@ enum class SequenceReduction {
 };
 
 /// How neurons are grouped at a snapshot.
-enum class GroupingMethod { correlation, kmeans, hierarchical };
+enum class GroupingMethod {
+  correlation,   ///< correlation clustering (CPM): every member's mean r with its group >= threshold
+  kmeans,        ///< k-means of the standardised activation profiles
+  hierarchical,  ///< average linkage on 1 - r, cut at 1 - threshold (or into n_groups)
+  components,    ///< connected components of r >= threshold; chains; for comparison only
+};
 
 /// Parameters of the grouping; the defaults are the reference's (see docs/FORMAT.md).
 struct Grouping {
@@ -35,8 +40,8 @@ struct Grouping {
   double threshold = 0.6;   ///< correlation r >= threshold joins two neurons (hierarchical: cut at 1 - threshold)
   int min_group_size = 3;   ///< smaller clusters are reported as ungrouped neurons
   int n_groups = 0;         ///< k-means / hierarchical: fixed number of clusters; 0 = automatic
-  int n_init = 10;          ///< k-means restarts
-  std::uint64_t seed = 42;  ///< k-means seed
+  int n_init = 10;          ///< correlation clustering and k-means: restarts
+  std::uint64_t seed = 42;  ///< correlation clustering and k-means: seed of the restarts' random stream
 };
 
 /// A captured batch as the workers see it: `rows` samples x `cols` neurons, row-major float32.

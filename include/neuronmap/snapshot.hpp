@@ -34,6 +34,9 @@ struct Group {
   std::string layer_name;
   std::vector<std::int32_t> neuron_indices;  ///< ascending
   double cohesion_score = 0.0;           ///< mean pairwise correlation inside, clipped to [0, 1]
+  /// The smallest mean correlation of a member with the rest of its group (NaN: not stored, in files
+  /// older than format 4). Correlation clustering keeps it >= its threshold; k-means may not.
+  double min_member_correlation = 0.0;
   double mean_activation = 0.0;          ///< mean activation of the members over the captured samples
   std::vector<float> activation_pattern; ///< the group's mean activation per reservoir sample (may be empty)
   double importance = 0.0;               ///< sum of the members' |Taylor importance| (0 without gradients)

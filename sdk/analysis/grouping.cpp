@@ -1,7 +1,8 @@
-// Canonical group lists, correlation-threshold clustering and the method dispatch.
+// Canonical group lists with their cohesion, the connected components of spec v1 and the method dispatch.
 #include "analysis/grouping.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <unordered_map>
@@ -25,6 +26,28 @@ struct DisjointSets {
   std::vector<std::size_t> parent;
 };
 
+// (cohesion, min_member_correlation) of one group: the mean r over its pairs, clipped to [0, 1], and
+// the smallest of the members' mean r with the other members. A single neuron has 1 for both.
+std::pair<double, double> group_cohesion(const Correlation& corr, const std::vector<std::int32_t>& members) {
+  const std::size_t size = members.size();
+  if (size < 2) return {1.0, 1.0};
+  double pair_sum = 0.0;
+  double min_member = std::numeric_limits<double>::infinity();
+  for (std::size_t a = 0; a < size; ++a) {
+    double row = 0.0, member_sum = 0.0;
+    for (std::size_t b = 0; b < size; ++b) {
+      if (b == a) continue;
+      const double r = corr.r(members[a], members[b]);
+      member_sum += r;
+      if (b > a) row += r;
+    }
+    pair_sum += row;
+    min_member = std::min(min_member, member_sum / static_cast<double>(size - 1));
+  }
+  const double pairs = 0.5 * static_cast<double>(size) * static_cast<double>(size - 1);
+  return {std::clamp(pair_sum / pairs, 0.0, 1.0), min_member};
+}
+
 }  // namespace
 
 GroupingResult finish_groups(const Correlation& corr, std::vector<std::vector<std::int32_t>> clusters,
@@ -43,15 +66,10 @@ GroupingResult finish_groups(const Correlation& corr, std::vector<std::vector<st
             [](const auto& a, const auto& b) { return a.front() < b.front(); });
   for (std::size_t g = 0; g < out.groups.size(); ++g) {
     const auto& members = out.groups[g];
-    double sum = 0.0;
-    for (std::size_t a = 0; a < members.size(); ++a) {
-      out.labels[static_cast<std::size_t>(members[a])] = static_cast<std::int32_t>(g);
-      double row = 0.0;
-      for (std::size_t b = a + 1; b < members.size(); ++b) row += corr.r(members[a], members[b]);
-      sum += row;
-    }
-    const double pairs = 0.5 * static_cast<double>(members.size()) * static_cast<double>(members.size() - 1);
-    out.cohesion.push_back(members.size() < 2 ? 1.0 : std::clamp(sum / pairs, 0.0, 1.0));
+    for (const auto m : members) out.labels[static_cast<std::size_t>(m)] = static_cast<std::int32_t>(g);
+    const auto [cohesion, min_member] = group_cohesion(corr, members);
+    out.cohesion.push_back(cohesion);
+    out.min_member_correlation.push_back(min_member);
   }
   return out;
 }
@@ -61,6 +79,7 @@ GroupingResult finish_groups(const Correlation& corr, const std::vector<std::int
   std::unordered_map<std::int32_t, std::size_t> slot;
   std::vector<std::vector<std::int32_t>> clusters;
   for (std::size_t i = 0; i < raw_labels.size(); ++i) {
+    if (raw_labels[i] < 0) continue;
     auto [it, inserted] = slot.emplace(raw_labels[i], clusters.size());
     if (inserted) clusters.emplace_back();
     clusters[it->second].push_back(static_cast<std::int32_t>(i));
@@ -68,35 +87,51 @@ GroupingResult finish_groups(const Correlation& corr, const std::vector<std::int
   return finish_groups(corr, std::move(clusters), min_group_size);
 }
 
-GroupingResult correlation_groups(const Correlation& corr, double threshold, int min_group_size) {
+std::int64_t count_edges(const Correlation& corr, double threshold, const std::vector<std::int32_t>& live) {
+  std::int64_t edges = 0;
+  corr.r.visit([&](const auto& r) {
+    const auto n = static_cast<std::int32_t>(r.rows());
+    auto count_pair = [&](std::int32_t i, std::int32_t j) {
+      // Compare in float64, as the reference does (a float32 r is widened exactly).
+      if (static_cast<double>(r(i, j)) >= threshold) ++edges;
+    };
+    if (live.empty()) {
+      for (std::int32_t j = 0; j < n; ++j)
+        for (std::int32_t i = 0; i < j; ++i) count_pair(i, j);
+    } else {
+      for (std::size_t y = 0; y < live.size(); ++y)
+        for (std::size_t x = 0; x < y; ++x) count_pair(live[x], live[y]);
+    }
+    return 0;
+  });
+  return edges;
+}
+
+GroupingResult threshold_components(const Correlation& corr, double threshold, int min_group_size) {
   const auto n = static_cast<std::size_t>(corr.r.rows());
   DisjointSets sets(n);
-  std::int64_t edges = 0;
   corr.r.visit([&](const auto& r) {
     using Scalar = typename std::decay_t<decltype(r)>::Scalar;
     for (std::size_t j = 0; j < n; ++j) {
       const Scalar* column = r.col(static_cast<Eigen::Index>(j)).data();
-      for (std::size_t i = 0; i < j; ++i) {
-        // Compare in float64, as the reference does (a float32 r is widened exactly).
-        if (static_cast<double>(column[i]) >= threshold) {
-          sets.join(i, j);
-          ++edges;
-        }
-      }
+      for (std::size_t i = 0; i < j; ++i)
+        if (static_cast<double>(column[i]) >= threshold) sets.join(i, j);
     }
     return 0;
   });
   std::vector<std::vector<std::int32_t>> clusters(n);
   for (std::size_t i = 0; i < n; ++i) clusters[sets.find(i)].push_back(static_cast<std::int32_t>(i));
   GroupingResult out = finish_groups(corr, std::move(clusters), min_group_size);
-  out.n_edges = edges;
+  out.n_edges = count_edges(corr, threshold, {});
   return out;
 }
 
 GroupingResult group_neurons(const Correlation& corr, const Grouping& options) {
   switch (options.method) {
     case GroupingMethod::correlation:
-      return correlation_groups(corr, options.threshold, options.min_group_size);
+      return correlation_groups(corr, options.threshold, options.min_group_size, options.n_init, options.seed);
+    case GroupingMethod::components:
+      return threshold_components(corr, options.threshold, options.min_group_size);
     case GroupingMethod::kmeans:
       return kmeans_groups(corr, options.n_groups, options.n_init, options.seed, options.min_group_size);
     case GroupingMethod::hierarchical:

@@ -1,5 +1,5 @@
 // Groups of co-activating neurons from a correlation matrix. Semantics follow the reference
-// (shared oracle README, spec_version 1); group ids are positions in a list ordered by smallest member.
+// (shared oracle README, spec_version 2); group ids are positions in a list ordered by smallest member.
 #pragma once
 
 #include <cstdint>
@@ -15,19 +15,48 @@ struct GroupingResult {
   std::vector<std::int32_t> labels;               ///< per neuron: group id or -1
   std::vector<std::vector<std::int32_t>> groups;  ///< members, ascending; ordered by smallest member
   std::vector<double> cohesion;                   ///< per group: clip(mean r over pairs, 0, 1)
+  /// Per group: the smallest mean correlation of a member with the rest of its group (not clipped;
+  /// 1 for a single neuron). Correlation clustering guarantees it is >= its threshold.
+  std::vector<double> min_member_correlation;
 
   // Diagnostics, named as in the reference's JSON.
-  std::int64_t n_raw_clusters = 0;  ///< clusters before min_group_size (correlation: components)
-  std::int64_t n_edges = 0;         ///< correlation: pairs with r >= threshold
+  std::int64_t n_raw_clusters = 0;  ///< clusters before min_group_size
+  std::int64_t n_edges = 0;         ///< correlation, components: pairs with r >= threshold
+  double quality = 0.0;             ///< correlation: the CPM quality of the kept partition
+  std::vector<double> quality_by_restart;  ///< correlation: the quality each restart reached
+  int sweeps = 0;                   ///< correlation: move sweeps of the kept restart
   int chosen_k = 0;                 ///< kmeans: the k used
   double inertia = 0.0;             ///< kmeans: sum of squared distances to the centroids (z-score units)
   int n_iter = 0;                   ///< kmeans: Lloyd iterations of the best run
   std::vector<std::pair<int, double>> silhouette_by_k;  ///< kmeans with automatic k
 };
 
-/// Correlation-threshold clustering: an edge joins i and j when r_ij >= threshold; groups are the
-/// connected components with at least min_group_size members.
-GroupingResult correlation_groups(const Correlation& corr, double threshold, int min_group_size);
+/// The reference's random stream (spec v2), so that restarts draw the same orders as reference.py.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(std::uint64_t seed) noexcept : state_(seed) {}
+  std::uint64_t next() noexcept;
+  /// Fisher-Yates from the last position down: swap p[i] with p[next() % (i + 1)], i = n-1 .. 1.
+  std::vector<std::int32_t> permutation(std::int32_t n);
+
+ private:
+  std::uint64_t state_;
+};
+
+/// Correlation clustering (spec v2): the partition of the live neurons maximising the Constant Potts
+/// Model quality sum over same-group pairs of (r_ij - threshold), by KwikCluster pivots on r >= threshold
+/// in n_init random orders, then single-neuron moves; the best restart is kept (see docs/ANALYSIS.md).
+/// Every member's mean correlation with the rest of its group is >= threshold. Dead neurons are in no
+/// group. Restarts run in parallel in the calling TBB arena; the result does not depend on it.
+GroupingResult correlation_groups(const Correlation& corr, double threshold, int min_group_size, int n_init = 10,
+                                  std::uint64_t seed = 42);
+
+/// Spec v1, kept for comparison only: the connected components of r >= threshold with at least
+/// min_group_size members. Components chain: two members may be uncorrelated.
+GroupingResult threshold_components(const Correlation& corr, double threshold, int min_group_size);
+
+/// Pairs i < j of live neurons with r_ij >= threshold (all neurons when `live` is empty).
+std::int64_t count_edges(const Correlation& corr, double threshold, const std::vector<std::int32_t>& live);
 
 /// One row of a scipy linkage matrix: clusters `a` < `b` (ids >= n are earlier rows) merge at
 /// `height` into a cluster of `size` neurons.
@@ -75,10 +104,11 @@ GroupingResult kmeans_groups(const Correlation& corr, int n_groups, int n_init, 
 /// Dispatches on options.method.
 GroupingResult group_neurons(const Correlation& corr, const Grouping& options);
 
-/// Orders clusters canonically, drops the small ones, and fills labels and cohesion.
+/// Orders clusters canonically, drops the small ones, and fills labels, cohesion and
+/// min_member_correlation.
 GroupingResult finish_groups(const Correlation& corr, std::vector<std::vector<std::int32_t>> clusters,
                              int min_group_size);
-/// Same, from raw per-neuron cluster labels (any non-negative ints).
+/// Same, from raw per-neuron cluster labels (any non-negative ints; -1: in no cluster).
 GroupingResult finish_groups(const Correlation& corr, const std::vector<std::int32_t>& raw_labels,
                              int min_group_size);
 

@@ -128,7 +128,8 @@ GroupingMethod parse_method(const std::string& name) {
   if (name == "correlation") return GroupingMethod::correlation;
   if (name == "kmeans") return GroupingMethod::kmeans;
   if (name == "hierarchical") return GroupingMethod::hierarchical;
-  throw UsageError("unknown method '" + name + "': use correlation, kmeans or hierarchical");
+  if (name == "components") return GroupingMethod::components;
+  throw UsageError("unknown method '" + name + "': use correlation, kmeans, hierarchical or components");
 }
 
 std::string json_string(const std::string& s) {
@@ -181,11 +182,21 @@ void run_groups(const GroupsArgs& args) {
     if (result.labels[i] < 0) ungrouped.push_back(static_cast<std::int32_t>(i));
   }
 
+  // A group looser than the threshold (k-means partitions every neuron) is marked as such; k-means has
+  // no threshold of its own, so the --threshold value is the yardstick.
+  auto is_loose = [&](std::size_t g) { return result.cohesion[g] < args.threshold; };
+
   if (args.json) {
     std::string params = fmt::format("\"min_group_size\": {}", args.min_group_size);
     std::string diagnostics = fmt::format("\"n_raw_clusters\": {}", result.n_raw_clusters);
     switch (options.method) {
       case GroupingMethod::correlation:
+        params += fmt::format(", \"correlation_threshold\": {}, \"n_init\": {}, \"random_state\": {}", args.threshold,
+                              args.n_init, args.seed);
+        diagnostics += fmt::format(", \"n_edges\": {}, \"quality\": {}, \"quality_by_restart\": {}, \"sweeps\": {}",
+                                   result.n_edges, result.quality, json_list(result.quality_by_restart), result.sweeps);
+        break;
+      case GroupingMethod::components:
         params += fmt::format(", \"correlation_threshold\": {}", args.threshold);
         diagnostics += fmt::format(", \"n_edges\": {}", result.n_edges);
         break;
@@ -208,8 +219,10 @@ void run_groups(const GroupsArgs& args) {
     std::vector<std::string> groups;
     for (std::size_t g = 0; g < result.groups.size(); ++g) {
       groups.push_back(fmt::format(
-          "{{\"group_id\": {}, \"neuron_indices\": {}, \"group_size\": {}, \"cohesion_score\": {}, \"mean_activation\": {}}}",
-          g, json_list(result.groups[g]), result.groups[g].size(), result.cohesion[g], mean_activation[g]));
+          "{{\"group_id\": {}, \"neuron_indices\": {}, \"group_size\": {}, \"cohesion_score\": {}, "
+          "\"min_member_correlation\": {}, \"loose\": {}, \"mean_activation\": {}}}",
+          g, json_list(result.groups[g]), result.groups[g].size(), result.cohesion[g], result.min_member_correlation[g],
+          is_loose(g), mean_activation[g]));
     }
     fmt::print(
         "{{\"file\": {}, \"dataset\": {}, \"method\": {}, \"params\": {{{}}}, \"n_samples\": {}, \"n_neurons\": {}, "
@@ -227,10 +240,12 @@ void run_groups(const GroupsArgs& args) {
   if (options.method == GroupingMethod::kmeans) fmt::print(", k = {}{}", result.chosen_k, args.n_groups > 0 ? "" : " (best silhouette)");
   fmt::print(", min group size {}: {} groups\n\n", args.min_group_size, result.groups.size());
   if (!result.groups.empty()) {
-    fmt::print("{:>5}  {:>5}  {:>8}  {:>15}  {}\n", "group", "size", "cohesion", "mean_activation", "neurons");
+    fmt::print("{:>5}  {:>5}  {:>8}  {:>10}  {:>15}  {}\n", "group", "size", "cohesion", "min member", "mean_activation",
+               "neurons");
     for (std::size_t g = 0; g < result.groups.size(); ++g) {
-      fmt::print("{:>5}  {:>5}  {:>8.4f}  {:>15.6g}  {}\n", g, result.groups[g].size(), result.cohesion[g],
-                 mean_activation[g], fmt::join(result.groups[g], " "));
+      fmt::print("{:>5}  {:>5}  {:>8.4f}  {:>10.4f}  {:>15.6g}  {}{}\n", g, result.groups[g].size(), result.cohesion[g],
+                 result.min_member_correlation[g], mean_activation[g], fmt::join(result.groups[g], " "),
+                 is_loose(g) ? fmt::format("  (loose: cohesion below {})", args.threshold) : "");
     }
     fmt::print("\n");
   }
@@ -245,8 +260,10 @@ void add_groups(CLI::App& app) {
   verb->add_option("file", args->file, "HDF5 file")->required();
   verb->add_option("--dataset", args->dataset, "Dataset path inside the file (2-D, float32 or float64, rows = samples)")
       ->required();
-  verb->add_option("--method", args->method, "correlation | kmeans | hierarchical")
-      ->check(CLI::IsMember({"correlation", "kmeans", "hierarchical"}))
+  verb->add_option("--method", args->method,
+                   "correlation (clustering: every member's mean r with its group >= threshold) | kmeans | "
+                   "hierarchical | components (connected components of r >= threshold; chains; for comparison)")
+      ->check(CLI::IsMember({"correlation", "kmeans", "hierarchical", "components"}))
       ->capture_default_str();
   verb->add_option("--threshold", args->threshold, "Correlation joining two neurons (hierarchical: cut at 1 - T)")
       ->capture_default_str();
@@ -254,8 +271,8 @@ void add_groups(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--n-groups", args->n_groups, "kmeans/hierarchical: number of clusters (0 = automatic)")
       ->capture_default_str();
-  verb->add_option("--n-init", args->n_init, "kmeans restarts")->capture_default_str();
-  verb->add_option("--seed", args->seed, "kmeans seed")->capture_default_str();
+  verb->add_option("--n-init", args->n_init, "correlation/kmeans restarts")->capture_default_str();
+  verb->add_option("--seed", args->seed, "correlation/kmeans seed")->capture_default_str();
   verb->add_flag("--json", args->json, "Print JSON instead of a table");
   verb->callback([args] {
     run_groups(*args);

@@ -712,6 +712,7 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
     group.layer_name = name;
     group.neuron_indices = grouping.groups[g];
     group.cohesion_score = grouping.cohesion[g];
+    group.min_member_correlation = grouping.min_member_correlation[g];
     double sum = 0.0;
     for (auto i : group.neuron_indices) sum += m.mean()(i);
     group.mean_activation = sum / static_cast<double>(group.neuron_indices.size());

@@ -320,7 +320,8 @@ TEST(KMeans, RefinedFitIsHartiganStableAndNoWorseThanLloyd) {
 
 TEST(Grouping, SmallAndDegenerateInputs) {
   Grouping options;
-  for (const auto method : {GroupingMethod::correlation, GroupingMethod::kmeans, GroupingMethod::hierarchical}) {
+  for (const auto method : {GroupingMethod::correlation, GroupingMethod::kmeans, GroupingMethod::hierarchical,
+                            GroupingMethod::components}) {
     options.method = method;
     for (const int n : {0, 1, 2, 3}) {
       const Correlation corr = neuronmap::test::correlation_of_matrix(Eigen::MatrixXd::Identity(n, n));
@@ -348,14 +349,19 @@ TEST(Grouping, CohesionAndCanonicalOrder) {
   set(2, 3, 0.65);
   set(0, 3, -0.2);
   const Correlation corr = neuronmap::test::correlation_of_matrix(c);
-  const GroupingResult g = correlation_groups(corr, 0.6, 3);
+  const GroupingResult g = threshold_components(corr, 0.6, 3);
   ASSERT_EQ(g.groups.size(), 2u);
   EXPECT_EQ(g.groups[0], (std::vector<std::int32_t>{0, 2, 3}));
   EXPECT_EQ(g.groups[1], (std::vector<std::int32_t>{1, 4, 5}));
   EXPECT_EQ(g.labels, (std::vector<std::int32_t>{0, 1, 0, 0, 1, 1}));
   EXPECT_NEAR(g.cohesion[0], (0.95 + 0.65 - 0.2) / 3, 1e-15);
   EXPECT_NEAR(g.cohesion[1], 0.8, 1e-15);
+  EXPECT_NEAR(g.min_member_correlation[0], (0.65 - 0.2) / 2, 1e-15);  // neuron 3 chains in through 2
+  EXPECT_NEAR(g.min_member_correlation[1], (0.8 + 0.7) / 2, 1e-15);
   EXPECT_EQ(g.n_edges, 5);
+  // Correlation clustering drops neuron 3, whose mean r with {0, 2} is below the threshold.
+  const GroupingResult cpm = correlation_groups(corr, 0.6, 2);
+  EXPECT_EQ(cpm.groups, (std::vector<std::vector<std::int32_t>>{{0, 2}, {1, 4, 5}}));
 }
 
 }  // namespace

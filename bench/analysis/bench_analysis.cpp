@@ -65,9 +65,16 @@ void correlation_moments(benchmark::State& state) {
   state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(n * n * s) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void correlation_clustering(benchmark::State& state) {
+  const auto& d = data(state.range(0), state.range(1));
+  int sweeps = 0;
+  for (auto _ : state) sweeps = correlation_groups(d.corr, 0.6, 3).sweeps;
+  state.counters["sweeps"] = sweeps;
+}
+
 void components(benchmark::State& state) {
   const auto& d = data(state.range(0), state.range(1));
-  for (auto _ : state) benchmark::DoNotOptimize(correlation_groups(d.corr, 0.6, 3));
+  for (auto _ : state) benchmark::DoNotOptimize(threshold_components(d.corr, 0.6, 3));
 }
 
 void hierarchical(benchmark::State& state) {
@@ -104,7 +111,8 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("dgemm", dgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->Iterations(3);
   const std::vector<std::tuple<const char*, void (*)(benchmark::State&)>> steps = {
       {"correlation_from_samples", correlation_samples}, {"correlation_from_moments", correlation_moments},
-      {"components", components}, {"hierarchical", hierarchical}, {"kmeans_k8", kmeans8}, {"kmeans_auto", kmeans_auto}};
+      {"correlation_clustering", correlation_clustering}, {"components", components},
+      {"hierarchical", hierarchical}, {"kmeans_k8", kmeans8}, {"kmeans_auto", kmeans_auto}};
   for (const auto& [name, fn] : steps) {
     auto* bench = benchmark::RegisterBenchmark(name, fn)->Unit(benchmark::kMillisecond)->UseRealTime();
     for (const auto n : ns)

@@ -28,19 +28,43 @@ struct Restart {
   int sweeps = 0;
 };
 
-/// The working state of one restart: preallocated so that a sweep allocates nothing.
+/// The '+' graph (r >= threshold) as ascending neighbour lists of the live neurons, shared by the
+/// restarts. Empty (dense = true) when it would hold more than a quarter of all pairs: then every
+/// decision scans the whole row, which costs no more.
+struct PlusGraph {
+  bool dense = true;
+  std::vector<std::int64_t> begin;  ///< per neuron, into `neighbours` (n + 1 entries)
+  std::vector<std::int32_t> neighbours;
+};
+
+/// The working state of one restart, preallocated so that a sweep allocates nothing.
+///
+/// A move decision needs the gain of neuron i towards groups: the sum of (r_ij - threshold) over the
+/// members j of a group, in ascending j. Members are kept grouped by label (a counting sort of the
+/// labels, rebuilt after every kMaxPending moves and at each sweep's start) plus the few neurons moved
+/// since, so a group's gain is summed over its members alone, in the reference's order. When i gains
+/// nothing by staying negative (stay >= 0), only groups holding one of i's '+' neighbours can beat
+/// staying, and only theirs are summed; otherwise the whole row is scanned, as the reference does.
 template <typename Scalar>
 class LocalMoves {
  public:
-  LocalMoves(const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& r,
-             const std::vector<std::int32_t>& live, double threshold)
-      : r_(r), live_(live), threshold_(threshold) {
+  using Matrix = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>;
+
+  LocalMoves(const Matrix& r, const std::vector<std::int32_t>& live, const PlusGraph& plus, double threshold)
+      : r_(r), live_(live), plus_(plus), threshold_(threshold) {
     const auto n = static_cast<std::size_t>(r.rows());
     labels_.assign(n, -1);
-    // Labels never exceed 2n after compaction at the start of a sweep (n existing + n new ones).
-    gain_.assign(2 * n + 1, 0.0);
-    size_.assign(2 * n + 1, 0);
-    remap_.assign(2 * n + 1, -1);
+    // Labels stay below 2n + 1: compaction at a sweep's start leaves at most n, and a sweep adds at
+    // most one new label per neuron.
+    const std::size_t label_capacity = 2 * n + 1;
+    gain_.assign(label_capacity, 0.0);
+    size_.assign(label_capacity, 0);
+    remap_.assign(label_capacity, -1);
+    first_.assign(label_capacity + 1, 0);
+    seen_.assign(label_capacity, -1);
+    by_label_.assign(live.size(), 0);
+    candidates_.reserve(label_capacity);
+    pending_.reserve(kMaxPending + 1);
   }
 
   Restart run(const std::vector<std::int32_t>& order) {
@@ -52,121 +76,223 @@ class LocalMoves {
     }
     Restart out;
     out.sweeps = std::min(sweeps, kMaxSweeps);
+    compact_labels();
     out.quality = quality();
     out.labels = labels_;
     return out;
   }
 
  private:
-  double weight(std::int32_t i, std::int32_t j) const {
-    // (double) r - threshold, rounded once: numpy's W = C - threshold.
-    return static_cast<double>(r_(i, j)) - threshold_;
-  }
+  static constexpr std::size_t kMaxPending = 32;
+
+  std::size_t at(std::int32_t i) const { return static_cast<std::size_t>(i); }
+  // (double) r - threshold, rounded once: numpy's W = C - threshold.
+  double weight(std::int32_t i, std::int32_t j) const { return static_cast<double>(r_(i, j)) - threshold_; }
 
   // KwikCluster: each free pivot takes every free live neuron j with r(pivot, j) >= threshold.
   void pivot(const std::vector<std::int32_t>& order) {
     next_label_ = 0;
     for (const std::int32_t p : order) {
-      if (labels_[static_cast<std::size_t>(p)] != -1) continue;
+      if (labels_[at(p)] != -1) continue;
       const std::int32_t label = next_label_++;
-      labels_[static_cast<std::size_t>(p)] = label;
+      labels_[at(p)] = label;
       std::int32_t taken = 1;
-      const Scalar* column = r_.col(p).data();  // symmetric: column p is row p
-      for (const std::int32_t j : live_) {
-        if (labels_[static_cast<std::size_t>(j)] == -1 && static_cast<double>(column[j]) >= threshold_) {
-          labels_[static_cast<std::size_t>(j)] = label;
+      auto take = [&](std::int32_t j) {
+        if (labels_[at(j)] == -1) {
+          labels_[at(j)] = label;
           ++taken;
         }
+      };
+      if (plus_.dense) {
+        const Scalar* column = r_.col(p).data();  // symmetric: column p is row p
+        for (const std::int32_t j : live_)
+          if (j != p && static_cast<double>(column[j]) >= threshold_) take(j);
+      } else {
+        for (auto k = plus_.begin[at(p)]; k < plus_.begin[at(p) + 1]; ++k) take(plus_.neighbours[static_cast<std::size_t>(k)]);
       }
-      size_[static_cast<std::size_t>(label)] = taken;
+      size_[at(label)] = taken;
     }
   }
 
-  // Renumbers the labels in use to 0, 1, ... keeping their order. Only the order of labels matters
-  // to the moves (ties go to the smallest label; a new group gets a label above all others), so this
-  // changes no decision and keeps the label range, and with it the argmax, within 2n.
+  // Renumbers the labels in use to 0, 1, ... keeping their order, then regroups the members. Only the
+  // order of labels matters to the moves (ties go to the smallest label; a new group gets a label
+  // above all others), so this changes no decision.
   void compact_labels() {
     std::int32_t used = 0;
-    for (std::int32_t b = 0; b < next_label_; ++b) {
-      const auto k = static_cast<std::size_t>(b);
-      remap_[k] = size_[k] > 0 ? used++ : -1;
-    }
-    for (std::int32_t b = 0; b < next_label_; ++b) {
-      const auto k = static_cast<std::size_t>(b);
-      if (remap_[k] >= 0) size_[static_cast<std::size_t>(remap_[k])] = size_[k];
-    }
+    for (std::int32_t b = 0; b < next_label_; ++b) remap_[at(b)] = size_[at(b)] > 0 ? used++ : -1;
+    for (std::int32_t b = 0; b < next_label_; ++b)
+      if (remap_[at(b)] >= 0) size_[at(remap_[at(b)])] = size_[at(b)];
     std::fill(size_.begin() + used, size_.begin() + next_label_, 0);
-    for (const std::int32_t j : live_) {
-      auto& label = labels_[static_cast<std::size_t>(j)];
-      label = remap_[static_cast<std::size_t>(label)];
-    }
+    for (const std::int32_t j : live_) labels_[at(j)] = remap_[at(labels_[at(j)])];
     next_label_ = used;
+    regroup();
+  }
+
+  // Counting sort of the live neurons by label, ascending index within a label.
+  void regroup() {
+    std::fill(first_.begin(), first_.begin() + next_label_ + 1, 0);
+    for (const std::int32_t j : live_) ++first_[at(labels_[at(j)]) + 1];
+    for (std::int32_t b = 0; b < next_label_; ++b) first_[at(b) + 1] += first_[at(b)];
+    std::copy(first_.begin(), first_.begin() + next_label_ + 1, remap_.begin());  // fill cursors
+    for (const std::int32_t j : live_) by_label_[static_cast<std::size_t>(remap_[at(labels_[at(j)])]++)] = j;
+    grouped_labels_ = next_label_;
+    pending_.clear();
+  }
+
+  // Sum of weight(i, j) over the current members j != i of group b, in ascending j: the grouped
+  // members still labelled b merged with the pending (moved since the regrouping) ones now in b.
+  double gain_of(std::int32_t i, std::int32_t b) const {
+    double sum = 0.0;
+    std::size_t k = b < grouped_labels_ ? static_cast<std::size_t>(first_[at(b)]) : 0;
+    const std::size_t end = b < grouped_labels_ ? static_cast<std::size_t>(first_[at(b) + 1]) : 0;
+    std::size_t m = 0;
+    for (;;) {
+      while (k < end && labels_[at(by_label_[k])] != b) ++k;
+      while (m < pending_.size() && labels_[at(pending_[m])] != b) ++m;
+      const bool grouped = k < end, moved = m < pending_.size();
+      if (!grouped && !moved) break;
+      std::int32_t j;
+      if (grouped && (!moved || by_label_[k] < pending_[m])) {
+        j = by_label_[k++];
+      } else {
+        j = pending_[m++];
+      }
+      if (j != i) sum += weight(i, j);
+    }
+    return sum;
   }
 
   // One pass over the live neurons in ascending index; true when some neuron moved.
   bool sweep() {
     bool moved = false;
     for (const std::int32_t i : live_) {
-      if (next_label_ >= static_cast<std::int32_t>(gain_.size())) compact_labels();
-      const std::int32_t a = labels_[static_cast<std::size_t>(i)];
-      std::fill(gain_.begin(), gain_.begin() + next_label_, 0.0);
-      const Scalar* column = r_.col(i).data();
-      for (const std::int32_t j : live_) {
-        if (j == i) continue;  // W's zero diagonal adds nothing
-        gain_[static_cast<std::size_t>(labels_[static_cast<std::size_t>(j)])] +=
-            static_cast<double>(column[j]) - threshold_;
-      }
-      const double stay = gain_[static_cast<std::size_t>(a)];
-      std::int32_t best = a;
-      double best_delta = 0.0;  // delta[a] = 0; the first strictly larger delta wins
-      for (std::int32_t b = 0; b < next_label_; ++b) {
-        if (b == a || size_[static_cast<std::size_t>(b)] == 0) continue;
-        const double delta = gain_[static_cast<std::size_t>(b)] - stay;
-        if (delta > best_delta || (b < best && delta == best_delta)) {
-          best = b;
-          best_delta = delta;
-        }
-      }
-      std::int32_t target = -1;
-      if (best != a && best_delta > kMoveMargin) {
-        target = best;
-      } else if (-stay > kMoveMargin) {
-        target = next_label_++;  // alone beats staying and every other group
-      }
+      const std::int32_t a = labels_[at(i)];
+      std::int32_t target = plus_.dense ? -1 : decide_from_neighbours(i, a);
+      if (target == kScanRow) target = decide_from_row(i, a);
       if (target < 0) continue;
-      --size_[static_cast<std::size_t>(a)];
-      ++size_[static_cast<std::size_t>(target)];
-      labels_[static_cast<std::size_t>(i)] = target;
+      --size_[at(a)];
+      ++size_[at(target)];
+      labels_[at(i)] = target;
+      pending_.insert(std::upper_bound(pending_.begin(), pending_.end(), i), i);
+      if (pending_.size() > kMaxPending) regroup();
       moved = true;
     }
     return moved;
   }
 
-  // Q = sum over same-group live pairs i < j of (r_ij - threshold).
+  static constexpr std::int32_t kScanRow = -2;
+
+  // The move of i when staying gains >= 0: only a group with a '+' neighbour of i can gain more.
+  // Returns the target label, -1 to stay, or kScanRow when staying loses (the row must be scanned).
+  std::int32_t decide_from_neighbours(std::int32_t i, std::int32_t a) {
+    const double stay = gain_of(i, a);
+    if (stay < 0.0) return kScanRow;
+    candidates_.clear();
+    ++decision_;
+    for (auto k = plus_.begin[at(i)]; k < plus_.begin[at(i) + 1]; ++k) {
+      const std::int32_t b = labels_[at(plus_.neighbours[static_cast<std::size_t>(k)])];
+      if (b == a || seen_[at(b)] == decision_) continue;
+      seen_[at(b)] = decision_;
+      candidates_.push_back(b);
+    }
+    std::int32_t best = a;
+    double best_delta = 0.0;
+    for (const std::int32_t b : candidates_) {
+      const double delta = gain_of(i, b) - stay;
+      if (delta > best_delta || (delta == best_delta && b < best)) {
+        best = b;
+        best_delta = delta;
+      }
+    }
+    return best != a && best_delta > kMoveMargin ? best : -1;
+  }
+
+  // The reference's decision from every group's gain: the largest gain[b] - gain[a] over non-empty
+  // b != a (ties: smallest label) if it exceeds the margin, else a new group if staying loses.
+  std::int32_t decide_from_row(std::int32_t i, std::int32_t a) {
+    std::fill(gain_.begin(), gain_.begin() + next_label_, 0.0);
+    const Scalar* column = r_.col(i).data();
+    for (const std::int32_t j : live_) {
+      if (j == i) continue;  // W's zero diagonal adds nothing
+      gain_[at(labels_[at(j)])] += static_cast<double>(column[j]) - threshold_;
+    }
+    const double stay = gain_[at(a)];
+    std::int32_t best = a;
+    double best_delta = 0.0;
+    for (std::int32_t b = 0; b < next_label_; ++b) {
+      if (b == a || size_[at(b)] == 0) continue;
+      const double delta = gain_[at(b)] - stay;
+      if (delta > best_delta || (delta == best_delta && b < best)) {
+        best = b;
+        best_delta = delta;
+      }
+    }
+    if (best != a && best_delta > kMoveMargin) return best;
+    if (-stay > kMoveMargin) return next_label_++;  // alone beats staying and every other group
+    return -1;
+  }
+
+  // Q = sum over same-group live pairs i < j of (r_ij - threshold), group by group.
   double quality() const {
     double q = 0.0;
-    for (std::size_t x = 0; x < live_.size(); ++x) {
-      const std::int32_t i = live_[x];
-      const std::int32_t label = labels_[static_cast<std::size_t>(i)];
-      double row = 0.0;
-      for (std::size_t y = x + 1; y < live_.size(); ++y) {
-        const std::int32_t j = live_[y];
-        if (labels_[static_cast<std::size_t>(j)] == label) row += weight(i, j);
+    for (std::int32_t b = 0; b < grouped_labels_; ++b) {
+      for (auto x = first_[at(b)]; x < first_[at(b) + 1]; ++x) {
+        double row = 0.0;
+        for (auto y = x + 1; y < first_[at(b) + 1]; ++y)
+          row += weight(by_label_[static_cast<std::size_t>(x)], by_label_[static_cast<std::size_t>(y)]);
+        q += row;
       }
-      q += row;
     }
     return q;
   }
 
-  const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& r_;
+  const Matrix& r_;
   const std::vector<std::int32_t>& live_;
+  const PlusGraph& plus_;
   double threshold_;
   std::vector<std::int32_t> labels_;
   std::vector<double> gain_;
   std::vector<std::int32_t> size_;
   std::vector<std::int32_t> remap_;
+  std::vector<std::int32_t> first_;     // grouped members of label b: by_label_[first_[b] .. first_[b + 1])
+  std::vector<std::int32_t> by_label_;  // the live neurons sorted by (label at the regrouping, index)
+  std::vector<std::int32_t> pending_;   // moved since the regrouping, ascending
+  std::vector<std::int64_t> seen_;      // per label: the last decision that listed it as a candidate
+  std::int64_t decision_ = 0;
+  std::vector<std::int32_t> candidates_;
   std::int32_t next_label_ = 0;
+  std::int32_t grouped_labels_ = 0;
 };
+
+template <typename Matrix>
+PlusGraph plus_graph(const Matrix& r, const std::vector<std::int32_t>& live, double threshold) {
+  PlusGraph g;
+  const auto n = static_cast<std::size_t>(r.rows());
+  const auto live_count = static_cast<std::int64_t>(live.size());
+  std::vector<std::int64_t> degree(n, 0);
+  tbb::parallel_for(std::size_t{0}, live.size(), [&](std::size_t x) {
+    const std::int32_t i = live[x];
+    const auto* column = r.col(i).data();
+    std::int64_t d = 0;
+    for (const std::int32_t j : live) d += (j != i && static_cast<double>(column[j]) >= threshold) ? 1 : 0;
+    degree[static_cast<std::size_t>(i)] = d;
+  });
+  std::int64_t total = 0;
+  for (const auto d : degree) total += d;
+  if (total > live_count * live_count / 4) return g;
+  g.dense = false;
+  g.begin.assign(n + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) g.begin[i + 1] = g.begin[i] + degree[i];
+  g.neighbours.resize(static_cast<std::size_t>(total));
+  tbb::parallel_for(std::size_t{0}, live.size(), [&](std::size_t x) {
+    const std::int32_t i = live[x];
+    const auto* column = r.col(i).data();
+    auto k = static_cast<std::size_t>(g.begin[static_cast<std::size_t>(i)]);
+    for (const std::int32_t j : live)
+      if (j != i && static_cast<double>(column[j]) >= threshold) g.neighbours[k++] = j;
+  });
+  return g;
+}
 
 }  // namespace
 
@@ -207,9 +333,10 @@ GroupingResult correlation_groups(const Correlation& corr, double threshold, int
   std::vector<Restart> restarts(orders.size());
   corr.r.visit([&](const auto& r) {
     using Scalar = typename std::decay_t<decltype(r)>::Scalar;
-    const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> view(r.data(), r.rows(), r.cols());
+    const typename LocalMoves<Scalar>::Matrix view(r.data(), r.rows(), r.cols());
+    const PlusGraph plus = plus_graph(view, live, threshold);
     tbb::parallel_for(std::size_t{0}, orders.size(), [&](std::size_t k) {
-      LocalMoves<Scalar> moves(view, live, threshold);
+      LocalMoves<Scalar> moves(view, live, plus, threshold);
       restarts[k] = moves.run(orders[k]);
     });
     return 0;

@@ -1,6 +1,7 @@
 // Correlation clustering (oracle spec v2): it cannot chain, it keeps every member's mean correlation
 // with its group at or above the threshold, and it draws the reference's random orders.
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -108,7 +109,9 @@ TEST(CorrelationClustering, InvariantOnRandomMatrices) {
     const GroupingResult g = correlation_groups(corr, threshold, 1 + trial % 3, 1 + trial % 10, seed);
     expect_invariant(corr, g, threshold);
     EXPECT_EQ(g.quality_by_restart.size(), static_cast<std::size_t>(1 + trial % 10));
-    EXPECT_EQ(g.quality, *std::max_element(g.quality_by_restart.begin(), g.quality_by_restart.end()));
+    // The kept restart is the first that no later one beats by more than 1e-9 |Q| (the reference's rule).
+    const double best = *std::max_element(g.quality_by_restart.begin(), g.quality_by_restart.end());
+    EXPECT_LE(best - g.quality, 1e-9 * std::max(1.0, std::abs(best)));
   }
 }
 

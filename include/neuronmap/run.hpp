@@ -14,6 +14,15 @@ namespace detail {
 class RunReader;
 }
 
+/// A group's scores without its members (Group has the whole record).
+struct GroupSummary {
+  int group_id = 0;
+  std::int64_t size = 0;
+  double cohesion_score = 0.0;
+  double min_member_correlation = 0.0;  ///< NaN in files older than format 4
+  bool loose = false;                   ///< cohesion below the grouping threshold (see Group::loose)
+};
+
 /// A one-line summary per snapshot and layer, cheap to read (no matrices).
 struct LayerSummary {
   std::string name;
@@ -25,6 +34,13 @@ struct LayerSummary {
   Counters counters;
   std::int64_t reference_rows = 0;  ///< rows of the reference batch stored (format_version >= 3); last, so
                                     ///< that aggregate initialisers written before it still compile
+  std::vector<GroupSummary> group_summaries{};  ///< one per group, in group order
+
+  std::int64_t loose_groups() const noexcept {
+    std::int64_t n = 0;
+    for (const auto& g : group_summaries) n += g.loose;
+    return n;
+  }
 };
 
 struct SnapshotSummary {

@@ -37,6 +37,12 @@ struct Group {
   /// The smallest mean correlation of a member with the rest of its group (NaN: not stored, in files
   /// older than format 4). Correlation clustering keeps it >= its threshold; k-means may not.
   double min_member_correlation = 0.0;
+  /// cohesion_score below the grouping threshold (Grouping::threshold): never so with correlation
+  /// clustering; k-means (which places every neuron) and components (which chain) can make such groups.
+  /// Decided when the snapshot is made and stored with the group, because the threshold is not at hand
+  /// wherever groups are read (the run file keeps it only inside options_json, which no reader parses).
+  /// False in files older than format 4.
+  bool loose = false;
   double mean_activation = 0.0;          ///< mean activation of the members over the captured samples
   std::vector<float> activation_pattern; ///< the group's mean activation per reservoir sample (may be empty)
   double importance = 0.0;               ///< sum of the members' |Taylor importance| (0 without gradients)

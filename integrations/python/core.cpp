@@ -79,7 +79,8 @@ GroupingMethod parse_method(const std::string& m) {
                                     {{"correlation", GroupingMethod::correlation},
                                      {"correlation_clustering", GroupingMethod::correlation},
                                      {"kmeans", GroupingMethod::kmeans},
-                                     {"hierarchical", GroupingMethod::hierarchical}});
+                                     {"hierarchical", GroupingMethod::hierarchical},
+                                     {"components", GroupingMethod::components}});
 }
 
 Options options_from(const py::dict& kw) {
@@ -296,6 +297,11 @@ py::dict group_activations(py::array x, const std::string& method, double thresh
   d["groups"] = groups;
   d["patterns"] = pats;
   d["cohesion"] = to_numpy(result.cohesion);
+  d["min_member_correlation"] = to_numpy(result.min_member_correlation);
+  // The engine's rule for Group::loose, with this call's threshold.
+  std::vector<std::uint8_t> loose;
+  for (double c : result.cohesion) loose.push_back(c < threshold ? 1 : 0);
+  d["loose"] = to_numpy(loose).attr("astype")("bool");
   d["mean_activation"] = to_numpy(mean_activation);
   d["dead"] = to_numpy(dead);
   d["neuron_mean"] = to_numpy(means);
@@ -358,6 +364,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("neuron_indices", [](const Group& g) { return to_numpy(g.neuron_indices); })
       .def_property_readonly("group_size", &Group::group_size)
       .def_readonly("cohesion_score", &Group::cohesion_score)
+      .def_readonly("min_member_correlation", &Group::min_member_correlation)
+      .def_readonly("loose", &Group::loose)
       .def_readonly("mean_activation", &Group::mean_activation)
       .def_property_readonly("activation_pattern", [](const Group& g) { return to_numpy(g.activation_pattern); })
       .def_readonly("importance", &Group::importance)
@@ -368,7 +376,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("skill_category", &Group::skill_category)
       .def("__repr__", [](const Group& g) {
         return "<Group " + std::to_string(g.group_id) + " of '" + g.layer_name + "': " +
-               std::to_string(g.group_size()) + " neurons, cohesion " + std::to_string(g.cohesion_score) + ">";
+               std::to_string(g.group_size()) + " neurons, cohesion " + std::to_string(g.cohesion_score) +
+               (g.loose ? ", loose" : "") + ">";
       });
 
   py::class_<LayerSnapshot>(m, "LayerSnapshot")

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,18 @@ std::string json_counters(const Counters& c) {
       "{{\"captured_batches\": {}, \"dropped_batches\": {}, \"skipped_batches\": {}, \"rows\": {}, "
       "\"nonfinite_rows\": {}, \"errors\": {}}}",
       c.captured_batches, c.dropped_batches, c.skipped_batches, c.rows, c.nonfinite_rows, c.errors);
+}
+
+std::string json_groups(const std::vector<GroupSummary>& groups) {
+  std::string out = "[";
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    const auto& g = groups[k];
+    out += fmt::format("{}{{\"group_id\": {}, \"size\": {}, \"cohesion\": {}, \"min_member_correlation\": {}, "
+                       "\"loose\": {}}}",
+                       k == 0 ? "" : ", ", g.group_id, g.size, json_number(g.cohesion_score),
+                       json_number(g.min_member_correlation), g.loose);
+  }
+  return out + "]";
 }
 
 std::string json_event(const Event& e) {
@@ -91,11 +104,12 @@ std::string render_json(const std::string& path, const Reader& run, const std::f
       const auto& l = s.layers[k];
       out += k == 0 ? "\n" : ",\n";
       out += "      {\"name\": " + json_string(l.name) +
-             fmt::format(", \"n_neurons\": {}, \"samples\": {}, \"groups\": {}, \"mean_cohesion\": {}, \"dead\": {}, "
-                         "\"dropped_batches\": {}, \"reference_rows\": {}, \"counters\": ",
-                         l.n_neurons, l.samples, l.groups, json_number(l.mean_cohesion), l.dead,
+             fmt::format(", \"n_neurons\": {}, \"samples\": {}, \"groups\": {}, \"loose_groups\": {}, "
+                         "\"mean_cohesion\": {}, \"dead\": {}, \"dropped_batches\": {}, \"reference_rows\": {}, "
+                         "\"counters\": ",
+                         l.n_neurons, l.samples, l.groups, l.loose_groups(), json_number(l.mean_cohesion), l.dead,
                          l.counters.dropped_batches, l.reference_rows) +
-             json_counters(l.counters) + "}";
+             json_counters(l.counters) + ", \"groups_detail\": " + json_groups(l.group_summaries) + "}";
     }
     out += s.layers.empty() ? "]}" : "\n    ]}";
   }
@@ -157,6 +171,16 @@ std::string format_double(double v, const char* spec) {
   return fmt::format(fmt::runtime(spec), v);
 }
 
+/// The layer's weakest member over all its groups (NaN when the file did not store it).
+double smallest_member_correlation(const LayerSummary& l) {
+  double smallest = std::numeric_limits<double>::infinity();
+  for (const auto& g : l.group_summaries) {
+    if (std::isnan(g.min_member_correlation)) return g.min_member_correlation;
+    smallest = std::min(smallest, g.min_member_correlation);
+  }
+  return smallest;
+}
+
 std::string render_text(const std::string& path, const Reader& run, bool list_events,
                         const std::function<void()>& tick) {
   const auto& info = run.info();
@@ -193,9 +217,9 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
   out += fmt::format("\nsnapshots ({})\n", run.size());
   std::size_t n_events = 0;
   if (run.size() > 0) {
-    TextTable rows({"#", "epoch", "loss", "phase", "events", "layer", "neurons", "samples", "groups", "cohesion",
-                    "dead", "dropped", "ref rows"},
-                   {true, true, true, false, true, false, true, true, true, true, true, true, true});
+    TextTable rows({"#", "epoch", "loss", "phase", "events", "layer", "neurons", "samples", "groups", "loose",
+                    "cohesion", "min member r", "dead", "dropped", "ref rows"},
+                   {true, true, true, false, true, false, true, true, true, true, true, true, true, true, true});
     TextTable events({"#", "epoch", "layer", "kind", "lineages", "strength", "skill", "loss change"},
                      {true, true, false, false, false, true, false, true});
     for (std::int64_t i = 0; i < run.size(); ++i) {
@@ -207,11 +231,13 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
       n_events += header.events.size();
       if (s.layers.empty())
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count, "-", "",
-                  "", "", "", "", "", ""});
+                  "", "", "", "", "", "", "", ""});
       for (const auto& l : s.layers)
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count,
                   printable(l.name), std::to_string(l.n_neurons), std::to_string(l.samples), std::to_string(l.groups),
-                  format_double(l.mean_cohesion, "{:.3f}"), std::to_string(l.dead),
+                  std::to_string(l.loose_groups()), format_double(l.mean_cohesion, "{:.3f}"),
+                  l.group_summaries.empty() ? "-" : format_double(smallest_member_correlation(l), "{:.3f}"),
+                  std::to_string(l.dead),
                   std::to_string(l.counters.dropped_batches), std::to_string(l.reference_rows)});
       for (const auto& e : header.events) {
         std::string lineages;

@@ -20,7 +20,7 @@ constexpr const char* kEventsNote =
 
 /// Totals of one snapshot summary over its (reported) layers.
 struct Totals {
-  std::int64_t groups = 0, neurons = 0, dead = 0, dropped = 0, samples = 0;
+  std::int64_t groups = 0, loose = 0, neurons = 0, dead = 0, dropped = 0, samples = 0;
   double cohesion = NAN;  ///< mean over all groups of all layers (NaN without groups)
 };
 
@@ -29,6 +29,7 @@ Totals totals(const SnapshotSummary& s) {
   double weighted = 0;
   for (const auto& l : s.layers) {
     t.groups += l.groups;
+    t.loose += l.loose_groups();
     t.neurons += l.n_neurons;
     t.dead += l.dead;
     t.dropped += l.counters.dropped_batches;
@@ -137,6 +138,8 @@ std::string render_json_report(const AnalysisInput& in) {
     const int repeat = seen[l.name]++;
     w.key(repeat == 0 ? l.name : fmt::format("{} ({})", l.name, repeat + 1)).begin_object();
     w.field("groups_found", static_cast<std::int64_t>(l.groups.size()));
+    w.field("loose_groups", static_cast<std::int64_t>(
+                                std::count_if(l.groups.begin(), l.groups.end(), [](const Group& g) { return g.loose; })));
     w.key("activation_shape").begin_array().value(l.samples).value(l.n_neurons).end_array();
     w.key("output_shape").array(l.output_shape);
     const auto* li = find_info(info, l.name);
@@ -163,7 +166,8 @@ std::string render_json_report(const AnalysisInput& in) {
       w.begin_object();
       w.field("group_id", g.group_id).field("size", static_cast<std::int64_t>(g.group_size()));
       w.key("neuron_indices").array(g.neuron_indices);
-      w.field("cohesion", g.cohesion_score).field("mean_activation", g.mean_activation);
+      w.field("cohesion", g.cohesion_score).field("min_member_correlation", g.min_member_correlation);
+      w.field("loose", g.loose).field("mean_activation", g.mean_activation);
       w.field("activation_pattern_length", static_cast<std::int64_t>(g.activation_pattern.size()));
       w.field("lineage_id", g.lineage_id).field("importance", g.importance);
       w.field("selectivity", g.selectivity).field("loss_correlation", g.loss_correlation);
@@ -234,14 +238,15 @@ std::string render_json_report(const AnalysisInput& in) {
     w.field("timestamp", iso_time(s.timestamp));
     w.field("phase", learned ? learned->phase : std::string());
     w.field("events", learned ? learned->events : std::int64_t{0});
-    w.field("total_groups", t.groups).field("mean_cohesion", t.cohesion);
+    w.field("total_groups", t.groups).field("loose_groups", t.loose).field("mean_cohesion", t.cohesion);
     w.field("neurons", t.neurons).field("dead_neurons", t.dead);
     w.field("dead_rate", t.neurons > 0 ? static_cast<double>(t.dead) / static_cast<double>(t.neurons) : NAN);
     w.field("dropped_batches", t.dropped);
     w.key("layers").begin_object();
     for (const auto& l : s.layers) {
       w.key(l.name).begin_object();
-      w.field("groups", l.groups).field("mean_cohesion", l.groups > 0 ? l.mean_cohesion : NAN);
+      w.field("groups", l.groups).field("loose_groups", l.loose_groups());
+      w.field("mean_cohesion", l.groups > 0 ? l.mean_cohesion : NAN);
       w.field("dead", l.dead).field("n_neurons", l.n_neurons).field("samples", l.samples);
       const LayerLearning* ll = nullptr;
       if (learned)
@@ -304,7 +309,9 @@ std::string render_text_report(const AnalysisInput& in) {
     if (li && !li->module_type.empty()) out += " (" + printable(li->module_type) + ")";
     out += "\n";
     if (li && !li->reduction.empty()) out += fmt::format("  reduction:        {}\n", printable(li->reduction));
-    out += fmt::format("  groups found:     {}\n", l.groups.size());
+    const auto loose = std::count_if(l.groups.begin(), l.groups.end(), [](const Group& g) { return g.loose; });
+    out += fmt::format("  groups found:     {}{}\n", l.groups.size(),
+                       loose > 0 ? fmt::format(" ({} loose)", loose) : std::string());
     out += fmt::format("  activation shape: {} samples x {} neurons (last output shape {})\n", l.samples, l.n_neurons,
                        shape_text(l.output_shape));
     out += fmt::format("  dead neurons:     {} of {}\n", l.dead_count(), l.n_neurons);
@@ -315,8 +322,10 @@ std::string render_text_report(const AnalysisInput& in) {
                        l.counters.captured_batches, l.counters.dropped_batches, l.counters.skipped_batches,
                        l.counters.rows, l.counters.nonfinite_rows);
     for (const auto& g : l.groups) {
-      out += fmt::format("  Group {}: size {}, cohesion {}, mean activation {}", g.group_id, g.group_size(),
-                         number(g.cohesion_score), number(g.mean_activation, "{:.4g}"));
+      out += fmt::format("  Group {}: size {}, cohesion {}, min member r {}{}, mean activation {}", g.group_id,
+                         g.group_size(), number(g.cohesion_score), number(g.min_member_correlation),
+                         g.loose ? " (loose: cohesion below the grouping threshold)" : "",
+                         number(g.mean_activation, "{:.4g}"));
       if (!g.skill_category.empty()) out += ", skill " + printable(g.skill_category);
       if (!g.learning_phase.empty()) out += ", phase " + printable(g.learning_phase);
       if (g.lineage_id >= 0) out += fmt::format(", lineage {}", g.lineage_id);
@@ -338,15 +347,15 @@ std::string render_text_report(const AnalysisInput& in) {
   heading("Learning patterns", '-');
   const RunLearning& learning = *in.learning;
   out += "Per snapshot, over the reported layers:\n";
-  out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>9}  {:>10}  {:>6}\n", "#", "epoch", "loss", "phase",
-                     "groups", "cohesion", "dead", "events");
+  out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>6}  {:>9}  {:>10}  {:>6}\n", "#", "epoch", "loss",
+                     "phase", "groups", "loose", "cohesion", "dead", "events");
   for (std::size_t i = 0; i < in.summaries->size(); ++i) {
     const auto& s = (*in.summaries)[i];
     const Totals t = totals(s);
     const SnapshotLearning* learned = i < learning.snapshots.size() ? &learning.snapshots[i] : nullptr;
-    out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>9}  {:>10}  {:>6}\n", i, s.epoch,
+    out += fmt::format("  {:>5}  {:>8}  {:>12}  {:>11}  {:>7}  {:>6}  {:>9}  {:>10}  {:>6}\n", i, s.epoch,
                        number(s.loss, "{:.6g}"), learned && !learned->phase.empty() ? printable(learned->phase) : "-",
-                       t.groups, number(t.cohesion), fmt::format("{}/{}", t.dead, t.neurons),
+                       t.groups, t.loose, number(t.cohesion), fmt::format("{}/{}", t.dead, t.neurons),
                        learned ? learned->events : 0);
   }
   const auto& events = learning.events;

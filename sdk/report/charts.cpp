@@ -313,8 +313,8 @@ void draw_scatter(const std::string& path, ImageFormat format, const LayerSnapsh
     canvas.set_color(group_color(g.group_id));
     cairo_fill(cr);
     canvas.text(legend_x + 18, ly,
-                fmt::format("{}  {} neurons, cohesion {:.2f}", group_name(g.group_id), g.neuron_indices.size(),
-                            g.cohesion_score),
+                fmt::format("{}  {} neurons, cohesion {:.2f}{}", group_name(g.group_id), g.neuron_indices.size(),
+                            g.cohesion_score, g.loose ? ", loose" : ""),
                 {11.5, false, kInk}, Align::left, Baseline::middle);
     ly += row_h;
     ++shown;

@@ -163,7 +163,8 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
   for (const auto& g : layer.groups) {
     w.begin_object();
     w.field("id", g.group_id).field("size", static_cast<std::int64_t>(g.group_size()));
-    w.field("cohesion", g.cohesion_score).field("mean_activation", g.mean_activation);
+    w.field("cohesion", g.cohesion_score).field("min_member_correlation", g.min_member_correlation);
+    w.field("loose", g.loose).field("mean_activation", g.mean_activation);
     w.field("phase", g.learning_phase).field("skill", g.skill_category);
     w.field("lineage", g.lineage_id).field("importance", g.importance);
     w.field("selectivity", g.selectivity).field("loss_correlation", g.loss_correlation);

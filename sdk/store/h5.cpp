@@ -223,6 +223,9 @@ Handle group_row_type(bool file, std::int64_t version) {
     m.insert(m.end(), {{"lineage_id", offsetof(R, lineage_id), Kind::i64},
                        {"selectivity", offsetof(R, selectivity), Kind::f64},
                        {"loss_correlation", offsetof(R, loss_correlation), Kind::f64}});
+  if (version >= 4)
+    m.insert(m.end(), {{"min_member_correlation", offsetof(R, min_member_correlation), Kind::f64},
+                       {"loose", offsetof(R, loose), Kind::u8}});
   return compound(sizeof(R), m, file);
 }
 

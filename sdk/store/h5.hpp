@@ -58,7 +58,7 @@ std::string last_error(bool* system = nullptr);
 
 /// Compound types for the schema rows: `file` = packed little-endian layout stored in the file,
 /// otherwise the native in-memory layout of the structs in schema.hpp. `version`: the format version
-/// whose fields the type carries (a version 1 type leaves the fields versions 2 and 3 added out).
+/// whose fields the type carries (a version 1 type leaves the fields later versions added out).
 Handle commit_row_type(bool file, std::int64_t version);
 Handle layer_row_type(bool file, std::int64_t version);
 Handle neuron_row_type(bool file, std::int64_t version);

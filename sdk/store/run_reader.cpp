@@ -218,6 +218,8 @@ struct RunReader::State {
         for (auto& row : out) schema::version1_defaults(row);
       if (version < 3)
         for (auto& row : out) schema::version2_defaults(row);
+      if (version < 4)
+        for (auto& row : out) schema::version3_defaults(row);
     }
     return out;
   }
@@ -383,7 +385,7 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
     const char* name;
     Handle mem_type;
   };
-  // Version 1 files lack the fields and datasets version 2 added: read them through version 1 types.
+  // Older files lack the fields and datasets later versions added: read them through their version's types.
   std::vector<Spec> specs;
   specs.push_back({&s.snapshots, schema::kSnapshots, h5::commit_row_type(false, s.version)});
   specs.push_back({&s.layer_rows, schema::kLayerRows, h5::layer_row_type(false, s.version)});
@@ -457,6 +459,8 @@ SnapshotSummary RunReader::summary(std::int64_t index) const {
     layer.reference_rows = row.reference_rows;
     layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
                       row.rows,             row.nonfinite_rows,  row.errors};
+    for (const auto& gr : s.read_vector<schema::GroupRow>(s.groups, row.group_offset, row.n_groups))
+      layer.group_summaries.push_back({gr.group_id, gr.size, gr.cohesion, gr.min_member_correlation, gr.loose != 0});
     out.layers.push_back(std::move(layer));
   }
   return out;
@@ -523,6 +527,8 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
       g.lineage_id = gr.lineage_id;
       g.selectivity = gr.selectivity;
       g.loss_correlation = gr.loss_correlation;
+      g.min_member_correlation = gr.min_member_correlation;
+      g.loose = gr.loose != 0;
       g.learning_phase.assign(gr.learning_phase, strnlen(gr.learning_phase, schema::kLabelLen));
       g.skill_category.assign(gr.skill_category, strnlen(gr.skill_category, schema::kLabelLen));
       layer.groups.push_back(std::move(g));

@@ -522,6 +522,8 @@ void RunWriter::append(const Snapshot& snapshot) {
       gr.lineage_id = g.lineage_id;
       gr.selectivity = g.selectivity;
       gr.loss_correlation = g.loss_correlation;
+      gr.min_member_correlation = g.min_member_correlation;
+      gr.loose = g.loose ? 1 : 0;
       groups.push_back(gr);
     }
     row.dead_rate = layer.dead_rate;

@@ -140,6 +140,9 @@ struct GroupRow {
   std::int64_t lineage_id;
   double selectivity;
   double loss_correlation;
+  // format_version >= 4 (NaN and 0 in memory for older files: see version3_defaults)
+  double min_member_correlation;
+  std::uint8_t loose;  // 1: cohesion below the grouping threshold when the snapshot was made
 };
 
 /// One learning event (format_version >= 2). Strings are in /data/text, lineage ids in /data/lineages.
@@ -193,13 +196,23 @@ inline void version2_defaults(LayerRow& r) {
 template <class Row>
 void version2_defaults(Row&) {}
 
+/// The values of the fields version 4 added for files that predate them: older writers did not
+/// compute a member's correlation with its group, so it is unknown (NaN), not recomputed from a stored
+/// matrix (most runs store none); no group of such a file is marked loose.
+inline void version3_defaults(GroupRow& r) {
+  r.min_member_correlation = std::numeric_limits<double>::quiet_NaN();
+  r.loose = 0;
+}
+template <class Row>
+void version3_defaults(Row&) {}
+
 /// Elements per chunk: 1 MiB for the correlation matrices (the notes' measured sweet spot), less for
 /// the rest so that a short run stays a small file (every chunk is allocated whole).
 inline constexpr std::uint64_t kCommitChunk = 256;       // 97 B rows (packed) -> 24 KiB
 inline constexpr std::uint64_t kLayerRowChunk = 256;     // 334 B (v3, packed) -> 84 KiB
 inline constexpr std::uint64_t kNeuronChunk = 4096;      // 61 B -> 244 KiB
 inline constexpr std::uint64_t kCorrChunk = 262144;      // float32 -> 1 MiB
-inline constexpr std::uint64_t kGroupChunk = 512;        // 156 B -> 78 KiB
+inline constexpr std::uint64_t kGroupChunk = 512;        // 165 B (v4) -> 83 KiB
 inline constexpr std::uint64_t kMembersChunk = 16384;    // int32 -> 64 KiB
 inline constexpr std::uint64_t kPatternsChunk = 16384;   // float32 -> 64 KiB
 inline constexpr std::uint64_t kTextChunk = 4096;

@@ -713,6 +713,7 @@ void Engine::State::analyse_layer(LayerAccumulator& acc, const std::string& name
     group.neuron_indices = grouping.groups[g];
     group.cohesion_score = grouping.cohesion[g];
     group.min_member_correlation = grouping.min_member_correlation[g];
+    group.loose = group.cohesion_score < options.grouping().threshold;
     double sum = 0.0;
     for (auto i : group.neuron_indices) sum += m.mean()(i);
     group.mean_activation = sum / static_cast<double>(group.neuron_indices.size());

@@ -80,7 +80,7 @@ void edit_attribute(hid_t file, const char* name, std::uint32_t position, std::u
   hid_t space = how == 3 ? H5Screate_simple(1, count, nullptr) : H5Screate(H5S_SCALAR);
   hid_t type = -1;
   std::vector<char> buffer;
-  if (how == 1) {  // an integer, e.g. format_version 0, -5 or 4
+  if (how == 1) {  // an integer, e.g. format_version 0, -5 or one newer than ours
     type = H5Tcopy(H5T_NATIVE_INT64);
     const std::int64_t v = static_cast<std::int64_t>(position % 256) - 128;
     buffer.resize(8);

@@ -58,8 +58,11 @@ def test_quickstart(tmp_path):
     for name in layer_names:
         layer = snap.layer(name)
         assert layer.samples == 80
-        got = [g["neuron_indices"] for g in report["layer_analysis"][name]["groups_detail"]]
-        assert got == [list(g.neuron_indices) for g in layer.groups]
+        detail = report["layer_analysis"][name]["groups_detail"]
+        assert [g["neuron_indices"] for g in detail] == [list(g.neuron_indices) for g in layer.groups]
+        assert [g["loose"] for g in detail] == [g.loose for g in layer.groups]
+        for g, stored in zip(detail, layer.groups):
+            assert g["min_member_correlation"] == pytest.approx(stored.min_member_correlation, abs=1e-6)
         np.testing.assert_allclose(layer.mean, results["activations"][name].double().mean(0).numpy(), rtol=1e-5,
                                    atol=1e-7)
 
@@ -87,7 +90,8 @@ def test_quickstart_without_cli(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("method,kw", [("correlation_clustering", {"correlation_threshold": 0.6}),
                                        ("kmeans", {"n_groups": 3}),
-                                       ("hierarchical", {"correlation_threshold": 0.6})])
+                                       ("hierarchical", {"correlation_threshold": 0.6}),
+                                       ("components", {"correlation_threshold": 0.6})])
 def test_identify_neuron_groups_pytorch(tmp_path, method, kw):
     vis = neuronmap.PyTorchNeuronGroupVisualizer(output_dir=str(tmp_path), device="cpu")
     x = planted()
@@ -105,8 +109,12 @@ def test_identify_neuron_groups_pytorch(tmp_path, method, kw):
         torch.testing.assert_close(g.activation_pattern, x.double()[:, g.neuron_indices].mean(1))
         torch.testing.assert_close(g.group_center, x.double()[:, g.neuron_indices].mean(0))
         assert 0.0 <= g.cohesion_score <= 1.0
+        assert g.min_member_correlation <= g.cohesion_score + 1e-12
+        assert g.loose == (g.cohesion_score < 0.6)  # the default threshold where k-means takes none
     if method != "kmeans":
-        assert all(g.cohesion_score > 0.9 for g in groups)
+        assert all(g.cohesion_score > 0.9 and g.min_member_correlation > 0.9 and not g.loose for g in groups)
+    else:  # three clusters for two blocks and four independent neurons: one cannot be co-activating
+        assert any(g.loose for g in groups), [(g.cohesion_score, g.loose) for g in groups]
 
 
 def test_extract_activations_from_model(tmp_path):

@@ -110,6 +110,44 @@ def test_same_groups_as_group_activations(tmp_path):
     np.testing.assert_array_equal(layer.labels, direct["labels"])
 
 
+def three_blocks(n=240, seed=5):
+    """Three independent blocks of three co-activating neurons (r about 0.8 inside, 0 across)."""
+    g = np.random.default_rng(seed)
+    z = g.normal(size=(n, 3))
+    return torch.tensor(np.repeat(z, 3, axis=1) + 0.5 * g.normal(size=(n, 9)), dtype=torch.float32)
+
+
+def test_loose_kmeans_groups(tmp_path):
+    """k-means with k = 2 for three blocks joins two of them: that group is loose, in memory, in the run
+    file and in group_activations; every group carries its smallest member correlation."""
+    x = three_blocks()
+    kw = dict(method="kmeans", n_groups=2, threshold=0.6, min_group_size=1)
+    direct = neuronmap.group_activations(x, **kw)
+    assert list(direct["loose"]) == [c < 0.6 for c in direct["cohesion"]]
+    assert direct["loose"].sum() == 1
+    assert (direct["min_member_correlation"] <= direct["cohesion"] + 1e-12).all()
+
+    model = nn.Sequential()
+    model.add_module("blocks", nn.Identity())
+    path = tmp_path / "run.h5"
+    with neuronmap.attach(model, ["blocks"], every=1, file=str(path), **kw) as s:
+        for b in range(4):
+            model(x[b * 60:(b + 1) * 60])
+        s.end_epoch(1)
+    groups = neuronmap.open(path)[0].layer("blocks").groups
+    assert [len(g.neuron_indices) for g in groups] == [len(m) for m in direct["groups"]]
+    assert [g.loose for g in groups] == list(direct["loose"])
+    for g, weakest in zip(groups, direct["min_member_correlation"]):
+        assert g.min_member_correlation == pytest.approx(weakest, abs=1e-6)
+        assert ("loose" in repr(g)) == g.loose
+    loose = [g for g in groups if g.loose]
+    assert len(loose) == 1 and loose[0].group_size == 6 and loose[0].min_member_correlation < 0.6
+
+    components = neuronmap.group_activations(x, method="components", threshold=0.6, min_group_size=3)
+    assert sorted(map(list, components["groups"])) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert not components["loose"].any()
+
+
 def test_unknown_layer_lists_valid_names(tmp_path):
     with pytest.raises(neuronmap.LayerNotFound) as err:
         neuronmap.attach(MLP(), ["fc1", "fc9"], file=str(tmp_path / "x.h5"))

@@ -43,6 +43,9 @@ inline std::string test_dir() {
   return dir.string();
 }
 
+/// The grouping threshold planted runs name in their options.
+constexpr double kPlantedThreshold = 0.6;
+
 struct LayerPlan {
   std::string name, type, reduction;
   std::int64_t neurons;
@@ -122,6 +125,18 @@ inline LayerSnapshot planted_layer(const LayerPlan& plan, int snapshot, int grou
           if (std::isfinite(r)) sum += r, ++pairs;
         }
     group.cohesion_score = std::clamp(pairs > 0 ? sum / pairs : strength(static_cast<int>(g)), 0.0, 1.0);
+    // The weakest member (NaN without a matrix, as in files that predate it), and the loose mark at the
+    // threshold planted_info's options give (the weakest planted groups fall below it).
+    group.min_member_correlation = plan.store_correlation ? 1.0 : std::nan("");
+    if (plan.store_correlation && members[g].size() > 1)
+      for (auto a : members[g]) {
+        double with_rest = 0;
+        for (auto b : members[g])
+          if (b != a) with_rest += l.correlation[static_cast<std::size_t>(a * n + b)];
+        group.min_member_correlation =
+            std::min(group.min_member_correlation, with_rest / static_cast<double>(members[g].size() - 1));
+      }
+    group.loose = group.cohesion_score < kPlantedThreshold;
     double act = 0;
     for (auto idx : members[g]) act += l.mean[static_cast<std::size_t>(idx)];
     group.mean_activation = act / static_cast<double>(members[g].size());
@@ -217,9 +232,13 @@ class MemoryRun final : public report::RunSource {
   SnapshotSummary summary(std::int64_t i) const override {
     const auto& s = snapshots_.at(static_cast<std::size_t>(i));
     SnapshotSummary out{s.epoch, s.loss, s.timestamp, {}};
-    for (const auto& l : s.layers)
+    for (const auto& l : s.layers) {
       out.layers.push_back({l.name, l.n_neurons, l.samples, static_cast<std::int64_t>(l.groups.size()),
                             l.mean_cohesion(), l.dead_count(), l.counters});
+      for (const auto& g : l.groups)
+        out.layers.back().group_summaries.push_back({g.group_id, static_cast<std::int64_t>(g.group_size()),
+                                                     g.cohesion_score, g.min_member_correlation, g.loose});
+    }
     return out;
   }
 

@@ -149,8 +149,9 @@ fc1 = la['fc1']
 assert fc1['activation_shape'] == [1024, 96], fc1['activation_shape']
 assert fc1['groups_found'] == len(fc1['groups_detail']) > 0
 g = fc1['groups_detail'][0]
-for k in ('group_id', 'size', 'neuron_indices', 'cohesion', 'mean_activation'):
+for k in ('group_id', 'size', 'neuron_indices', 'cohesion', 'min_member_correlation', 'loose', 'mean_activation'):
     assert k in g, k
+assert all(x['loose'] == (x['cohesion'] < 0.6) for x in fc1['groups_detail'])
 assert g['size'] == len(g['neuron_indices'])
 assert any('skill_category' in x for x in fc1['groups_detail'])
 assert any('learning_phase' in x for x in fc1['groups_detail'])
@@ -517,6 +518,12 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
   // 4 layers and 4 embedded snapshots: every switch changes what the charts show.
   EXPECT_NE(dom.out.find("\"checks\":[{"), std::string::npos);
   EXPECT_EQ(dom.out.find("\"changed\":false"), std::string::npos) << dom.out.substr(selftest, 2000);
+  // The group table as the page left it (conv1 at epoch 15): its weakest planted group is marked loose.
+  const auto table = dom.out.find("id=\"nm-groups\"");
+  ASSERT_NE(table, std::string::npos);
+  const std::string groups = dom.out.substr(table, dom.out.find("</table>", table) - table);
+  EXPECT_NE(groups.find("min member r"), std::string::npos) << groups;
+  EXPECT_NE(groups.find("class=\"loose\""), std::string::npos) << groups;
 
   const Picture p = load_png(shot);
   ASSERT_TRUE(p.decoded) << shot;

@@ -58,6 +58,10 @@ def check(path, at_least):
                     m0 = int(group["members_offset"])
                     members = tables["data/members"][m0:m0 + int(group["size"])]
                     assert np.all(np.diff(members) > 0) and np.all(members < n)
+                    if version >= 4:  # the smallest mean correlation of a member with its group; loose 0 or 1
+                        r = float(group["min_member_correlation"])
+                        assert np.isnan(r) or -1.0 <= r <= 1.0, r
+                        assert int(group["loose"]) in (0, 1), group["loose"]
             expected = ["conv1", "fc1", "fc2", "head"] + (["extra.not_in_info"] if i % 3 == 1 else [])
             assert got == expected, (i, got)
             assert layers[0]["n_neurons"] == 4 + i % 5

@@ -89,6 +89,19 @@ inline void add_version3_fields(std::int64_t index, int which, LayerSnapshot& l)
   if (which == 0) l.reference[0] = std::numeric_limits<float>::quiet_NaN();
 }
 
+/// The fields format_version 4 added to a layer's groups, from their own number stream (purpose 5) so
+/// that the older fields stay what tests/store/data/run_v{1,2,3}.h5.gz hold: a NaN and a -0.0 too.
+inline void add_version4_fields(std::int64_t index, int which, LayerSnapshot& l) {
+  Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 5);
+  for (std::size_t g = 0; g < l.groups.size(); ++g) {
+    auto& group = l.groups[g];
+    group.min_member_correlation = 2.0 * r.uniform() - 1.0;
+    if (index == 1 && g == 0) group.min_member_correlation = std::numeric_limits<double>::quiet_NaN();
+    if (index == 2 && g == 0) group.min_member_correlation = -0.0;
+    group.loose = r.below(2) == 1;
+  }
+}
+
 /// The snapshot-level fields format_version 2 added: phase, events, layer CKA and the loss curve.
 inline void add_version2_fields(std::int64_t index, Snapshot& s) {
   Numbers r(static_cast<std::uint64_t>(index), 99, 3);
@@ -185,6 +198,7 @@ inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::stri
   l.counters.errors = 0;
   add_version2_fields(index, which, l);
   add_version3_fields(index, which, l);
+  add_version4_fields(index, which, l);
   return l;
 }
 
@@ -204,8 +218,19 @@ inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
   return s;
 }
 
-/// What a version 2 file holds of `s`: the fields version 3 added at their defaults.
+/// What a version 3 file holds of `s`: the fields version 4 added as its readers give them.
+inline Snapshot as_version3(Snapshot s) {
+  for (auto& l : s.layers)
+    for (auto& g : l.groups) {
+      g.min_member_correlation = std::numeric_limits<double>::quiet_NaN();
+      g.loose = false;
+    }
+  return s;
+}
+
+/// What a version 2 file holds of `s`: the fields versions 3 and 4 added at their defaults.
 inline Snapshot as_version2(Snapshot s) {
+  s = as_version3(std::move(s));
   for (auto& l : s.layers) {
     l.reference.clear();
     l.reference_rows = 0;
@@ -213,7 +238,7 @@ inline Snapshot as_version2(Snapshot s) {
   return s;
 }
 
-/// What a version 1 file holds of `s`: the fields versions 2 and 3 added at their defaults.
+/// What a version 1 file holds of `s`: the fields versions 2 to 4 added at their defaults.
 inline Snapshot as_version1(Snapshot s) {
   s = as_version2(std::move(s));
   const Snapshot snapshot_defaults;
@@ -317,6 +342,8 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
       if (p.lineage_id != q.lineage_id) return gat + "lineage_id";
       if (!same_bits(p.selectivity, q.selectivity) || !same_bits(p.loss_correlation, q.loss_correlation))
         return gat + "selectivity/loss_correlation";
+      if (!same_bits(p.min_member_correlation, q.min_member_correlation)) return gat + "min_member_correlation";
+      if (p.loose != q.loose) return gat + "loose";
     }
   }
   return {};

@@ -264,7 +264,7 @@ TEST(Inspect, PrintsATableAndValidJson) {
   EXPECT_EQ(text.err, "");
   for (const char* part : {"format_version", "conv1", "torch::nn::Conv2dImpl", "extra.not_in_info", "cohesion", "dropped",
                            "nan", "phase", "rapid_learning", "unstable", "events (6)", "lineages", "3002,3009,3016",
-                           "loss change", "cat, dog"})
+                           "loss change", "cat, dog", "loose", "min member r"})
     EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;
   // One row per snapshot and layer, one per event (0 + 1 + 2 + 3).
   std::size_t rows = 6;
@@ -320,6 +320,21 @@ TEST(Inspect, PrintsATableAndValidJson) {
       EXPECT_EQ(l["dead"].GetInt64(), want.layers[k].dead_count());
       EXPECT_EQ(l["dropped_batches"].GetInt64(), want.layers[k].counters.dropped_batches);
       EXPECT_DOUBLE_EQ(l["mean_cohesion"].GetDouble(), want.layers[k].mean_cohesion());
+      // Each group with its scores and loose mark (a NaN min_member_correlation is null).
+      const auto& groups = want.layers[k].groups;
+      ASSERT_EQ(l["groups_detail"].Size(), groups.size());
+      std::int64_t loose = 0;
+      for (rapidjson::SizeType g = 0; g < groups.size(); ++g) {
+        const auto& got = l["groups_detail"][g];
+        EXPECT_EQ(got["group_id"].GetInt(), groups[g].group_id);
+        EXPECT_EQ(got["size"].GetInt64(), static_cast<std::int64_t>(groups[g].group_size()));
+        EXPECT_DOUBLE_EQ(got["cohesion"].GetDouble(), groups[g].cohesion_score);
+        if (std::isnan(groups[g].min_member_correlation)) EXPECT_TRUE(got["min_member_correlation"].IsNull());
+        else EXPECT_DOUBLE_EQ(got["min_member_correlation"].GetDouble(), groups[g].min_member_correlation);
+        EXPECT_EQ(got["loose"].GetBool(), groups[g].loose);
+        loose += groups[g].loose;
+      }
+      EXPECT_EQ(l["loose_groups"].GetInt64(), loose);
     }
   }
 }

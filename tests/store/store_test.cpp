@@ -136,6 +136,31 @@ TEST(RunFile, RoundTripsSnapshotsBitForBit) {
             static_cast<std::size_t>(s0.layers[1].reference_rows * s0.layers[1].n_neurons));
   EXPECT_TRUE(std::isnan(s0.layers[0].reference[0]));
   EXPECT_EQ(reader.summary(0).layers[1].reference_rows, s0.layers[1].reference_rows);
+
+  // ... and what format_version 4 added: each group's min_member_correlation (NaN and -0.0 kept) and
+  // loose mark, also in the summaries.
+  EXPECT_TRUE(std::isnan(reader.snapshot(1).layers[0].groups.at(0).min_member_correlation));
+  EXPECT_TRUE(std::signbit(reader.snapshot(2).layers[1].groups.at(0).min_member_correlation));
+  int loose = 0, tight = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto snapshot = reader.snapshot(i);
+    const auto summary = reader.summary(i);
+    for (std::size_t k = 0; k < snapshot.layers.size(); ++k) {
+      const auto& groups = snapshot.layers[k].groups;
+      const auto& summaries = summary.layers[k].group_summaries;
+      ASSERT_EQ(summaries.size(), groups.size());
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        (groups[g].loose ? loose : tight) += 1;
+        EXPECT_EQ(summaries[g].group_id, groups[g].group_id);
+        EXPECT_EQ(summaries[g].size, static_cast<std::int64_t>(groups[g].group_size()));
+        EXPECT_TRUE(same_bits(summaries[g].cohesion_score, groups[g].cohesion_score));
+        EXPECT_TRUE(same_bits(summaries[g].min_member_correlation, groups[g].min_member_correlation));
+        EXPECT_EQ(summaries[g].loose, groups[g].loose);
+      }
+    }
+  }
+  EXPECT_GT(loose, 0);
+  EXPECT_GT(tight, 0);
 }
 
 /// Decompresses one of the stored run files of older format versions (tests/store/data) into `path`.
@@ -194,6 +219,44 @@ TEST(RunFile, ReadsVersion2Files) {
   }
   // The fixture really is version 2 content: the version 3 sample differs from it.
   EXPECT_NE(difference(reader.snapshot(0), sample_snapshot(0)), "");
+}
+
+// tests/store/data/run_v3.h5.gz: 3 snapshots of sample_snapshot() written by the format_version 3
+// writer (`store_writer_child PATH --count 3` at commit 66741af). Its groups have no stored
+// min_member_correlation: version 4 readers give NaN (not recomputed) and no group is loose.
+TEST(RunFile, ReadsVersion3Files) {
+  const auto dir = test_dir();
+  const auto path = dir + "/run_v3.h5";
+  gunzip_fixture("run_v3.h5.gz", path);
+  RunReader reader(path);
+  EXPECT_EQ(reader.info().format_version, 3);
+  ASSERT_EQ(reader.size(), 3);
+  std::size_t groups = 0;
+  for (std::int64_t i = 0; i < reader.size(); ++i) {
+    const auto got = reader.snapshot(i);
+    EXPECT_EQ(difference(got, as_version3(sample_snapshot(i))), "") << "snapshot " << i;
+    for (const auto& l : got.layers)
+      for (const auto& g : l.groups) {
+        EXPECT_TRUE(std::isnan(g.min_member_correlation));
+        EXPECT_FALSE(g.loose);
+        ++groups;
+      }
+    for (const auto& l : reader.summary(i).layers) {
+      EXPECT_EQ(l.loose_groups(), 0);
+      for (const auto& g : l.group_summaries) EXPECT_TRUE(std::isnan(g.min_member_correlation));
+    }
+  }
+  EXPECT_GT(groups, 0u);
+  // The fixture really is version 3 content: the version 4 sample differs from it only in those fields.
+  EXPECT_NE(difference(reader.snapshot(0), sample_snapshot(0)), "");
+  EXPECT_NE(difference(reader.snapshot(0), sample_snapshot(0)).find("min_member_correlation"), std::string::npos);
+
+  // Labelled version 4, the same file lacks the fields version 4 readers require: damaged, not zeros.
+  const auto relabelled = dir + "/relabelled.h5";
+  fs::copy_file(path, relabelled);
+  set_format_version(relabelled, 4);
+  const auto message = message_of<FormatError>([&] { RunReader r(relabelled); });
+  EXPECT_TRUE(contains(message, "/data/groups has an unexpected type")) << message;
 }
 
 TEST(RunFile, PublicRunReadsTheSameFile) {

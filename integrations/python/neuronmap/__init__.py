@@ -97,7 +97,7 @@ class Session:
     Use neuronmap.attach(). Options (keyword arguments) are the C++ Options': every, file, overwrite,
     queue_capacity, overflow ('block'|'drop_newest'), workers, analysis_threads, max_batches,
     spatial ('mean'|'max'), sequence ('per_token'|'mean_over_time'), reservoir_size, seed, tag_names,
-    gradients, store_correlation, method ('correlation'|'kmeans'|'hierarchical'), threshold,
+    gradients, store_correlation, method ('correlation'|'kmeans'|'hierarchical'|'components'), threshold,
     min_group_size, n_groups, n_init, grouping_seed; plus layouts={name: 'features_last'|'channels_first'}.
     """
 
@@ -291,7 +291,10 @@ def open(path):  # noqa: A001 - the package's name for "read a run file"
 def group_activations(activations, method="correlation", threshold=0.6, min_group_size=3, n_groups=None,
                       n_init=10, seed=42):
     """Groups the neurons of an (n_samples, n_neurons) array or tensor with the engine's grouping (the
-    `neuronmap groups` code path). Returns a dict: labels, groups (index arrays), patterns, cohesion,
+    `neuronmap groups` code path). method: 'correlation' (correlation clustering), 'kmeans',
+    'hierarchical' or 'components' (connected components of r >= threshold, for comparison). Returns a
+    dict: labels, groups (index arrays), patterns, cohesion, min_member_correlation (per group: the
+    smallest mean correlation of a member with the rest), loose (per group: cohesion below threshold),
     mean_activation, dead, neuron_mean."""
     import numpy as np
     if isinstance(activations, _torch.Tensor):

@@ -21,7 +21,7 @@ import torch as _torch
 from . import _core
 
 _METHODS = {"correlation_clustering": "correlation", "correlation": "correlation", "kmeans": "kmeans",
-            "hierarchical": "hierarchical"}
+            "hierarchical": "hierarchical", "components": "components"}
 
 
 @dataclass
@@ -37,6 +37,8 @@ class PyTorchNeuronGroup:
     skill_category: Optional[str] = None
     device: str = "cpu"
     mean_activation: float = 0.0
+    min_member_correlation: float = float("nan")  # the smallest mean correlation of a member with the rest
+    loose: bool = False               # cohesion below the correlation threshold (k-means partitions every neuron)
 
 
 def _resolve_device(device):
@@ -136,7 +138,8 @@ class PyTorchNeuronGroupVisualizer:
         """Groups of co-activating neurons in an (n_samples, n_neurons) tensor, by the engine's grouping."""
         from . import group_activations
         if method not in _METHODS:
-            raise _core.UsageError(f"method='{method}': use 'correlation_clustering', 'kmeans' or 'hierarchical'")
+            raise _core.UsageError(f"method='{method}': use 'correlation_clustering', 'kmeans', 'hierarchical' "
+                                   "or 'components'")
         x = activation_tensor.detach().cpu() if isinstance(activation_tensor, _torch.Tensor) \
             else _torch.as_tensor(activation_tensor)
         if x.dim() != 2:
@@ -145,14 +148,15 @@ class PyTorchNeuronGroupVisualizer:
                               min_group_size=min_group_size, n_groups=n_groups, n_init=n_init, seed=seed)
         xd = x.double()
         groups = []
-        for gid, (members, pattern, cohesion, mean) in enumerate(
-                zip(r["groups"], r["patterns"], r["cohesion"], r["mean_activation"])):
+        for gid, (members, pattern, cohesion, mean, weakest, loose) in enumerate(
+                zip(r["groups"], r["patterns"], r["cohesion"], r["mean_activation"], r["min_member_correlation"],
+                    r["loose"])):
             idx = _torch.as_tensor(members.astype(_np.int64))
             groups.append(PyTorchNeuronGroup(
                 group_id=gid, neuron_indices=[int(i) for i in members], layer_name=layer_name,
                 activation_pattern=_torch.from_numpy(pattern), group_center=xd[:, idx].mean(0),
                 group_size=len(members), cohesion_score=float(cohesion), device=self.device,
-                mean_activation=float(mean)))
+                mean_activation=float(mean), min_member_correlation=float(weakest), loose=bool(loose)))
         return groups
 
 
@@ -204,6 +208,11 @@ PyTorchNeuronGroupVisualizer.create_pytorch_interactive_dashboard = _drawn_by_re
     "create_pytorch_interactive_dashboard")
 
 
+def _finite_or_none(x):
+    """JSON has no NaN: a number the report cannot state becomes null."""
+    return round(float(x), 6) if _np.isfinite(x) else None
+
+
 def _report_text(report):
     lines = ["PyTorch neuron group analysis (NeuronMap)", ""]
     meta = report["pytorch_analysis"]
@@ -216,7 +225,11 @@ def _report_text(report):
         lines.append("")
         lines.append(f"{name}: {layer['groups_found']} groups, activations {layer['activation_shape']}")
         for g in layer["groups_detail"]:
+            loose = " (loose: cohesion below the correlation threshold)" if g["loose"] else ""
+            weakest = g["min_member_correlation"]
+            weakest = "n/a" if weakest is None else f"{weakest:.3f}"
             lines.append(f"  group {g['group_id']}: {g['size']} neurons, cohesion {g['cohesion']:.3f}, "
+                         f"min member r {weakest}{loose}, "
                          f"mean activation {g['mean_activation']:.3f}")
     return "\n".join(lines) + "\n"
 
@@ -277,6 +290,8 @@ def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, output_
                 "activation_shape": list(activations[name].shape),
                 "groups_detail": [{"group_id": g.group_id, "size": g.group_size,
                                    "cohesion": round(g.cohesion_score, 6),
+                                   "min_member_correlation": _finite_or_none(g.min_member_correlation),
+                                   "loose": g.loose,
                                    "mean_activation": round(g.mean_activation, 6),
                                    "neuron_indices": g.neuron_indices} for g in groups[name]],
             } for name in layer_names

@@ -56,6 +56,12 @@ struct LayerAccumulator {
   std::vector<std::int64_t> output_shape;
   std::int64_t rows = 0;
   std::int64_t nonfinite_rows = 0;
+
+  /// Adds the layer's `ordinal`-th batch of the window: n_rows x cols, row-major. Its rows enter the
+  /// reservoir (of `reservoir_size` rows, keyed by `seed`) as sample_id(sample_ordinal, row). Rows with
+  /// NaN or Inf are skipped; returns how many.
+  std::int64_t add_batch(const float* values, std::int64_t n_rows, std::int64_t cols, std::int64_t ordinal,
+                         std::int64_t sample_ordinal, std::int64_t reservoir_size, std::uint64_t seed);
 };
 
 inline bool row_is_finite(const float* row, std::int64_t cols) {
@@ -63,6 +69,27 @@ inline bool row_is_finite(const float* row, std::int64_t cols) {
     if (!std::isfinite(row[c])) return false;
   }
   return true;
+}
+
+inline std::int64_t LayerAccumulator::add_batch(const float* values, std::int64_t n_rows, std::int64_t cols,
+                                                std::int64_t ordinal, std::int64_t sample_ordinal,
+                                                std::int64_t reservoir_size, std::uint64_t seed) {
+  if (!moments) {
+    moments.emplace(cols);
+    reservoir = Reservoir(reservoir_size, cols, seed);
+  }
+  const std::int64_t skipped = moments->add(values, n_rows);
+  if (sum_abs.empty()) sum_abs.assign(static_cast<std::size_t>(cols), 0.0);
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    const float* row = values + r * cols;
+    if (skipped != 0 && !row_is_finite(row, cols)) continue;
+    reservoir.offer(sample_id(sample_ordinal, r), row);
+    for (std::int64_t c = 0; c < cols; ++c) sum_abs[static_cast<std::size_t>(c)] += std::abs(row[c]);
+  }
+  batch_rows[ordinal] = n_rows;
+  rows += n_rows - skipped;
+  nonfinite_rows += skipped;
+  return skipped;
 }
 
 /// Adds `from` to `to`: Chan's update for the moments, sums for the rest, the bottom-k merge for the

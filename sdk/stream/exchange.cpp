@@ -181,4 +181,16 @@ void merge_into(RankWindow& into, RankWindow&& other) {
   }
 }
 
+std::optional<RankWindow> gather_windows(Communicator& communicator, RankWindow&& part, std::int64_t reservoir_size,
+                                         std::uint64_t seed) {
+  const int rank = communicator.rank();
+  const int world = communicator.size();
+  std::vector<std::vector<std::uint8_t>> parts = communicator.gather(rank == 0 ? std::vector<std::uint8_t>{} : encode(part));
+  if (rank != 0) return std::nullopt;
+  if (static_cast<int>(parts.size()) != world) throw std::runtime_error("the gather returned the wrong number of parts");
+  for (int r = 1; r < world; ++r) merge_into(part, decode(parts[static_cast<std::size_t>(r)], reservoir_size, seed));
+  for (auto& loss : part.losses) loss /= part.loss_ranks;  // the mean over the ranks
+  return std::move(part);
+}
+
 }  // namespace neuronmap::detail

@@ -17,8 +17,23 @@ inline std::uint64_t mix64(std::uint64_t x) noexcept {  // splitmix64's finalise
   return x ^ (x >> 31);
 }
 
+/// Rows of one batch a sample id can tell apart; the batch's ordinal takes the bits above them.
+inline constexpr int sample_row_bits = 24;
+
 /// A sample id: the layer's n-th batch in the window and the row in that batch.
-inline std::int64_t sample_id(std::int64_t ordinal, std::int64_t row) noexcept { return (ordinal << 24) | row; }
+inline std::int64_t sample_id(std::int64_t ordinal, std::int64_t row) noexcept {
+  return (ordinal << sample_row_bits) | row;
+}
+
+/// The ordinal and row a sample id was made of (the inverse of sample_id).
+struct SampleIdParts {
+  std::int64_t ordinal = 0;
+  std::int64_t row = 0;
+};
+
+inline SampleIdParts split_sample_id(std::int64_t id) noexcept {
+  return {id >> sample_row_bits, id & ((std::int64_t{1} << sample_row_bits) - 1)};
+}
 
 class Reservoir {
  public:

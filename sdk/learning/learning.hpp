@@ -1,6 +1,7 @@
-// Learning patterns over time (issue 5): group lineages and MONIC transitions, learning events,
-// loss integration, skill categories, learning phases, linear CKA and dormant neurons. Torch-free and
-// pure: the engine feeds snapshots in, nothing here touches files. Formulas: docs/LEARNING.md.
+// Learning patterns over time: group lineages and MONIC transitions, learning events, loss
+// integration, skill categories, learning phases, linear CKA and dormant neurons. Torch-free and pure:
+// the snapshot builder (snapshot/builder.hpp) feeds snapshots in, nothing here touches files.
+// Formulas: docs/LEARNING.md.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,6 @@ struct LearningOptions {
   double unstable_cka_drop = 0.2;    ///< CKA below the previous interval's CKA by >= this: unstable
 };
 
-// ---------------------------------------------------------------------------------------------
 // Optimal assignment
 
 /// Maximum-weight assignment (Hungarian algorithm, O(n^3) with n = max(rows, cols)) on a row-major
@@ -49,7 +49,6 @@ std::vector<int> max_weight_assignment(const std::vector<double>& weights, int r
 /// |a intersect b| / |a union b| of two neuron sets (any order, duplicates ignored); 0 when both are empty.
 double jaccard(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b);
 
-// ---------------------------------------------------------------------------------------------
 // Lineages and transitions
 
 enum class TransitionKind { emerged, survived, grew, shrank, split, merged, dissolved };
@@ -110,7 +109,6 @@ LineageUpdate match_groups(const std::vector<GroupSet>& previous, const std::vec
                            const std::vector<GroupSet>& current, std::int64_t& next_lineage_id,
                            const LearningOptions& options);
 
-// ---------------------------------------------------------------------------------------------
 // Learning events
 
 enum class EventKind { emerged, grew, shrank, split, merged, dissolved, cohesion_jump, dormant_change };
@@ -154,7 +152,6 @@ struct LearningSummary {
 };
 LearningSummary summarize(const std::vector<LearningEvent>& events);
 
-// ---------------------------------------------------------------------------------------------
 // Per-sample measures over the reservoir
 
 /// Pearson correlation of a group's activation pattern with the per-sample loss of the same reservoir
@@ -177,7 +174,6 @@ struct Selectivity {
 Selectivity class_selectivity(const std::vector<float>& activation_pattern, const std::vector<std::int32_t>& sample_tags,
                               const std::vector<std::string>& tag_names, const LearningOptions& options);
 
-// ---------------------------------------------------------------------------------------------
 // Representations
 
 /// A row-major matrix borrowed from its owner: rows = samples, cols = neurons.
@@ -209,7 +205,6 @@ DormantNeurons dormant_neurons(const std::vector<double>& mean_abs_activation, c
 /// The engine should prefer an accumulated E|h| where it has one.
 std::vector<double> mean_abs_from_moments(const LayerSnapshot& layer);
 
-// ---------------------------------------------------------------------------------------------
 // Learning phases
 
 enum class LearningPhase { unknown, rapid, refinement, plateau, unstable };
@@ -231,7 +226,6 @@ double relative_loss_change_per_epoch(const PhaseInput& input) noexcept;
 /// The phase of an interval; rules in docs/LEARNING.md ("Learning phases").
 LearningPhase classify_phase(const PhaseInput& input, const LearningOptions& options) noexcept;
 
-// ---------------------------------------------------------------------------------------------
 // Everything per layer, one call per snapshot
 
 /// What one snapshot brought for one layer.
@@ -274,8 +268,7 @@ class LayerLearning {
   std::vector<Group> previous_groups_;
 };
 
-// ---------------------------------------------------------------------------------------------
-// Glue to the snapshot model (neuronmap/snapshot.hpp)
+// Applied to snapshots (neuronmap/snapshot.hpp)
 
 /// Linear CKA between two reservoirs (LayerSnapshot::reservoir, rows identified by reservoir_ids), on the
 /// samples both hold (first occurrence of an id), in the first one's order. Works for one layer at two

@@ -105,8 +105,6 @@ struct Engine::State {
   }
 };
 
-// --- BatchTicket ---
-
 BatchTicket::BatchTicket(BatchTicket&& other) noexcept : engine_(other.engine_), batch_(other.batch_) {
   other.engine_ = nullptr;
   other.batch_ = nullptr;
@@ -126,8 +124,6 @@ float* BatchTicket::reserve_values(std::int64_t rows, std::int64_t cols) {
   batch_->values.resize(static_cast<std::size_t>(rows * cols));
   return batch_->values.data();
 }
-
-// --- Engine ---
 
 Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInfo info, Hooks hooks)
     : state_(std::make_unique<State>()) {
@@ -187,6 +183,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
           st.nonfinite_total.fetch_add(skipped, std::memory_order_relaxed);
         } catch (const std::exception& e) {
           st.totals[static_cast<std::size_t>(batch->layer)].errors.fetch_add(1, std::memory_order_relaxed);
+          window->counters[static_cast<std::size_t>(batch->layer)].errors.fetch_add(1, std::memory_order_relaxed);
           st.record_error(fmt::format("worker, layer '{}': {}", st.layers[static_cast<std::size_t>(batch->layer)].name,
                                       e.what()));
         }
@@ -269,6 +266,7 @@ BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
       batch = new Batch();
     } catch (...) {
       window->counters[index].errors.fetch_add(1, std::memory_order_relaxed);
+      s.totals[index].errors.fetch_add(1, std::memory_order_relaxed);
       window->active.fetch_sub(1);
       return ticket;
     }

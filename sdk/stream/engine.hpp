@@ -1,6 +1,7 @@
 // The engine between the probes and the run file, free of LibTorch: a bounded queue of pooled
 // batches, worker threads that accumulate per-layer statistics per capture window, and one snapshot
-// thread that seals windows, analyses them and appends snapshots to the run file.
+// thread that seals windows, has the snapshot builder (snapshot/builder.hpp) make their snapshots and
+// appends them to the run file.
 #pragma once
 
 #include <atomic>
@@ -62,7 +63,7 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // --- probing threads (never throw) ---
+  // Called on probing threads; these never throw.
   /// A slot for layer `layer`'s next batch, or an empty ticket if nothing should be captured now
   /// (no open window, max_batches reached, queue full under drop_newest: each counted).
   BatchTicket begin_batch(int layer, bool gradient = false) noexcept;
@@ -71,7 +72,7 @@ class Engine {
   /// Records a failure inside a probe (counted; the first message kept for last_error()).
   void report_probe_error(int layer, const std::string& message) noexcept;
 
-  // --- the session's thread ---
+  // Called on the session's (training) thread.
   /// Per-sample loss and tags of the forward pass that just ran (the n-th call in a window belongs
   /// to each layer's n-th batch). Either may be empty. Ignored outside captured epochs.
   void observe(std::vector<float> per_sample_loss, std::vector<std::int32_t> tags);
@@ -82,7 +83,19 @@ class Engine {
   void add_reference_rows(int layer, const float* rows, std::int64_t n_rows, std::int64_t cols) noexcept;
   /// A function that runs the model on a fixed reference batch (no grad); run at every snapshot epoch.
   void set_reference_source(std::function<void()> forward);
+  /// Ends epoch `epoch` (epochs must increase: UsageError otherwise, and after close()). Capture stops,
+  /// and starts again if `epoch + 1` is a snapshot epoch. At a snapshot epoch (a multiple of `every`)
+  /// the snapshot is queued for the snapshot thread, which analyses it and writes it; end_epoch never
+  /// waits for that work (flush() does). It returns at once except at a snapshot epoch:
+  /// - in a distributed session (Options::communicator), it first waits until this rank's workers have
+  ///   processed every batch of the epoch, then for the gather of every rank's part to rank 0 (as long
+  ///   as the slowest rank, or the group's timeout when a rank is gone; rank 0 also merges the parts).
+  ///   Ranks other than 0 return after the gather. Once a gather has failed, later calls return at
+  ///   once and no later epoch is captured;
+  /// - with a reference source (set_reference_source) it runs that forward pass, on this thread, before
+  ///   it returns (on rank 0 only in a distributed session).
   void end_epoch(std::int64_t epoch, double loss);
+  /// Waits until the snapshot thread has written (or failed) every snapshot queued so far.
   void flush();
   void close() noexcept;
   bool capturing() const noexcept;

@@ -91,7 +91,7 @@ TEST(AnnotateLayer, FillsSkillsLossCorrelationAndDormantRates) {
   EXPECT_NEAR(relu.dead_rate, 0.25, 1e-12);
 }
 
-TEST(SnapshotGlue, PhaseEventsAndLineagesOnSnapshots) {
+TEST(SnapshotAnnotation, PhaseEventsAndLineagesOnSnapshots) {
   auto group = [](int id, std::int32_t first, std::int32_t last, double cohesion) {
     neuronmap::Group g;
     g.group_id = id;

@@ -1,4 +1,5 @@
-// The learning analysis applied to the snapshot model: reservoir CKA, per-layer annotation, phases, events.
+// The learning analysis read from and written into snapshots: reservoir CKA between layers or snapshots,
+// per-layer annotation (skills, loss correlation, dormant rates), the phase of an interval, events.
 #include <algorithm>
 #include <cmath>
 #include <limits>

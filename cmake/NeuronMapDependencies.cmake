@@ -5,7 +5,12 @@ find_package(TBB REQUIRED)
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(fmt REQUIRED)
-find_package(cereal REQUIRED)
+# RapidJSON writes every JSON document (header-only). Debian's config sets RAPIDJSON_INCLUDE_DIRS only.
+find_package(RapidJSON REQUIRED)
+if(NOT TARGET RapidJSON::RapidJSON)
+  add_library(RapidJSON::RapidJSON INTERFACE IMPORTED)
+  set_target_properties(RapidJSON::RapidJSON PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${RAPIDJSON_INCLUDE_DIRS}")
+endif()
 find_package(CLI11 REQUIRED)
 # The analysis calls CBLAS (syrk, gemm) through libblas.so: OpenBLAS via Debian's alternatives.
 find_package(BLAS REQUIRED)

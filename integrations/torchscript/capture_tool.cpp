@@ -10,9 +10,13 @@
 #include "cli_support.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/torchscript.hpp"
+#include "store/h5.hpp"
 #include "script_probes.hpp"
 
 namespace neuronmap::detail {
+
+using h5::Handle;
+
 namespace {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -31,22 +35,6 @@ class H5ErrorsOff {
  private:
   H5E_auto2_t func_ = nullptr;
   void* data_ = nullptr;
-};
-
-class H5Id {
- public:
-  H5Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~H5Id() {
-    if (id_ >= 0) close_(id_);
-  }
-  H5Id(const H5Id&) = delete;
-  H5Id& operator=(const H5Id&) = delete;
-  hid_t get() const { return id_; }
-  bool ok() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
 };
 
 }  // namespace
@@ -95,17 +83,17 @@ at::Tensor read_h5_tensor(const std::string& path, const std::string& dataset) {
   H5ErrorsOff quiet;
   if (!std::filesystem::is_regular_file(path)) throw FileError(fmt::format("input file '{}' does not exist", path));
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FileError(fmt::format("'{}' is not an HDF5 file", path));
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (!file.ok()) throw FileError(fmt::format("cannot open '{}' (damaged or locked HDF5 file)", path));
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) throw FileError(fmt::format("cannot open '{}' (damaged or locked HDF5 file)", path));
   if (H5Lexists(file.get(), dataset.c_str(), H5P_DEFAULT) <= 0) {
     throw FileError(fmt::format("'{}' has no dataset {}", path, dataset));
   }
-  H5Id data(H5Dopen2(file.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!data.ok()) throw FileError(fmt::format("{} in '{}' is not a dataset", dataset, path));
-  H5Id space(H5Dget_space(data.get()), H5Sclose);
-  H5Id type(H5Dget_type(data.get()), H5Tclose);
-  const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
-  if (rank < 0 || !type.ok()) throw FileError(fmt::format("cannot read the shape of {} in '{}'", dataset, path));
+  Handle data(H5Dopen2(file.get(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!data.valid()) throw FileError(fmt::format("{} in '{}' is not a dataset", dataset, path));
+  Handle space(H5Dget_space(data.get()), H5Sclose);
+  Handle type(H5Dget_type(data.get()), H5Tclose);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0 || !type.valid()) throw FileError(fmt::format("cannot read the shape of {} in '{}'", dataset, path));
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   std::vector<std::int64_t> shape(dims.begin(), dims.end());
@@ -135,27 +123,27 @@ at::Tensor read_h5_tensor(const std::string& path, const std::string& dataset) {
 
 void write_h5_tensors(const std::string& path, const std::vector<H5Item>& items) {
   H5ErrorsOff quiet;
-  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  if (!file.ok()) throw FileError(fmt::format("cannot create '{}'", path));
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) throw FileError(fmt::format("cannot create '{}'", path));
   for (const auto& item : items) {
     at::Tensor t = item.tensor.detach();
     if (t.is_complex()) t = at::real(t);
     t = t.to(at::kCPU, at::kFloat).contiguous();
     std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-    H5Id space(dims.empty() ? H5Screate(H5S_SCALAR)
+    Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
                             : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                H5Sclose);
-    H5Id data(H5Dcreate2(file.get(), item.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+    Handle data(H5Dcreate2(file.get(), item.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT),
               H5Dclose);
-    if (!space.ok() || !data.ok()) throw FileError(fmt::format("cannot create dataset '{}' in '{}'", item.name, path));
+    if (!space.valid() || !data.valid()) throw FileError(fmt::format("cannot create dataset '{}' in '{}'", item.name, path));
     if (t.numel() > 0 && H5Dwrite(data.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0) {
       throw FileError(fmt::format("cannot write dataset '{}' to '{}' (disk full?)", item.name, path));
     }
     if (item.calls >= 0) {
-      H5Id attr_space(H5Screate(H5S_SCALAR), H5Sclose);
-      H5Id attr(H5Acreate2(data.get(), "calls", H5T_STD_I32LE, attr_space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-      if (!attr.ok() || H5Awrite(attr.get(), H5T_NATIVE_INT, &item.calls) < 0) {
+      Handle attr_space(H5Screate(H5S_SCALAR), H5Sclose);
+      Handle attr(H5Acreate2(data.get(), "calls", H5T_STD_I32LE, attr_space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+      if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_INT, &item.calls) < 0) {
         throw FileError(fmt::format("cannot write attribute 'calls' of '{}' in '{}'", item.name, path));
       }
     }

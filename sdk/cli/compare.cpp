@@ -16,14 +16,16 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "cli/json.hpp"
 #include "cli/verbs.hpp"
+#include "detail/json_writer.hpp"
 #include "learning/learning.hpp"
 #include "neuronmap/errors.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::cli {
 namespace {
+
+using detail::JsonWriter;
 
 constexpr const char* kReferenceNote =
     "CKA compares the layers' outputs on each run's reference batch (Session::set_reference); it is "
@@ -254,38 +256,40 @@ std::string render_text(const Side& a, const Side& b, const std::vector<PairResu
   return out;
 }
 
-std::string json_ids(const std::vector<int>& ids) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < ids.size(); ++i) out += (i == 0 ? "" : ", ") + std::to_string(ids[i]);
-  return out + "]";
-}
-
 std::string render_json(const Side& a, const Side& b, const std::vector<PairResult>& results) {
-  std::string out = "{\n";
-  for (const auto* side : {&a, &b})
-    out += fmt::format("  \"{}\": {{\"file\": {}, \"epoch\": {}, \"snapshot\": {}, \"snapshots\": {}}},\n",
-                       side == &a ? "a" : "b", json_string(side->file), side->snapshot.epoch, side->index, side->size);
-  out += "  \"note\": " + json_string(kReferenceNote) + ",\n";
-  out += "  \"layers\": [";
-  for (std::size_t k = 0; k < results.size(); ++k) {
-    const auto& r = results[k];
-    out += k == 0 ? "\n" : ",\n";
-    out += fmt::format(
-        "    {{\"layer_a\": {}, \"layer_b\": {}, \"n_neurons_a\": {}, \"n_neurons_b\": {}, \"reference_rows_a\": {}, "
-        "\"reference_rows_b\": {}, \"cka\": {}, \"cka_note\": {}, \"groups_a\": {}, \"groups_b\": {}, \"matches\": [",
-        json_string(r.a->name), json_string(r.b->name), r.a->n_neurons, r.b->n_neurons, r.a->reference_rows,
-        r.b->reference_rows, json_number(r.cka), json_string(r.cka_note), r.a->groups.size(), r.b->groups.size());
-    for (std::size_t m = 0; m < r.matches.size(); ++m) {
-      const auto& g = r.matches[m];
-      out += fmt::format("{}{{\"group_a\": {}, \"group_b\": {}, \"size_a\": {}, \"size_b\": {}, \"jaccard\": {}}}",
-                         m == 0 ? "" : ", ", g.group_a, g.group_b, g.size_a, g.size_b, json_number(g.jaccard));
-    }
-    out += fmt::format("], \"unmatched_a\": {}, \"unmatched_b\": {}, \"mean_jaccard\": {}, \"mean_jaccard_all\": {}}}",
-                       json_ids(r.unmatched_a), json_ids(r.unmatched_b), json_number(r.mean_jaccard),
-                       json_number(r.mean_jaccard_all));
+  JsonWriter w;
+  w.begin_object();
+  for (const auto* side : {&a, &b}) {
+    w.key(side == &a ? "a" : "b").begin_object();
+    w.field("file", side->file).field("epoch", side->snapshot.epoch).field("snapshot", side->index);
+    w.field("snapshots", side->size);
+    w.end_object();
   }
-  out += results.empty() ? "]\n" : "\n  ]\n";
-  return out + "}\n";
+  w.field("note", kReferenceNote);
+  w.key("layers").begin_array();
+  for (const auto& r : results) {
+    w.begin_object();
+    w.field("layer_a", r.a->name).field("layer_b", r.b->name);
+    w.field("n_neurons_a", r.a->n_neurons).field("n_neurons_b", r.b->n_neurons);
+    w.field("reference_rows_a", r.a->reference_rows).field("reference_rows_b", r.b->reference_rows);
+    w.field("cka", r.cka).field("cka_note", r.cka_note);
+    w.field("groups_a", r.a->groups.size()).field("groups_b", r.b->groups.size());
+    w.key("matches").begin_array();
+    for (const auto& g : r.matches) {
+      w.begin_object();
+      w.field("group_a", g.group_a).field("group_b", g.group_b).field("size_a", g.size_a).field("size_b", g.size_b);
+      w.field("jaccard", g.jaccard);
+      w.end_object();
+    }
+    w.end_array();
+    w.key("unmatched_a").array(r.unmatched_a);
+    w.key("unmatched_b").array(r.unmatched_b);
+    w.field("mean_jaccard", r.mean_jaccard).field("mean_jaccard_all", r.mean_jaccard_all);
+    w.end_object();
+  }
+  w.end_array();
+  w.end_object();
+  return w.take() + "\n";
 }
 
 }  // namespace

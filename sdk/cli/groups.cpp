@@ -15,11 +15,15 @@
 #include "analysis/grouping.hpp"
 #include "analysis/records.hpp"
 #include "cli/verbs.hpp"
+#include "detail/json_writer.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/options.hpp"
+#include "store/h5.hpp"
 
 namespace neuronmap::cli {
 namespace {
+
+using detail::h5::Handle;
 
 struct GroupsArgs {
   std::string file;
@@ -31,23 +35,6 @@ struct GroupsArgs {
   int n_init = 10;
   std::uint64_t seed = 42;
   bool json = false;
-};
-
-// An HDF5 id closed on scope exit.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  hid_t get() const noexcept { return id_; }
-  bool valid() const noexcept { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
 };
 
 // The dataset as row-major samples x neurons, float32 or float64 as stored.
@@ -132,26 +119,6 @@ GroupingMethod parse_method(const std::string& name) {
   throw UsageError("unknown method '" + name + "': use correlation, kmeans, hierarchical or components");
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-template <typename T>
-std::string json_list(const std::vector<T>& values) {
-  return "[" + fmt::format("{}", fmt::join(values, ", ")) + "]";
-}
-
 void run_groups(const GroupsArgs& args) {
   Grouping options;
   options.method = parse_method(args.method);
@@ -187,50 +154,71 @@ void run_groups(const GroupsArgs& args) {
   auto is_loose = [&](std::size_t g) { return result.cohesion[g] < args.threshold; };
 
   if (args.json) {
-    std::string params = fmt::format("\"min_group_size\": {}", args.min_group_size);
-    std::string diagnostics = fmt::format("\"n_raw_clusters\": {}", result.n_raw_clusters);
+    detail::JsonWriter w;
+    w.begin_object();
+    w.field("file", args.file).field("dataset", args.dataset).field("method", args.method);
+    w.key("params").begin_object();
+    w.field("min_group_size", args.min_group_size);
+    const auto n_groups_or_null = [&] { args.n_groups > 0 ? w.value(args.n_groups) : w.null(); };
     switch (options.method) {
       case GroupingMethod::correlation:
-        params += fmt::format(", \"correlation_threshold\": {}, \"n_init\": {}, \"random_state\": {}", args.threshold,
-                              args.n_init, args.seed);
-        diagnostics += fmt::format(", \"n_edges\": {}, \"quality\": {}, \"quality_by_restart\": {}, \"sweeps\": {}",
-                                   result.n_edges, result.quality, json_list(result.quality_by_restart), result.sweeps);
+        w.field("correlation_threshold", args.threshold).field("n_init", args.n_init).field("random_state", args.seed);
         break;
       case GroupingMethod::components:
-        params += fmt::format(", \"correlation_threshold\": {}", args.threshold);
-        diagnostics += fmt::format(", \"n_edges\": {}", result.n_edges);
+        w.field("correlation_threshold", args.threshold);
         break;
       case GroupingMethod::hierarchical:
-        params += fmt::format(", \"correlation_threshold\": {}, \"n_groups\": {}, \"linkage\": \"average\", "
-                              "\"distance\": \"1-corr\"",
-                              args.threshold, args.n_groups > 0 ? std::to_string(args.n_groups) : "null");
-        diagnostics += fmt::format(", \"cut_distance\": {}", 1.0 - args.threshold);
+        w.field("correlation_threshold", args.threshold).key("n_groups");
+        n_groups_or_null();
+        w.field("linkage", "average").field("distance", "1-corr");
         break;
-      case GroupingMethod::kmeans: {
-        params += fmt::format(", \"n_groups\": {}, \"n_init\": {}, \"random_state\": {}",
-                              args.n_groups > 0 ? std::to_string(args.n_groups) : "null", args.n_init, args.seed);
-        std::vector<std::string> scores;
-        for (const auto& [k, s] : result.silhouette_by_k) scores.push_back(fmt::format("\"{}\": {}", k, s));
-        diagnostics += fmt::format(", \"chosen_k\": {}, \"inertia\": {}, \"n_iter\": {}, \"silhouette_by_k\": {{{}}}",
-                                   result.chosen_k, result.inertia, result.n_iter, fmt::join(scores, ", "));
+      case GroupingMethod::kmeans:
+        w.key("n_groups");
+        n_groups_or_null();
+        w.field("n_init", args.n_init).field("random_state", args.seed);
         break;
-      }
     }
-    std::vector<std::string> groups;
+    w.end_object();
+    w.field("n_samples", x.rows).field("n_neurons", x.cols);
+    w.key("dead_neurons").array(dead);
+    w.field("n_groups", result.groups.size());
+    w.key("labels").array(result.labels);
+    w.key("groups").begin_array();
     for (std::size_t g = 0; g < result.groups.size(); ++g) {
-      groups.push_back(fmt::format(
-          "{{\"group_id\": {}, \"neuron_indices\": {}, \"group_size\": {}, \"cohesion_score\": {}, "
-          "\"min_member_correlation\": {}, \"loose\": {}, \"mean_activation\": {}}}",
-          g, json_list(result.groups[g]), result.groups[g].size(), result.cohesion[g], result.min_member_correlation[g],
-          is_loose(g), mean_activation[g]));
+      w.begin_object();
+      w.field("group_id", g);
+      w.key("neuron_indices").array(result.groups[g]);
+      w.field("group_size", result.groups[g].size()).field("cohesion_score", result.cohesion[g]);
+      w.field("min_member_correlation", result.min_member_correlation[g]).field("loose", is_loose(g));
+      w.field("mean_activation", mean_activation[g]);
+      w.end_object();
     }
-    fmt::print(
-        "{{\"file\": {}, \"dataset\": {}, \"method\": {}, \"params\": {{{}}}, \"n_samples\": {}, \"n_neurons\": {}, "
-        "\"dead_neurons\": {}, \"n_groups\": {}, \"labels\": {}, \"groups\": [{}], \"ungrouped\": {}, "
-        "\"diagnostics\": {{{}}}}}\n",
-        json_string(args.file), json_string(args.dataset), json_string(args.method), params, x.rows, x.cols,
-        json_list(dead), result.groups.size(), json_list(result.labels), fmt::join(groups, ", "), json_list(ungrouped),
-        diagnostics);
+    w.end_array();
+    w.key("ungrouped").array(ungrouped);
+    w.key("diagnostics").begin_object();
+    w.field("n_raw_clusters", result.n_raw_clusters);
+    switch (options.method) {
+      case GroupingMethod::correlation:
+        w.field("n_edges", result.n_edges).field("quality", result.quality);
+        w.key("quality_by_restart").array(result.quality_by_restart);
+        w.field("sweeps", result.sweeps);
+        break;
+      case GroupingMethod::components:
+        w.field("n_edges", result.n_edges);
+        break;
+      case GroupingMethod::hierarchical:
+        w.field("cut_distance", 1.0 - args.threshold);
+        break;
+      case GroupingMethod::kmeans:
+        w.field("chosen_k", result.chosen_k).field("inertia", result.inertia).field("n_iter", result.n_iter);
+        w.key("silhouette_by_k").begin_object();
+        for (const auto& [k, score] : result.silhouette_by_k) w.field(std::to_string(k), score);
+        w.end_object();
+        break;
+    }
+    w.end_object();
+    w.end_object();
+    fmt::print("{}\n", w.str());
     return;
   }
 

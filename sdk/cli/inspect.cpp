@@ -1,18 +1,10 @@
 // `neuronmap inspect RUN.h5 [--json] [--events]`: run metadata, layers, a row per snapshot and layer
 // (with the snapshot's learning phase and number of events) and, with --events or --json, the events.
 // The file is read in a child process: a damaged file that crashes HDF5 yields an error, not a crash.
-#include <fcntl.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -22,10 +14,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "cli/json.hpp"
+#include "cli/isolated.hpp"
 #include "cli/verbs.hpp"
+#include "detail/json_writer.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
+#include "report/counters_json.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::cli {
@@ -33,92 +27,73 @@ namespace {
 
 // The store's reader rather than neuronmap::Run: it also reads a snapshot's events without its layers.
 using Reader = detail::RunReader;
+using detail::JsonWriter;
 
-// ---- JSON ---------------------------------------------------------------------------------------
-
-std::string json_counters(const Counters& c) {
-  return fmt::format(
-      "{{\"captured_batches\": {}, \"dropped_batches\": {}, \"skipped_batches\": {}, \"rows\": {}, "
-      "\"nonfinite_rows\": {}, \"errors\": {}}}",
-      c.captured_batches, c.dropped_batches, c.skipped_batches, c.rows, c.nonfinite_rows, c.errors);
-}
-
-std::string json_groups(const std::vector<GroupSummary>& groups) {
-  std::string out = "[";
-  for (std::size_t k = 0; k < groups.size(); ++k) {
-    const auto& g = groups[k];
-    out += fmt::format("{}{{\"group_id\": {}, \"size\": {}, \"cohesion\": {}, \"min_member_correlation\": {}, "
-                       "\"loose\": {}}}",
-                       k == 0 ? "" : ", ", g.group_id, g.size, json_number(g.cohesion_score),
-                       json_number(g.min_member_correlation), g.loose);
+void write_groups(JsonWriter& w, const std::vector<GroupSummary>& groups) {
+  w.begin_array();
+  for (const auto& g : groups) {
+    w.begin_object();
+    w.field("group_id", g.group_id).field("size", g.size).field("cohesion", g.cohesion_score);
+    w.field("min_member_correlation", g.min_member_correlation).field("loose", g.loose);
+    w.end_object();
   }
-  return out + "]";
+  w.end_array();
 }
 
-std::string json_event(const Event& e) {
-  std::string lineages = "[";
-  for (std::size_t k = 0; k < e.lineages.size(); ++k) lineages += (k == 0 ? "" : ", ") + std::to_string(e.lineages[k]);
-  lineages += "]";
-  return fmt::format("{{\"epoch\": {}, \"layer\": {}, \"kind\": {}, \"lineages\": {}, \"strength\": {}, "
-                     "\"skill_category\": {}, \"loss_change\": {}}}",
-                     e.epoch, json_string(e.layer), json_string(e.kind), lineages, json_number(e.strength),
-                     json_string(e.skill_category), json_number(e.loss_change));
+void write_event(JsonWriter& w, const Event& e) {
+  w.begin_object();
+  w.field("epoch", e.epoch).field("layer", e.layer).field("kind", e.kind);
+  w.key("lineages").array(e.lineages);
+  w.field("strength", e.strength).field("skill_category", e.skill_category).field("loss_change", e.loss_change);
+  w.end_object();
 }
 
 std::string render_json(const std::string& path, const Reader& run, const std::function<void()>& tick) {
   const auto& info = run.info();
-  std::string out = "{\n";
-  out += "  \"file\": " + json_string(path) + ",\n";
-  out += fmt::format("  \"format_version\": {},\n", info.format_version);
-  out += "  \"library_version\": " + json_string(info.library_version) + ",\n";
-  out += "  \"torch_version\": " + json_string(info.torch_version) + ",\n";
-  out += "  \"device\": " + json_string(info.device) + ",\n";
-  out += "  \"created\": " + json_string(info.created) + ",\n";
-  out += "  \"options_json\": " + json_string(info.options_json) + ",\n";
-  out += "  \"tag_names\": [";
-  for (std::size_t i = 0; i < info.tag_names.size(); ++i) out += (i == 0 ? "" : ", ") + json_string(info.tag_names[i]);
-  out += "],\n";
-  out += "  \"layers\": [";
-  for (std::size_t i = 0; i < info.layers.size(); ++i) {
-    const auto& l = info.layers[i];
-    out += i == 0 ? "\n" : ",\n";
-    out += "    {\"name\": " + json_string(l.name) + ", \"module_type\": " + json_string(l.module_type) +
-           ", \"reduction\": " + json_string(l.reduction) + "}";
+  JsonWriter w;
+  w.begin_object();
+  w.field("file", path).field("format_version", info.format_version);
+  w.field("library_version", info.library_version).field("torch_version", info.torch_version);
+  w.field("device", info.device).field("created", info.created).field("options_json", info.options_json);
+  w.key("tag_names").array(info.tag_names);
+  w.key("layers").begin_array();
+  for (const auto& l : info.layers) {
+    w.begin_object();
+    w.field("name", l.name).field("module_type", l.module_type).field("reduction", l.reduction);
+    w.end_object();
   }
-  out += info.layers.empty() ? "],\n" : "\n  ],\n";
-  out += fmt::format("  \"size\": {},\n", run.size());
-  out += "  \"snapshots\": [";
+  w.end_array();
+  w.field("size", run.size());
+  w.key("snapshots").begin_array();
   for (std::int64_t i = 0; i < run.size(); ++i) {
     tick();
     const auto s = run.summary(i);
     const auto header = run.snapshot_header(i);
-    out += i == 0 ? "\n" : ",\n";
-    out += fmt::format("    {{\"index\": {}, \"epoch\": {}, \"loss\": {}, \"timestamp\": {}, \"phase\": {}, "
-                       "\"n_events\": {}, \"events\": [",
-                       i, s.epoch, json_number(s.loss), json_number(s.timestamp), json_string(header.phase),
-                       header.events.size());
-    for (std::size_t k = 0; k < header.events.size(); ++k)
-      out += (k == 0 ? "\n      " : ",\n      ") + json_event(header.events[k]);
-    out += header.events.empty() ? "], \"layers\": [" : "\n    ], \"layers\": [";
-    for (std::size_t k = 0; k < s.layers.size(); ++k) {
-      const auto& l = s.layers[k];
-      out += k == 0 ? "\n" : ",\n";
-      out += "      {\"name\": " + json_string(l.name) +
-             fmt::format(", \"n_neurons\": {}, \"samples\": {}, \"groups\": {}, \"loose_groups\": {}, "
-                         "\"mean_cohesion\": {}, \"dead\": {}, \"dropped_batches\": {}, \"reference_rows\": {}, "
-                         "\"counters\": ",
-                         l.n_neurons, l.samples, l.groups, l.loose_groups(), json_number(l.mean_cohesion), l.dead,
-                         l.counters.dropped_batches, l.reference_rows) +
-             json_counters(l.counters) + ", \"groups_detail\": " + json_groups(l.group_summaries) + "}";
+    w.begin_object();
+    w.field("index", i).field("epoch", s.epoch).field("loss", s.loss).field("timestamp", s.timestamp);
+    w.field("phase", header.phase).field("n_events", header.events.size());
+    w.key("events").begin_array();
+    for (const auto& e : header.events) write_event(w, e);
+    w.end_array();
+    w.key("layers").begin_array();
+    for (const auto& l : s.layers) {
+      w.begin_object();
+      w.field("name", l.name).field("n_neurons", l.n_neurons).field("samples", l.samples).field("groups", l.groups);
+      w.field("loose_groups", l.loose_groups()).field("mean_cohesion", l.mean_cohesion).field("dead", l.dead);
+      w.field("dropped_batches", l.counters.dropped_batches).field("reference_rows", l.reference_rows);
+      w.key("counters");
+      report::write_counters(w, l.counters);
+      w.key("groups_detail");
+      write_groups(w, l.group_summaries);
+      w.end_object();
     }
-    out += s.layers.empty() ? "]}" : "\n    ]}";
+    w.end_array();
+    w.end_object();
   }
-  out += run.size() == 0 ? "]\n" : "\n  ]\n";
-  out += "}\n";
-  return out;
+  w.end_array();
+  w.end_object();
+  return w.take() + "\n";
 }
-
-// ---- Text ---------------------------------------------------------------------------------------
 
 /// Terminal columns of a UTF-8 string: its code points (bytes that do not continue a sequence).
 std::size_t display_width(const std::string& s) {
@@ -259,79 +234,6 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
   return out;
 }
 
-// ---- Isolation ----------------------------------------------------------------------------------
-
-bool write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-/// Renders in a child process and returns its output. The child answers 'O' + output or 'E' + message.
-/// A watchdog (SIGALRM) ends the child when one read takes longer than `step_timeout` seconds: damaged
-/// files can send HDF5 into very long retry loops.
-std::string render_isolated(const std::string& path, bool json, bool list_events, unsigned step_timeout) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw Error(std::string("inspect: cannot create a pipe: ") + std::strerror(errno));
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw Error(std::string("inspect: cannot fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string reply;
-    const auto tick = [step_timeout] { ::alarm(step_timeout); };
-    try {
-      tick();
-      const Reader run(path);
-      reply = "O" + (json ? render_json(path, run, tick) : render_text(path, run, list_events, tick));
-      ::alarm(0);
-    } catch (const Error& e) {
-      reply = std::string("E") + e.what();
-    } catch (const std::exception& e) {
-      reply = std::string("Einternal error reading '") + path + "': " + e.what();
-    }
-    const bool ok = write_all(fds[1], reply);
-    ::close(fds[1]);
-    ::_exit(ok ? 0 : 3);  // skip atexit handlers and static destructors of the parent's copy
-  }
-  ::close(fds[1]);
-  std::string reply;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-    throw FormatError("reading '" + path + "' made no progress for " + std::to_string(step_timeout) +
-                      " s: the file is probably damaged (or try a larger --timeout)");
-  if (WIFSIGNALED(status))
-    throw FormatError("reading '" + path + "' crashed the HDF5 library (signal " + std::to_string(WTERMSIG(status)) +
-                      "): the file is damaged");
-  if (reply.empty() || (reply[0] != 'O' && reply[0] != 'E'))
-    throw Error("inspect: reading '" + path + "' failed without a message");
-  if (reply[0] == 'E') {
-    std::string message = reply.substr(1);
-    std::replace(message.begin(), message.end(), '\n', ' ');
-    throw Error(message);
-  }
-  return reply.substr(1);
-}
-
 }  // namespace
 
 void add_inspect(CLI::App& app) {
@@ -347,7 +249,18 @@ void add_inspect(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
   cmd->callback([path, json, events, timeout] {
-    const std::string out = render_isolated(*path, *json, *events, *timeout);
+    Isolation how;
+    how.verb = "inspect";
+    how.action = "reading '" + *path + "'";
+    how.crashed = "reading '" + *path + "' crashed the HDF5 library";
+    // Damaged files can send HDF5 into very long retry loops: a watchdog ends a read that hangs.
+    how.step_timeout = *timeout;
+    how.stalled = "reading '" + *path + "' made no progress for " + std::to_string(*timeout) +
+                  " s: the file is probably damaged (or try a larger --timeout)";
+    const std::string out = run_isolated(how, [&](const std::function<void()>& tick) {
+      const Reader run(*path);
+      return *json ? render_json(*path, run, tick) : render_text(*path, run, *events, tick);
+    });
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
     set_exit_code(0);

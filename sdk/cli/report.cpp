@@ -1,14 +1,11 @@
 // `neuronmap report RUN.h5 --out DIR [--epoch E|--all] [--layers a,b] [--format png|svg] [--tsne]`:
 // the original tool's reports, pictures and dashboard. The work runs in a child process, as for
 // `inspect`: a damaged file that crashes the HDF5 library yields an error message, not a crash.
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/isolated.hpp"
 #include "cli/verbs.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
@@ -33,18 +31,7 @@ struct ReportArgs {
   bool quiet = false;
 };
 
-bool write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-/// The child's answer, one record a line: "F<path>", "N<note>", "D" (dashboard written), or "E<message>".
+/// The child's answer, one record a line: "F<path>", "N<note>", "D" (dashboard written).
 std::string encode(const report::ReportResult& r) {
   const auto line = [](char tag, std::string text) {
     std::replace(text.begin(), text.end(), '\n', ' ');
@@ -57,53 +44,15 @@ std::string encode(const report::ReportResult& r) {
   return out;
 }
 
-report::ReportResult run_isolated(const ReportArgs& args) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw Error(std::string("report: cannot create a pipe: ") + std::strerror(errno));
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw Error(std::string("report: cannot fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string reply;
-    try {
-      const auto run = Run::open(args.run);
-      reply = encode(report::write_report(run, args.options));
-    } catch (const Error& e) {
-      reply = std::string("E") + e.what();
-    } catch (const std::exception& e) {
-      reply = "Einternal error writing the report of '" + args.run + "': " + e.what();
-    }
-    const bool ok = write_all(fds[1], reply);
-    ::close(fds[1]);
-    std::fflush(nullptr);
-    ::_exit(ok ? 0 : 3);  // skip atexit handlers and static destructors of the parent's copy
-  }
-  ::close(fds[1]);
-  std::string reply;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFSIGNALED(status))
-    throw FormatError("report: reading '" + args.run + "' crashed (signal " + std::to_string(WTERMSIG(status)) +
-                      "): the file is damaged");
-  if (!reply.empty() && reply[0] == 'E') {
-    std::string message = reply.substr(1);
-    std::replace(message.begin(), message.end(), '\n', ' ');
-    throw Error(message);
-  }
+report::ReportResult write_report_isolated(const ReportArgs& args) {
+  Isolation how;
+  how.verb = "report";
+  how.action = "writing the report of '" + args.run + "'";
+  how.crashed = "report: reading '" + args.run + "' crashed";
+  const std::string reply = run_isolated(how, [&args](const std::function<void()>&) {
+    const auto run = Run::open(args.run);
+    return encode(report::write_report(run, args.options));
+  });
   report::ReportResult result;
   std::size_t from = 0;
   while (from < reply.size()) {
@@ -148,7 +97,7 @@ void add_report(CLI::App& app) {
     o.format = args->format == "svg" ? report::ImageFormat::svg : report::ImageFormat::png;
     o.run_path = args->run;
     o.progress = ::isatty(STDERR_FILENO) == 1 && !args->quiet;
-    const auto result = run_isolated(*args);
+    const auto result = write_report_isolated(*args);
     for (const auto& note : result.notes) std::fprintf(stderr, "neuronmap report: note: %s\n", note.c_str());
     if (!args->quiet) {
       std::printf("neuronmap report: wrote %zu files to %s%s\n", result.files.size(), o.out_dir.c_str(),

@@ -8,10 +8,13 @@
 
 #include <fmt/format.h>
 
-#include "report/json.hpp"
+#include "detail/json_writer.hpp"
+#include "report/counters_json.hpp"
 
 namespace neuronmap::report {
 namespace {
+
+using detail::JsonWriter;
 
 constexpr const char* kEventsNote =
     "This run file stores no learning events: NeuronMap records groups, cohesion and dead neurons per "
@@ -54,14 +57,6 @@ std::map<std::string, std::int64_t> count_labels(const Snapshot& s, bool skill) 
       if (!v.empty()) ++counts[v];
     }
   return counts;
-}
-
-void write_counters(JsonWriter& w, const Counters& c) {
-  w.begin_object();
-  w.field("captured_batches", c.captured_batches).field("dropped_batches", c.dropped_batches);
-  w.field("skipped_batches", c.skipped_batches).field("rows", c.rows);
-  w.field("nonfinite_rows", c.nonfinite_rows).field("errors", c.errors);
-  w.end_object();
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {

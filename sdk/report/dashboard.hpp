@@ -6,13 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "detail/json_writer.hpp"
 #include "neuronmap/snapshot.hpp"
 #include "report/charts.hpp"
 #include "report/embedding.hpp"
-#include "report/json.hpp"
 #include "report/layout.hpp"
 
 namespace neuronmap::report {
+
+using detail::JsonWriter;
 
 /// Appends one layer of one snapshot to the dashboard data: its matrix reduced to at most
 /// `max_cells` per side, the group order, groups and scatter coordinates.

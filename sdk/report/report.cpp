@@ -17,7 +17,6 @@
 #include "report/charts.hpp"
 #include "report/dashboard.hpp"
 #include "report/embedding.hpp"
-#include "report/json.hpp"
 #include "report/layout.hpp"
 #include "report/progress.hpp"
 
@@ -229,7 +228,7 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
   // Every snapshot is read once: all of them for the learning values, the pictured and the
   // dashboard's ones also for pictures and embedded data.
   Progress progress(opt.progress, static_cast<int>(size + (pictured.size() + detailed.size()) * n_layers + 2));
-  JsonWriter details(false, true);
+  JsonWriter details(detail::JsonLayout::compact, detail::JsonEscape::html);
   details.begin_array();
   std::vector<Reported> reported;
   for (std::int64_t index = 0; index < size; ++index) {
@@ -336,7 +335,7 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
   draw_timeline((out_dir / run_files.back()).string(), opt.format, timeline);
   if (dashboard) {
     progress.step("dashboard");
-    JsonWriter dash(false, true);
+    JsonWriter dash(detail::JsonLayout::compact, detail::JsonEscape::html);
     dash.begin_object();
     dash.key("run").begin_object();
     dash.field("file", opt.run_path).field("device", info.device).field("torch_version", info.torch_version);

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>  // TORCH_VERSION
 
+#include "detail/json_writer.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/version.hpp"
 #include "probe/module_probes.hpp"
@@ -32,26 +33,24 @@ std::string iso_utc_now() {
   return buffer;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
+// The session's options as the run file's options_json attribute (a distributed run adds its size).
 std::string options_json(const Options& o) {
   const auto& g = o.grouping();
-  return fmt::format(
-      R"({{"every":{},"file":"{}","overwrite":{},"queue_capacity":{},"overflow":"{}","workers":{},)"
-      R"("analysis_threads":{},"max_batches":{},"spatial":"{}","sequence":"{}","reservoir_size":{},"seed":{},)"
-      R"("store_correlation":{},"transform":{},"grouping":{{"method":"{}","threshold":{},"min_group_size":{},)"
-      R"("n_groups":{},"n_init":{},"seed":{}}}}})",
-      o.every(), json_escape(o.file()), o.overwrite(), o.queue_capacity(), to_string(o.overflow()), o.workers(),
-      o.analysis_threads(), o.max_batches(), to_string(o.spatial()), to_string(o.sequence()), o.reservoir_size(),
-      o.seed(), o.store_correlation(), o.transform() ? "true" : "false", to_string(g.method), g.threshold,
-      g.min_group_size, g.n_groups, g.n_init, g.seed);
+  JsonWriter w(JsonLayout::compact);
+  w.begin_object();
+  w.field("every", o.every()).field("file", o.file()).field("overwrite", o.overwrite());
+  w.field("queue_capacity", o.queue_capacity()).field("overflow", to_string(o.overflow()));
+  w.field("workers", o.workers()).field("analysis_threads", o.analysis_threads());
+  w.field("max_batches", o.max_batches()).field("spatial", to_string(o.spatial()));
+  w.field("sequence", to_string(o.sequence())).field("reservoir_size", o.reservoir_size()).field("seed", o.seed());
+  w.field("store_correlation", o.store_correlation()).field("transform", static_cast<bool>(o.transform()));
+  w.key("grouping").begin_object();
+  w.field("method", to_string(g.method)).field("threshold", g.threshold).field("min_group_size", g.min_group_size);
+  w.field("n_groups", g.n_groups).field("n_init", g.n_init).field("seed", g.seed);
+  w.end_object();
+  if (o.communicator()) w.key("process_group").begin_object().field("size", o.communicator()->size()).end_object();
+  w.end_object();
+  return w.take();
 }
 
 std::string reduction_words(OutputLayout layout, const Options& o) {
@@ -177,10 +176,6 @@ class SessionImpl {
     info.device = device;
     info.created = iso_utc_now();
     info.options_json = options_json(options);
-    if (options.communicator()) {
-      info.options_json.back() = ',';
-      info.options_json += fmt::format(R"("process_group":{{"size":{}}}}})", options.communicator()->size());
-    }
     info.tag_names = options.tag_names();
     std::vector<neuronmap::LayerInfo> layer_infos;
     for (const auto& target : probes_->targets()) {

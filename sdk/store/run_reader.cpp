@@ -129,7 +129,8 @@ struct RunReader::State {
     return exists > 0;
   }
 
-  std::string read_string_attr(const char* name, bool required) const {
+  // The file's fixed-length string attribute `name`: one string when `scalar`, else an array of them.
+  std::vector<std::string> read_strings_attr(const char* name, bool required, bool scalar) const {
     if (!has_attr(file.get(), name)) {
       if (required) damaged(std::string("attribute ") + name + " is missing");
       return {};
@@ -138,38 +139,27 @@ struct RunReader::State {
     if (!attr.valid()) fail(std::string("cannot open attribute ") + name);
     Handle type(H5Aget_type(attr.get()), &H5Tclose);
     if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) != 0)
-      damaged(std::string("attribute ") + name + " is not a fixed-length string");
-    Handle space(H5Aget_space(attr.get()), &H5Sclose);
-    if (H5Sget_simple_extent_npoints(space.get()) != 1) damaged(std::string("attribute ") + name + " is not scalar");
-    const std::size_t size = H5Tget_size(type.get());
-    std::vector<char> buffer(size + 1, '\0');
-    if (H5Aread(attr.get(), type.get(), buffer.data()) < 0) fail(std::string("cannot read attribute ") + name);
-    return std::string(buffer.data(), strnlen(buffer.data(), size));
-  }
-
-  std::vector<std::string> read_string_array_attr(const char* name, bool required = true) const {
-    if (!has_attr(file.get(), name)) {
-      if (required) damaged(std::string("attribute ") + name + " is missing");
-      return {};
-    }
-    Handle attr(H5Aopen(file.get(), name, H5P_DEFAULT), &H5Aclose);
-    if (!attr.valid()) fail(std::string("cannot open attribute ") + name);
-    Handle type(H5Aget_type(attr.get()), &H5Tclose);
-    if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) != 0)
-      damaged(std::string("attribute ") + name + " is not an array of fixed-length strings");
+      damaged(std::string("attribute ") + name +
+              (scalar ? " is not a fixed-length string" : " is not an array of fixed-length strings"));
     Handle space(H5Aget_space(attr.get()), &H5Sclose);
     const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+    if (scalar && count != 1) damaged(std::string("attribute ") + name + " is not scalar");
     if (count < 0) fail(std::string("cannot read the size of attribute ") + name);
     const std::size_t width = H5Tget_size(type.get());
     std::vector<std::string> values;
     if (count == 0) return values;
-    std::vector<char> buffer(width * static_cast<std::size_t>(count), '\0');
+    std::vector<char> buffer(width * static_cast<std::size_t>(count) + 1, '\0');
     if (H5Aread(attr.get(), type.get(), buffer.data()) < 0) fail(std::string("cannot read attribute ") + name);
     for (hssize_t i = 0; i < count; ++i) {
       const char* at = buffer.data() + static_cast<std::size_t>(i) * width;
       values.emplace_back(at, strnlen(at, width));
     }
     return values;
+  }
+
+  std::string read_string_attr(const char* name, bool required) const {
+    auto values = read_strings_attr(name, required, true);
+    return values.empty() ? std::string() : std::move(values.front());
   }
 
   /// SWMR readers skip HDF5's own check of the file's length (a live file grows), so check that the
@@ -372,13 +362,13 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
   s.info.device = s.read_string_attr(schema::kDeviceAttr, false);
   s.info.created = s.read_string_attr(schema::kCreatedAttr, false);
   s.info.options_json = s.read_string_attr(schema::kOptionsJsonAttr, false);
-  const auto names = s.read_string_array_attr(schema::kLayerNamesAttr);
-  const auto types = s.read_string_array_attr(schema::kLayerTypesAttr);
-  const auto reductions = s.read_string_array_attr(schema::kLayerReductionsAttr);
+  const auto names = s.read_strings_attr(schema::kLayerNamesAttr, true, false);
+  const auto types = s.read_strings_attr(schema::kLayerTypesAttr, true, false);
+  const auto reductions = s.read_strings_attr(schema::kLayerReductionsAttr, true, false);
   if (types.size() != names.size() || reductions.size() != names.size())
     s.damaged("layer_names, layer_types and layer_reductions differ in length");
   for (std::size_t i = 0; i < names.size(); ++i) s.info.layers.push_back({names[i], types[i], reductions[i]});
-  s.info.tag_names = s.read_string_array_attr(schema::kTagNamesAttr, s.version >= 2);
+  s.info.tag_names = s.read_strings_attr(schema::kTagNamesAttr, s.version >= 2, false);
 
   struct Spec {
     Table* table;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <rapidjson/document.h>
 #include <torch/torch.h>
 
 #include <array>
@@ -245,6 +246,32 @@ TEST_F(Compare, BadInputsFailInOneLine) {
     session.end_epoch(1);
   }
   expect_error("compare " + a + " " + empty, "has no committed snapshots");
+}
+
+// options_json is written by a JSON library: a file name with a quote, a backslash, a control
+// character and "</script>" (whose '/' makes a directory) still gives valid JSON that names the file.
+TEST(OptionsJson, AwkwardFileNameGivesValidJson) {
+  const std::string path = temp_path("run \"q\" \\ \x01 </script>.h5");
+  {
+    auto model = make_net(4);
+    torch::NoGradGuard no_grad;
+    auto session = nm::attach(*model, {"fc1"}, nm::Options{}.every(1).file(path).tag_names({"t\"\\\x02</b>"}));
+    model->forward(latent_inputs(16, 5));
+    session.end_epoch(1);
+    session.close();
+  }
+  const auto run = nm::Run::open(path);
+  const std::string& text = run.info().options_json;
+  rapidjson::Document doc;
+  doc.Parse(text.c_str(), text.size());
+  ASSERT_FALSE(doc.HasParseError()) << text;
+  ASSERT_TRUE(doc.IsObject() && doc["file"].IsString()) << text;
+  EXPECT_EQ(std::string(doc["file"].GetString(), doc["file"].GetStringLength()), path);
+  EXPECT_EQ(doc["every"].GetInt(), 1);
+  EXPECT_DOUBLE_EQ(doc["grouping"]["threshold"].GetDouble(), 0.6);
+  EXPECT_FALSE(doc.HasMember("process_group"));
+  EXPECT_EQ(run.info().tag_names.at(0), "t\"\\\x02</b>");
+  fs::remove_all(fs::path(path).parent_path().parent_path());
 }
 
 }  // namespace

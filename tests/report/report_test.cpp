@@ -19,7 +19,7 @@
 #include "neuronmap/run.hpp"
 #include "report/colormap.hpp"
 #include "report/embedding.hpp"
-#include "report/json.hpp"
+#include "detail/json_writer.hpp"
 #include "report/report.hpp"
 #include "report_fixture.hpp"
 
@@ -411,10 +411,11 @@ TEST(ReportParts, FileNamesAreSanitised) {
 }
 
 TEST(ReportParts, JsonWriterEscapesAndWritesNullForNaN) {
-  report::JsonWriter w(false, true);
+  detail::JsonWriter w(detail::JsonLayout::compact, detail::JsonEscape::html);
   w.begin_object().field("a", std::nan("")).field("b", 1.5).field("s", "q\"</script>\n\xff");
   w.key("v").array(std::vector<double>{1.0, INFINITY}).end_object();
-  EXPECT_EQ(w.str(), R"({"a":null,"b":1.5,"s":"q\"\u003c/script\u003e\n\ufffd","v":[1,null]})");
+  // The invalid byte becomes U+FFFD itself (RapidJSON writes UTF-8 as it is, not as \ufffd).
+  EXPECT_EQ(w.str(), R"({"a":null,"b":1.5,"s":"q\"\u003c/script\u003e\n)" "\xEF\xBF\xBD" R"(","v":[1,null]})");
 }
 
 TEST(ReportParts, PcaFindsThePlantedDirection) {

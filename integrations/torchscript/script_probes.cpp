@@ -253,7 +253,7 @@ ModelIndex index_model(const jit::Module& model) {
 // How an output becomes neurons: by the module's type where it says, else by what feeds the module
 // (a ReLU after a Conv2d is channels-first) or what the module returns (a user block ending in Linear).
 
-std::optional<OutputLayout> layout_of_type(const std::string& type_name) {
+std::optional<LayerLayout> layout_of_type(const std::string& type_name) {
   static const std::set<std::string> channels_first = {
       "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "BatchNorm1d",
       "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
@@ -268,8 +268,8 @@ std::optional<OutputLayout> layout_of_type(const std::string& type_name) {
       "Linear", "Bilinear", "Embedding", "EmbeddingBag", "LayerNorm", "LSTM", "GRU", "RNN", "LSTMCell",
       "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
       "TransformerEncoder", "TransformerDecoder", "Transformer", "Flatten"};
-  if (channels_first.count(type_name)) return OutputLayout::channels_first;
-  if (features_last.count(type_name)) return OutputLayout::features_last;
+  if (channels_first.count(type_name)) return LayerLayout::channels_first;
+  if (features_last.count(type_name)) return LayerLayout::features_last;
   return std::nullopt;
 }
 
@@ -277,14 +277,14 @@ class LayoutGuesser {
  public:
   explicit LayoutGuesser(const ModelIndex& index) : index_(index) {}
 
-  OutputLayout of_module(const std::string& path) {
-    return module_layout(path, 0).value_or(OutputLayout::features_last);
+  LayerLayout of_module(const std::string& path) {
+    return module_layout(path, 0).value_or(LayerLayout::features_last);
   }
 
  private:
   static constexpr int kMaxDepth = 48;
 
-  std::optional<OutputLayout> module_layout(const std::string& path, int depth) {
+  std::optional<LayerLayout> module_layout(const std::string& path, int depth) {
     const auto it = index_.by_name.find(path);
     if (it == index_.by_name.end() || depth > kMaxDepth) return std::nullopt;
     if (auto by_type = layout_of_type(short_type(*it->second.type()))) return by_type;
@@ -302,7 +302,7 @@ class LayoutGuesser {
     return std::nullopt;
   }
 
-  std::optional<OutputLayout> value_layout(Value* v, const std::string& owner, int depth) {
+  std::optional<LayerLayout> value_layout(Value* v, const std::string& owner, int depth) {
     if (depth > kMaxDepth) return std::nullopt;
     Node* n = v->node();
     if (n == n->owningGraph()->param_node()) {
@@ -626,7 +626,7 @@ std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) 
     for (const auto& p : module.parameters(/*recurse=*/true)) d.parameter_count += p.numel();
     d.probeable = index.calls_of.count(name) > 0;
     if (d.probeable) {
-      d.layout = guesser.of_module(name) == OutputLayout::channels_first ? LayerLayout::channels_first
+      d.layout = guesser.of_module(name) == LayerLayout::channels_first ? LayerLayout::channels_first
                                                                          : LayerLayout::features_last;
       d.neurons = neuron_words(d.layout);
     } else {

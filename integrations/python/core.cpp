@@ -23,6 +23,7 @@
 #include "neuronmap/session.hpp"
 #include "neuronmap/version.hpp"
 #include "probe/probe_set.hpp"
+#include "probe/sink.hpp"
 #include "session/make_session.hpp"
 
 namespace py = pybind11;
@@ -140,10 +141,10 @@ class PySession {
       detail::ProbeTarget t;
       t.name = names[i];
       t.module_type = module_types[i];
-      t.layout = parse_enum<detail::OutputLayout>(
+      t.layout = parse_enum<LayerLayout>(
           "layout of '" + names[i] + "'", layouts[i],
-          {{"features_last", detail::OutputLayout::features_last},
-           {"channels_first", detail::OutputLayout::channels_first}});
+          {{"features_last", LayerLayout::features_last},
+           {"channels_first", LayerLayout::channels_first}});
       targets.push_back(std::move(t));
     }
     Options o = options_from(options);

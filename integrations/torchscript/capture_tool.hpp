@@ -10,7 +10,7 @@
 
 #include <ATen/core/ivalue.h>
 
-#include "probe/module_probes.hpp"
+#include "probe/sink.hpp"
 
 namespace torch::jit {
 struct Module;

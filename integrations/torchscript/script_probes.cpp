@@ -1,5 +1,6 @@
-// TorchScript probes: graph rewrite, the neuronmap::capture op and the registry that routes its calls
-// to the sessions' sinks. See script_probes.hpp and docs/TORCHSCRIPT.md.
+// TorchScript probes: the graph rewrite, the neuronmap::capture op and the registry that routes its
+// calls to the sessions' sinks. What they read of the model is in script_model.cpp. See
+// script_probes.hpp and docs/TORCHSCRIPT.md.
 #include "script_probes.hpp"
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "neuronmap/errors.hpp"
 #include "probe/probe_core.hpp"
+#include "script_model.hpp"
 
 namespace neuronmap::detail {
 namespace {
@@ -29,18 +31,7 @@ using jit::Graph;
 using jit::Node;
 using jit::Value;
 
-const c10::Symbol& capture_symbol() {
-  static const c10::Symbol s = c10::Symbol::fromQualString("neuronmap::capture");
-  return s;
-}
-const c10::Symbol& observe_symbol() {
-  static const c10::Symbol s = c10::Symbol::fromQualString("neuronmap::observe");
-  return s;
-}
-
-// ---------------------------------------------------------------------------------------------
 // What the op reads: per site, which module objects are probed by which probe set.
-
 // The sink, counters and lifetime handshake (ProbeCore), the on/off switch the op reads, the names.
 struct Core : ProbeCore {
   std::atomic<bool> enabled{false};
@@ -161,225 +152,6 @@ void observe_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack)
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Finding the calls: every prim::CallMethod "forward"/"forward__N" in every method of every module
-// type of the model, mapped to the module instances it runs.
-
-bool is_forward_name(const std::string& name) { return name == "forward" || name.rfind("forward__", 0) == 0; }
-
-std::string join(const std::string& a, const std::string& b) {
-  if (a.empty()) return b;
-  if (b.empty()) return a;
-  return a + "." + b;
-}
-
-// The attribute path from the method's `self` to the module the call runs, if it is one.
-std::optional<std::string> callee_path(Node* call) {
-  Value* v = call->input(0);
-  std::vector<std::string> attrs;
-  while (v->node()->kind() == c10::prim::GetAttr) {
-    attrs.push_back(v->node()->s(c10::attr::name));
-    v = v->node()->input(0);
-  }
-  if (v != call->owningGraph()->inputs().at(0)) return std::nullopt;
-  std::string path;
-  for (auto it = attrs.rbegin(); it != attrs.rend(); ++it) path = join(path, *it);
-  return path;
-}
-
-void collect_forward_calls(jit::Block* block, std::vector<Node*>& out) {
-  for (Node* n : block->nodes()) {
-    if (n->kind() == c10::prim::CallMethod && is_forward_name(n->s(c10::attr::name))) out.push_back(n);
-    for (jit::Block* b : n->blocks()) collect_forward_calls(b, out);
-  }
-}
-
-struct CallSite {
-  std::shared_ptr<Graph> graph;
-  Node* call = nullptr;
-  std::string owner;   // instance path of the module whose method makes the call
-  std::string method;  // "<owner type>.<method>", for site names
-  std::string callee;  // the callee's path relative to the owner
-};
-
-struct ModelIndex {
-  std::vector<std::string> names;  // named_modules() order, root excluded
-  std::unordered_map<std::string, jit::Module> by_name;  // root included as ""
-  std::map<std::string, std::vector<CallSite>> calls_of;
-  std::vector<jit::GraphFunction*> functions;  // every method of every module type
-  std::vector<std::shared_ptr<jit::CompilationUnit>> units;
-};
-
-std::string short_type(const c10::ClassType& type) { return type.name() ? type.name()->name() : "?"; }
-
-ModelIndex index_model(const jit::Module& model) {
-  ModelIndex index;
-  std::vector<c10::ClassType*> types;
-  std::unordered_map<c10::ClassType*, std::vector<std::string>> instances;
-  std::set<jit::CompilationUnit*> seen_units;
-  for (const auto& item : model.named_modules()) {
-    if (!item.name.empty()) index.names.push_back(item.name);
-    index.by_name.emplace(item.name, item.value);
-    c10::ClassType* type = item.value.type().get();
-    if (instances.find(type) == instances.end()) types.push_back(type);
-    instances[type].push_back(item.name);
-    auto unit = item.value._ivalue()->compilation_unit();
-    if (unit && seen_units.insert(unit.get()).second) index.units.push_back(std::move(unit));
-  }
-  for (c10::ClassType* type : types) {
-    for (jit::Function* method : type->methods()) {
-      auto* function = jit::tryToGraphFunction(*method);
-      if (function == nullptr) continue;
-      index.functions.push_back(function);
-      std::shared_ptr<Graph> graph = function->graph();
-      std::vector<Node*> calls;
-      collect_forward_calls(graph->block(), calls);
-      for (Node* call : calls) {
-        const auto relative = callee_path(call);
-        if (!relative || relative->empty()) continue;
-        for (const auto& owner : instances[type]) {
-          const std::string target = join(owner, *relative);
-          if (index.by_name.count(target) == 0) continue;
-          index.calls_of[target].push_back(
-              CallSite{graph, call, owner, short_type(*type) + "." + method->name(), *relative});
-        }
-      }
-    }
-  }
-  return index;
-}
-
-// ---------------------------------------------------------------------------------------------
-// How an output becomes neurons: by the module's type where it says, else by what feeds the module
-// (a ReLU after a Conv2d is channels-first) or what the module returns (a user block ending in Linear).
-
-std::optional<OutputLayout> layout_of_type(const std::string& type_name) {
-  static const std::set<std::string> channels_first = {
-      "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "BatchNorm1d",
-      "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-      "GroupNorm", "LocalResponseNorm", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d",
-      "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
-      "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d", "FractionalMaxPool2d",
-      "FractionalMaxPool3d", "Dropout1d", "Dropout2d", "Dropout3d", "Upsample", "UpsamplingNearest2d",
-      "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle", "ZeroPad2d", "ConstantPad1d", "ConstantPad2d",
-      "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
-      "ReplicationPad2d", "ReplicationPad3d"};
-  static const std::set<std::string> features_last = {
-      "Linear", "Bilinear", "Embedding", "EmbeddingBag", "LayerNorm", "LSTM", "GRU", "RNN", "LSTMCell",
-      "GRUCell", "RNNCell", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
-      "TransformerEncoder", "TransformerDecoder", "Transformer", "Flatten"};
-  if (channels_first.count(type_name)) return OutputLayout::channels_first;
-  if (features_last.count(type_name)) return OutputLayout::features_last;
-  return std::nullopt;
-}
-
-class LayoutGuesser {
- public:
-  explicit LayoutGuesser(const ModelIndex& index) : index_(index) {}
-
-  OutputLayout of_module(const std::string& path) {
-    return module_layout(path, 0).value_or(OutputLayout::features_last);
-  }
-
- private:
-  static constexpr int kMaxDepth = 48;
-
-  std::optional<OutputLayout> module_layout(const std::string& path, int depth) {
-    const auto it = index_.by_name.find(path);
-    if (it == index_.by_name.end() || depth > kMaxDepth) return std::nullopt;
-    if (auto by_type = layout_of_type(short_type(*it->second.type()))) return by_type;
-    // What its forward returns.
-    for (jit::Function* method : it->second.type()->methods()) {
-      if (!is_forward_name(method->name())) continue;
-      auto* function = jit::tryToGraphFunction(*method);
-      if (function == nullptr || function->graph()->outputs().empty()) continue;
-      Value* out = function->graph()->outputs()[0];
-      if (out->node()->kind() == c10::prim::TupleConstruct && out->node()->inputs().size() > 0) {
-        out = out->node()->input(0);
-      }
-      if (auto r = value_layout(out, path, depth + 1)) return r;
-    }
-    return std::nullopt;
-  }
-
-  std::optional<OutputLayout> value_layout(Value* v, const std::string& owner, int depth) {
-    if (depth > kMaxDepth) return std::nullopt;
-    Node* n = v->node();
-    if (n == n->owningGraph()->param_node()) {
-      // An argument: what the callers pass.
-      const auto offset = v->offset();
-      if (offset == 0) return std::nullopt;
-      const auto calls = index_.calls_of.find(owner);
-      if (calls == index_.calls_of.end()) return std::nullopt;
-      for (const auto& site : calls->second) {
-        if (offset < site.call->inputs().size()) {
-          if (auto r = value_layout(site.call->input(offset), site.owner, depth + 1)) return r;
-        }
-      }
-      return std::nullopt;
-    }
-    if (n->kind() == c10::prim::CallMethod && is_forward_name(n->s(c10::attr::name))) {
-      if (const auto relative = callee_path(n)) return module_layout(join(owner, *relative), depth + 1);
-      return std::nullopt;
-    }
-    if (n->kind() == capture_symbol()) return value_layout(n->input(2), owner, depth + 1);
-    if (n->kind() == c10::prim::If && v->offset() < n->blocks()[0]->outputs().size()) {
-      return value_layout(n->blocks()[0]->outputs()[v->offset()], owner, depth + 1);
-    }
-    for (Value* input : n->inputs()) {
-      const auto kind = input->type()->kind();
-      if (kind == c10::TypeKind::TensorType || kind == c10::TypeKind::TupleType) {
-        return value_layout(input, owner, depth + 1);
-      }
-    }
-    return std::nullopt;
-  }
-
-  const ModelIndex& index_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Names.
-
-std::string quoted_list(const std::vector<std::string>& names, std::size_t max_names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size() && i < max_names; ++i) out += (i ? ", '" : "'") + names[i] + "'";
-  if (names.size() > max_names) out += fmt::format(", ... ({} in all)", names.size());
-  return out;
-}
-
-std::string not_found_message(const ModelIndex& index, const std::string& name) {
-  std::vector<std::string> closest = index.names;
-  std::stable_sort(closest.begin(), closest.end(), [&](const std::string& a, const std::string& b) {
-    return edit_distance(name, a) < edit_distance(name, b);
-  });
-  if (closest.size() > 3) closest.resize(3);
-  if (index.names.empty()) {
-    return fmt::format("layer '{}' not found: the TorchScript model has no submodules", name);
-  }
-  return fmt::format("layer '{}' is not a submodule of the TorchScript model; closest: {}. Valid names: {}. "
-                     "neuronmap::layers(model) (or `neuronmap layers MODEL.pt`) lists them with types and shapes.",
-                     name, quoted_list(closest, 3), quoted_list(index.names, 60));
-}
-
-// The submodule `name` refers to; a DataParallel save ("module." prefix) answers with or without it.
-std::string resolve_name(const ModelIndex& index, const std::string& name) {
-  const auto has = [&](const std::string& n) { return !n.empty() && index.by_name.count(n) > 0; };
-  if (has(name)) return name;
-  const std::string prefix = "module.";
-  if (name.rfind(prefix, 0) == 0 && has(name.substr(prefix.size()))) return name.substr(prefix.size());
-  if (has(prefix + name)) return prefix + name;
-  throw LayerNotFound(not_found_message(index, name));
-}
-
-std::string never_called_message(const ModelIndex& index, const std::string& name) {
-  return fmt::format("'{}' ({}) cannot be probed: no compiled method of the model calls its forward, so it never "
-                     "runs (a Python forward hook on it would never fire either). neuronmap::layers(model) shows "
-                     "which submodules run.",
-                     name, script_type_name(index.by_name.at(name).type()->name()->qualifiedName()));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Rewriting. All under registry().mutex.
 
 Instrumented& instrument(Registry& reg, const CallSite& site) {
@@ -488,7 +260,6 @@ void release_compiled_code(Registry& reg, const c10::ClassTypePtr& type) {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------
 
 struct ScriptProbes::State {
   std::shared_ptr<Core> core = std::make_shared<Core>();
@@ -522,13 +293,12 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
     if (index.calls_of.count(resolved) == 0) throw UnsupportedModule(never_called_message(index, resolved));
     st.resolved.push_back(resolved);
   }
-  LayoutGuesser guesser(index);
   for (std::size_t i = 0; i < names.size(); ++i) {
     const auto& module = index.by_name.at(st.resolved[i]);
     ProbeTarget target;
     target.name = names[i];
     target.module_type = script_type_name(module.type()->name()->qualifiedName());
-    target.layout = guesser.of_module(st.resolved[i]);
+    target.layout = guess_layout(index, st.resolved[i]);
     st.targets.push_back(std::move(target));
     st.objects.push_back(module._ivalue());
     st.core->names.push_back(names[i]);
@@ -607,7 +377,7 @@ std::string script_type_name(const std::string& qualified_name) {
   while (start <= qualified_name.size()) {
     const auto dot = qualified_name.find('.', start);
     const std::string atom = qualified_name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (atom != "__torch__" && atom.rfind("___torch_mangle_", 0) != 0) out = join(out, atom);
+    if (atom != "__torch__" && atom.rfind("___torch_mangle_", 0) != 0) out = join_path(out, atom);
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
@@ -616,7 +386,6 @@ std::string script_type_name(const std::string& qualified_name) {
 
 std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) {
   const ModelIndex index = index_model(model);
-  LayoutGuesser guesser(index);
   std::vector<LayerDescription> out;
   for (const auto& name : index.names) {
     const jit::Module& module = index.by_name.at(name);
@@ -626,8 +395,7 @@ std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) 
     for (const auto& p : module.parameters(/*recurse=*/true)) d.parameter_count += p.numel();
     d.probeable = index.calls_of.count(name) > 0;
     if (d.probeable) {
-      d.layout = guesser.of_module(name) == OutputLayout::channels_first ? LayerLayout::channels_first
-                                                                         : LayerLayout::features_last;
+      d.layout = guess_layout(index, name);
       d.neurons = neuron_words(d.layout);
     } else {
       d.why_not = never_called_message(index, name);

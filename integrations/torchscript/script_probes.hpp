@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "neuronmap/layers.hpp"
-#include "probe/module_probes.hpp"
+#include "probe/probe_core.hpp"  // ProbeCounters
+#include "probe/sink.hpp"
 
 namespace torch::jit {
 struct Module;

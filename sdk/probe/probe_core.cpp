@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "neuronmap/errors.hpp"
-#include "probe/module_probes.hpp"
+#include "probe/sink.hpp"
 
 namespace neuronmap::detail {
 

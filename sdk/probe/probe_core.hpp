@@ -1,7 +1,7 @@
 // What every kind of probe set (ModuleProbes: op callbacks; ScriptProbes: an inserted graph op) shares
 // with the callbacks and gradient hooks it installs: the sink, the counters, and the lifetime
-// handshake that lets the probe set's destructor know no callback still uses the sink. Also what
-// both kinds check of the layer names they are given.
+// handshake that lets the probe set's destructor know no callback still uses the sink, and the
+// counters it reports. Also what both kinds check of the layer names they are given.
 #pragma once
 
 #include <atomic>
@@ -76,5 +76,22 @@ void check_layer_names(const std::vector<std::string>& layers);
 
 /// Levenshtein distance, for the closest names in LayerNotFound messages.
 std::size_t edit_distance(const std::string& a, const std::string& b);
+
+/// What every kind of probe set reports about its callbacks, read from its ProbeCore.
+class ProbeCounters {
+ public:
+  /// Outputs handed to the sink so far, gradients handed to it so far.
+  std::uint64_t captured() const noexcept;
+  std::uint64_t gradients_captured() const noexcept;
+  /// Failures inside callbacks and gradient hooks (caught there, never thrown into the training step;
+  /// e.g. an output modified in place before backward: that gradient is skipped), and the last one.
+  std::uint64_t errors() const noexcept;
+  std::string last_error() const;
+
+ protected:
+  ProbeCounters() = default;
+  ~ProbeCounters() = default;
+  std::shared_ptr<ProbeCore> counted_;  ///< set by the probe set's constructor
+};
 
 }  // namespace neuronmap::detail

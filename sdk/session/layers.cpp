@@ -36,8 +36,7 @@ std::vector<LayerDescription> layers(torch::nn::Module& model) {
     d.parameter_count = info.parameter_count;
     d.probeable = info.probeable;
     d.why_not = std::move(info.why_not);
-    d.layout = info.layout == detail::OutputLayout::channels_first ? LayerLayout::channels_first
-                                                                   : LayerLayout::features_last;
+    d.layout = info.layout;
     if (d.probeable) d.neurons = neuron_words(d.layout);
     out.push_back(std::move(d));
   }

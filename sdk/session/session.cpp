@@ -16,6 +16,7 @@
 #include "neuronmap/version.hpp"
 #include "probe/module_probes.hpp"
 #include "probe/probe_core.hpp"
+#include "probe/rows.hpp"
 #include "session/make_session.hpp"
 #include "store/run_file.hpp"
 #include "stream/engine.hpp"
@@ -51,34 +52,6 @@ std::string options_json(const Options& o) {
   if (o.communicator()) w.key("process_group").begin_object().field("size", o.communicator()->size()).end_object();
   w.end_object();
   return w.take();
-}
-
-std::string reduction_words(OutputLayout layout, const Options& o) {
-  if (layout == OutputLayout::channels_first) {
-    return fmt::format("[B, C, spatial...] -> B x C by spatial {}; [B, C] as is", to_string(o.spatial()));
-  }
-  return o.sequence() == SequenceReduction::per_token ? "[B, F] as is; [B, T, F] -> B*T x F (per token)"
-                                                      : "[B, F] as is; [B, T, F] -> B x F (mean over T)";
-}
-
-
-// Reduces a captured output to [samples, neurons] on its own device (no copy to the host yet).
-// Gradients are always reduced by the mean (`force_mean`), whatever the activations use.
-at::Tensor to_rows(const at::Tensor& output, OutputLayout layout, const Options& options, bool force_mean = false) {
-  at::Tensor t = output.detach();
-  if (t.is_complex()) t = at::real(t);
-  if (!t.is_floating_point()) t = t.to(at::kFloat);  // integer and bool outputs
-  const auto dims = t.dim();
-  if (dims == 0) return t.reshape({1, 1});
-  if (dims == 1) return t.reshape({t.size(0), 1});
-  if (dims == 2) return t;
-  if (layout == OutputLayout::channels_first) {
-    const auto flat = t.reshape({t.size(0), t.size(1), -1});
-    return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
-  }
-  const auto features = t.size(dims - 1);
-  if (options.sequence() == SequenceReduction::per_token) return t.reshape({-1, features});
-  return t.reshape({t.size(0), -1, features}).mean(1);
 }
 
 class EngineSink final : public CaptureSink {

@@ -134,8 +134,6 @@ void check_struct_model(const std::shared_ptr<Model>& model, const std::vector<s
   EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
 }
 
-// ------------------------------------------------------------------------------------------------
-
 struct LinearNet : Recorder {
   nn::Linear fc{nullptr}, fc_nb{nullptr};
   LinearNet() {
@@ -285,7 +283,6 @@ TEST(ModuleProbes, LstmGruRnnOutputSequence) {
   check_struct_model<RecurrentNet>(model, {"lstm", "gru", "rnn"}, [&](RecurrentNet& m) { return m.forward(bf, tf); });
 }
 
-// ------------------------------------------------------------------------------------------------
 // Sequentials: the real Sequential::forward with probes on, against a reference pass that steps
 // through the children one by one (same seed, probes off) and clones each output before the next
 // child can modify it in place.
@@ -412,7 +409,7 @@ TEST(ModuleProbes, LayoutsFollowTheProducer) {
                                  nn::Tanh()));
   auto probes = nm::ModuleProbes(*model, {"f.0", "f.1", "f.2", "f.3", "f.4", "f.5", "f"},
                                  std::make_shared<RecordingSink>());
-  using L = nm::OutputLayout;
+  using L = neuronmap::LayerLayout;
   const std::vector<L> want = {L::channels_first, L::channels_first, L::channels_first, L::features_last,
                                L::features_last,  L::features_last,  L::features_last};
   ASSERT_EQ(probes.targets().size(), want.size());
@@ -420,8 +417,6 @@ TEST(ModuleProbes, LayoutsFollowTheProducer) {
   EXPECT_EQ(probes.targets()[0].module_type, "torch::nn::Conv2dImpl");
   EXPECT_EQ(probes.targets()[6].module_type, "torch::nn::SequentialImpl");
 }
-
-// ------------------------------------------------------------------------------------------------
 
 struct MemberNet : Recorder {
   nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -592,8 +587,6 @@ TEST(ModuleProbes, ParametersMovedAfterAttachAreFoundOnEnable) {
   expect_same(sink->take(0), model->seen["fc"], "fc after to(kDouble)");
 }
 
-// ------------------------------------------------------------------------------------------------
-
 std::string error_text(const std::function<void()>& f) {
   try {
     f();
@@ -669,7 +662,7 @@ TEST(ModuleProbes, UnsupportedModulesSayWhy) {
 TEST(ModuleProbes, DescribeLayers) {
   OddNet odd;
   const auto layers = nm::describe_layers(odd);
-  std::map<std::string, nm::LayerInfo> by_name;
+  std::map<std::string, nm::ModuleProbeability> by_name;
   for (const auto& l : layers) by_name[l.name] = l;
   ASSERT_EQ(layers.size(), nm::module_names(odd).size());
   EXPECT_TRUE(by_name["custom.inner"].probeable);
@@ -685,7 +678,7 @@ TEST(ModuleProbes, DescribeLayers) {
   EXPECT_TRUE(by_name["starts_free.1"].why_not.empty());
 }
 
-// ---- gradient probes ------------------------------------------------------------------------------
+// Gradient probes.
 
 // Keeps a clone of every output and, matched by storage, the gradient handed over for it.
 class GradientSink : public nm::CaptureSink {

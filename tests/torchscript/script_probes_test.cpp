@@ -143,14 +143,14 @@ TEST(ScriptProbesPython, ReportsWhatItResolvedAndLayouts) {
   auto conv = PythonCase("convnet").load();
   ScriptProbes conv_probes(conv, {"features.0", "features.2", "features.4", "act", "blocks.0", "identity"},
                            std::make_shared<RecordingSink>(6));
-  using neuronmap::detail::OutputLayout;
+  using neuronmap::LayerLayout;
   const auto& t = conv_probes.targets();
-  EXPECT_EQ(t[0].layout, OutputLayout::channels_first);  // Conv2d
-  EXPECT_EQ(t[1].layout, OutputLayout::channels_first);  // ReLU after BatchNorm2d
-  EXPECT_EQ(t[2].layout, OutputLayout::channels_first);  // Dropout after MaxPool2d
-  EXPECT_EQ(t[3].layout, OutputLayout::features_last);   // ReLU after Linear
-  EXPECT_EQ(t[4].layout, OutputLayout::features_last);   // a user block ending in LayerNorm
-  EXPECT_EQ(t[5].layout, OutputLayout::features_last);   // Identity after that ReLU
+  EXPECT_EQ(t[0].layout, LayerLayout::channels_first);  // Conv2d
+  EXPECT_EQ(t[1].layout, LayerLayout::channels_first);  // ReLU after BatchNorm2d
+  EXPECT_EQ(t[2].layout, LayerLayout::channels_first);  // Dropout after MaxPool2d
+  EXPECT_EQ(t[3].layout, LayerLayout::features_last);   // ReLU after Linear
+  EXPECT_EQ(t[4].layout, LayerLayout::features_last);   // a user block ending in LayerNorm
+  EXPECT_EQ(t[5].layout, LayerLayout::features_last);   // Identity after that ReLU
 }
 
 TEST(ScriptProbesPython, DisabledProbesCaptureNothing) {
@@ -182,7 +182,7 @@ TEST(ScriptProbesPython, NoGradientsUnlessAsked) {
   EXPECT_EQ(sink->gradients, 0);
 }
 
-// ---- models built in C++ with Module::define ------------------------------------------------------
+// Models built in C++ with Module::define.
 
 torch::jit::Module make_matmul(const std::string& type_name, std::int64_t seed) {
   torch::jit::Module m(type_name);

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "probe/module_probes.hpp"
+#include "probe/sink.hpp"
 
 namespace nm_test {
 

@@ -65,7 +65,7 @@ def _batch_input(batch):
 
 
 def _to_rows(output, layout):
-    """The engine's reduction of an output to samples x neurons (sdk/session/session.cpp to_rows)."""
+    """The engine's reduction of an output to samples x neurons (sdk/probe/rows.cpp to_rows)."""
     from . import _first_tensor
     t = _first_tensor(output)
     if t is None:

@@ -1,0 +1,329 @@
+// The shared RecordFunction callback of the C++ frontend probes: see op_callback.hpp. Compiled with
+// NDEBUG in every build type (sdk/CMakeLists.txt): RecordFunction::inputs() asserts on a flag the
+// Release-built LibTorch never sets.
+#include "probe/op_callback.hpp"
+
+#include <ATen/record_function.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+namespace neuronmap::detail {
+namespace {
+
+// What the callbacks read: an immutable table per probe set, republished on every enable(true).
+struct Table {
+  std::shared_ptr<ModuleProbeCore> core;
+  std::shared_ptr<const std::vector<TrackedModule>> tracked;
+  std::unordered_map<const void*, std::vector<int>> by_storage;
+};
+// The tables of every enabled probe set, as one immutable list.
+using EnabledTables = std::vector<std::shared_ptr<const Table>>;
+
+// `modules[i]` is tracked module i when it is found by storage, else null.
+std::shared_ptr<const Table> build_table(const std::shared_ptr<ModuleProbeCore>& core,
+                                         const std::shared_ptr<const std::vector<TrackedModule>>& tracked,
+                                         const std::vector<std::shared_ptr<torch::nn::Module>>& modules) {
+  auto table = std::make_shared<Table>();
+  table->core = core;
+  table->tracked = tracked;
+  for (std::size_t i = 0; i < tracked->size(); ++i) {
+    if (!modules[i]) continue;
+    for (const auto& tensor : own_tensors(*modules[i])) {
+      auto& list = table->by_storage[storage_of(tensor)];
+      if (std::find(list.begin(), list.end(), static_cast<int>(i)) == list.end()) list.push_back(static_cast<int>(i));
+    }
+  }
+  return table;
+}
+
+// Process-wide registry: one callback for every probe set, disabled while none is enabled.
+struct Registry {
+  std::mutex mutex;
+  std::map<std::uint64_t, std::shared_ptr<const Table>> enabled;
+  int instances = 0;
+  std::optional<at::CallbackHandle> handle;
+  bool callback_on = false;
+  std::uint64_t next_id = 1;
+};
+Registry& registry() {
+  static auto* r = new Registry();  // never destroyed: callbacks may run during static destruction
+  return *r;
+}
+auto* const g_enabled_tables = new std::shared_ptr<const EnabledTables>(std::make_shared<EnabledTables>());
+std::atomic<std::uint64_t> g_generation{1};
+
+void publish_locked(Registry& r) {
+  auto tables = std::make_shared<EnabledTables>();
+  for (const auto& entry : r.enabled) tables->push_back(entry.second);
+  std::atomic_store(g_enabled_tables, std::shared_ptr<const EnabledTables>(std::move(tables)));
+  g_generation.fetch_add(1, std::memory_order_acq_rel);
+  const bool want = !r.enabled.empty();
+  if (r.handle && want != r.callback_on) {
+    if (want) {
+      at::reenableCallback(*r.handle);
+    } else {
+      at::disableCallback(*r.handle);
+    }
+    r.callback_on = want;
+  }
+}
+
+// Per-thread state of the callbacks.
+using WeakTensor = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
+
+struct Match {
+  std::shared_ptr<const Table> table;
+  int tracked;
+  bool linear_matmul;  // not the output yet: wait for add_(out, bias)
+};
+
+// A tensor whose next consumer (on this thread) computes a tracked module's output.
+struct Pending {
+  std::uint64_t table_id;
+  WeakTensor tensor;  // weak: never keeps an activation alive, and its address cannot be reused
+  int tracked;
+  bool linear_add;
+};
+
+struct ThreadState {
+  int depth = 0;  // nesting of FUNCTION-scope ops; only depth-0 ops are a module's own
+  std::uint64_t generation = 0;
+  std::shared_ptr<const EnabledTables> tables;
+  std::vector<Match> current;  // matches of the running outermost op
+  std::vector<Pending> pending;
+};
+
+// Trivially destructible thread_locals stay readable until the thread ends, even after the owner
+// below is destroyed, so a callback during thread exit finds nullptr instead of a dead object.
+thread_local ThreadState* t_state = nullptr;
+thread_local bool t_state_gone = false;
+struct ThreadStateOwner {
+  ~ThreadStateOwner() {
+    delete t_state;
+    t_state = nullptr;
+    t_state_gone = true;
+  }
+};
+ThreadState* thread_state() noexcept {
+  if (t_state != nullptr) return t_state;
+  if (t_state_gone) return nullptr;
+  try {
+    thread_local ThreadStateOwner owner;
+    t_state = new ThreadState();
+  } catch (...) {
+    return nullptr;  // out of memory: this op runs unprobed
+  }
+  return t_state;
+}
+
+template <class F>
+void for_each_tensor(c10::ArrayRef<const c10::IValue> inputs, F&& f) {
+  for (const auto& v : inputs) {
+    if (v.isTensor()) {
+      if (f(v.toTensor())) return;
+    } else if (v.isList()) {
+      for (const auto& e : v.toListRef()) {
+        if (e.isTensor() && f(e.toTensor())) return;
+      }
+    }
+  }
+}
+
+bool consumes(c10::ArrayRef<const c10::IValue> inputs, const c10::TensorImpl* impl) {
+  bool found = false;
+  for_each_tensor(inputs, [&](const at::Tensor& t) { return found = (t.unsafeGetTensorImpl() == impl); });
+  return found;
+}
+
+void add_pending(ThreadState& ts, std::uint64_t table_id, const at::Tensor& tensor, int tracked, bool linear_add) {
+  constexpr std::size_t kMaxPending = 64;
+  auto& p = ts.pending;
+  p.erase(std::remove_if(p.begin(), p.end(),
+                         [&](const Pending& e) {
+                           return e.tensor.expired() ||
+                                  (e.table_id == table_id && e.tracked == tracked && e.linear_add == linear_add);
+                         }),
+          p.end());
+  if (p.size() >= kMaxPending) p.erase(p.begin());
+  p.push_back(Pending{table_id, WeakTensor(tensor.getIntrusivePtr()), tracked, linear_add});
+}
+
+void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const char* op,
+              c10::ArrayRef<const c10::IValue> inputs) {
+  const auto& tracked = *table->tracked;
+  const std::uint64_t id = table->core->id;
+  int found = -1;
+  bool linear_matmul = false;
+
+  // An op consuming a tensor this thread waits on: a chained module, or Linear's bias add_.
+  for (std::size_t i = 0; i < ts.pending.size() && found < 0;) {
+    Pending& p = ts.pending[i];
+    if (p.table_id != id) {
+      ++i;
+      continue;
+    }
+    if (p.tensor.expired()) {
+      ts.pending.erase(ts.pending.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    const c10::TensorImpl* impl = p.tensor._unsafe_get_target();
+    if (!consumes(inputs, impl)) {
+      ++i;
+      continue;
+    }
+    if (p.linear_add) {
+      // F::linear runs `output += bias` right after the matmul; anything else ends that chain.
+      if (std::strcmp(op, "aten::add_") == 0 && inputs[0].isTensor() &&
+          inputs[0].toTensor().unsafeGetTensorImpl() == impl) {
+        found = p.tracked;
+      }
+      ts.pending.erase(ts.pending.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (tracked[p.tracked].computed_by(op)) {
+      found = p.tracked;
+      ts.pending.erase(ts.pending.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;  // e.g. a user's clone() of the tensor between two children: keep waiting
+    }
+  }
+
+  if (found < 0 && !table->by_storage.empty()) {
+    for_each_tensor(inputs, [&](const at::Tensor& t) {
+      auto it = table->by_storage.find(storage_of(t));
+      if (it == table->by_storage.end()) return false;
+      for (int candidate : it->second) {
+        if (tracked[candidate].computed_by(op)) {
+          found = candidate;
+          linear_matmul = tracked[candidate].linear_bias && std::strcmp(op, "aten::matmul") == 0;
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+  if (found < 0 || !table->core->acquire()) return;
+  ts.current.push_back(Match{table, found, linear_matmul});
+}
+
+void emit(ThreadState& ts, const Table& table, int index, const at::Tensor& out) {
+  const TrackedModule& t = (*table.tracked)[index];
+  ModuleProbeCore& core = *table.core;
+  deliver_output(core, t.probe_indices, t.name, out);
+  for (int successor : t.successors) add_pending(ts, core.id, out, successor, /*linear_add=*/false);
+}
+
+std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
+  ThreadState* ts = thread_state();
+  if (ts == nullptr || ts->depth++ != 0) return nullptr;
+  try {
+    const std::uint64_t generation = g_generation.load(std::memory_order_acquire);
+    if (ts->generation != generation) {
+      ts->tables = std::atomic_load(g_enabled_tables);
+      ts->generation = generation;
+    }
+    if (!ts->tables || ts->tables->empty()) return nullptr;
+    const char* op = fn.name();
+    const auto inputs = fn.inputs();  // valid only here, not in the end callback
+    for (const auto& table : *ts->tables) {
+      try {
+        match_op(*ts, table, op, inputs);
+      } catch (const std::exception& e) {
+        table->core->record_error(e.what());
+      } catch (...) {
+        table->core->record_error("unknown exception in probe start callback");
+      }
+    }
+  } catch (...) {
+    // Nothing to attribute it to (loading the tables); the op runs unprobed.
+  }
+  return nullptr;
+}
+
+void on_end(const at::RecordFunction& fn, at::ObserverContext* /*ctx*/) {
+  ThreadState* ts = thread_state();
+  if (ts == nullptr) return;
+  if (--ts->depth > 0) return;
+  ts->depth = 0;
+  if (ts->current.empty()) return;
+  at::RecordFunctionGuard no_recording(false);  // the sink's own ops must not re-enter
+  const auto& outputs = fn.outputs();
+  for (auto& match : ts->current) {
+    ModuleProbeCore& core = *match.table->core;
+    try {
+      if (outputs.empty() || !outputs[0].isTensor()) {
+        throw std::runtime_error(std::string("op ") + fn.name() + " of '" +
+                                 (*match.table->tracked)[match.tracked].name + "' returned no tensor");
+      }
+      const at::Tensor& out = outputs[0].toTensor();
+      if (match.linear_matmul) {
+        add_pending(*ts, core.id, out, match.tracked, /*linear_add=*/true);
+      } else {
+        emit(*ts, *match.table, match.tracked, out);
+      }
+    } catch (const std::exception& e) {
+      core.record_error(e.what());
+    } catch (...) {
+      core.record_error("unknown exception in probe end callback");
+    }
+    core.release();
+  }
+  ts->current.clear();
+}
+
+}  // namespace
+
+void add_callback_user(ModuleProbeCore& core) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  core.id = r.next_id++;
+  if (r.instances++ == 0) {
+    r.handle = at::addGlobalCallback(at::RecordFunctionCallback(&on_start, &on_end)
+                                         .needsInputs(true)
+                                         .needsOutputs(true)
+                                         .scopes({at::RecordScope::FUNCTION}));
+    at::disableCallback(*r.handle);
+    r.callback_on = false;
+  }
+}
+
+void remove_callback_user(const ModuleProbeCore& core) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.enabled.erase(core.id);
+  publish_locked(r);
+  if (--r.instances == 0 && r.handle) {
+    at::removeCallback(*r.handle);
+    r.handle.reset();
+    r.callback_on = false;
+  }
+}
+
+void publish_callback_table(const std::shared_ptr<ModuleProbeCore>& core,
+                            const std::shared_ptr<const std::vector<TrackedModule>>& tracked,
+                            const std::vector<std::shared_ptr<torch::nn::Module>>& modules, bool on) {
+  std::shared_ptr<const Table> table = on ? build_table(core, tracked, modules) : nullptr;
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (on) {
+    r.enabled[core->id] = std::move(table);
+  } else {
+    r.enabled.erase(core->id);
+  }
+  publish_locked(r);
+}
+
+bool inside_callback_of(const ModuleProbeCore& core) noexcept {
+  bool inside = false;
+  if (ThreadState* ts = t_state) {
+    for (const auto& m : ts->current) inside |= (m.table->core.get() == &core);
+  }
+  return inside;
+}
+
+}  // namespace neuronmap::detail

@@ -1,0 +1,36 @@
+// From a captured tensor to samples x neurons: see rows.hpp.
+#include "probe/rows.hpp"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "neuronmap/options.hpp"
+
+namespace neuronmap::detail {
+
+at::Tensor to_rows(const at::Tensor& output, LayerLayout layout, const Options& options, bool force_mean) {
+  at::Tensor t = output.detach();
+  if (t.is_complex()) t = at::real(t);
+  if (!t.is_floating_point()) t = t.to(at::kFloat);  // integer and bool outputs
+  const auto dims = t.dim();
+  if (dims == 0) return t.reshape({1, 1});
+  if (dims == 1) return t.reshape({t.size(0), 1});
+  if (dims == 2) return t;
+  if (layout == LayerLayout::channels_first) {
+    const auto flat = t.reshape({t.size(0), t.size(1), -1});
+    return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
+  }
+  const auto features = t.size(dims - 1);
+  if (options.sequence() == SequenceReduction::per_token) return t.reshape({-1, features});
+  return t.reshape({t.size(0), -1, features}).mean(1);
+}
+
+std::string reduction_words(LayerLayout layout, const Options& options) {
+  if (layout == LayerLayout::channels_first) {
+    return fmt::format("[B, C, spatial...] -> B x C by spatial {}; [B, C] as is", to_string(options.spatial()));
+  }
+  return options.sequence() == SequenceReduction::per_token ? "[B, F] as is; [B, T, F] -> B*T x F (per token)"
+                                                            : "[B, F] as is; [B, T, F] -> B x F (mean over T)";
+}
+
+}  // namespace neuronmap::detail

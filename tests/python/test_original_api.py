@@ -125,7 +125,9 @@ def test_extract_activations_from_model(tmp_path):
     assert acts["conv1"].shape == (32, 8) and acts["fc2"].shape == (32, 4)
     with pytest.raises(neuronmap.LayerNotFound, match="valid names: conv1, fc1, fc2"):
         vis.extract_activations_from_model(model, data, ["conv2"])
-    with pytest.raises(NotImplementedError, match="neuronmap report"):
+    # Was NotImplementedError (pictures only through `neuronmap report`); the issue made it draw, so an
+    # empty groups dict is now a clear usage error instead.
+    with pytest.raises(neuronmap.UsageError, match="no groups for any layer"):
         vis.visualize_pytorch_groups(acts, {}, method="heatmap")
     with pytest.raises(neuronmap.UsageError, match="method"):
         vis.identify_neuron_groups_pytorch(acts["fc2"], "fc2", method="spectral")

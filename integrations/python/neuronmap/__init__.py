@@ -309,12 +309,15 @@ def group_activations(activations, method="correlation", threshold=0.6, min_grou
 
 
 from .compat import (  # noqa: E402  (the original tool's entry points)
+    PyTorchLearningEvent,
     PyTorchNeuronGroup,
     PyTorchNeuronGroupVisualizer,
     create_pytorch_neuron_group_analysis,
+    infer_skill_type,
 )
 
 __all__ = [
     "attach", "Session", "open", "Run", "group_activations", "Error", "LayerNotFound", "UsageError",
-    "FileError", "PyTorchNeuronGroup", "PyTorchNeuronGroupVisualizer", "create_pytorch_neuron_group_analysis",
+    "FileError", "PyTorchNeuronGroup", "PyTorchLearningEvent", "PyTorchNeuronGroupVisualizer",
+    "create_pytorch_neuron_group_analysis", "infer_skill_type",
 ]

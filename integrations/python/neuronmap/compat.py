@@ -41,10 +41,71 @@ class PyTorchNeuronGroup:
     loose: bool = False               # cohesion below the correlation threshold (k-means partitions every neuron)
 
 
+@dataclass
+class PyTorchLearningEvent:
+    """The original tool's per-sample learning event (see docs/PYTHON.md, "Learning events").
+
+    One event per (layer, sample) on which at least one group of the layer is activated: the group's
+    members' mean activation exceeds the sample's mean + 0.5 x standard deviation over the layer's
+    neurons. Not the engine's temporal events (Snapshot.events, docs/LEARNING.md)."""
+    event_id: int
+    sample_indices: List[int]
+    activated_groups: List[int]       # group_id of the activated groups of `layer_name`
+    learning_strength: float          # the largest group mean activation on the sample
+    skill_type: str                   # metadata 'category', else the keyword rule on 'question', else 'unknown'
+    temporal_position: int            # the sample's position in loader order (row of the activation tensor)
+    model_epoch: Optional[int] = None
+    loss_value: Optional[float] = None
+    layer_name: Optional[str] = None  # ours: the layer whose groups fired
+
+
+# The original tool's keyword rule (question text -> skill type); first match in this order wins.
+SKILL_KEYWORDS = (
+    ("mathematical", ("math", "calculate", "number", "equation")),
+    ("linguistic", ("language", "word", "grammar", "sentence")),
+    ("logical", ("logic", "reason", "cause", "effect")),
+    ("memory", ("memory", "remember", "recall", "fact")),
+)
+
+
+def infer_skill_type(question):
+    """'mathematical' | 'linguistic' | 'logical' | 'memory' | 'general': the first family with a keyword
+    contained (case-insensitive substring) in the question's text."""
+    text = str(question).lower()
+    for skill, words in SKILL_KEYWORDS:
+        if any(w in text for w in words):
+            return skill
+    return "general"
+
+
+def _skills_from_metadata(question_metadata, n_samples, what="question_metadata"):
+    """One skill name per sample (loader order) or None without metadata. Raises on too few rows."""
+    if question_metadata is None:
+        return None
+    if not hasattr(question_metadata, "columns") or not hasattr(question_metadata, "iloc"):
+        raise _core.UsageError(f"{what}: expected a pandas DataFrame (one row per sample), got "
+                               f"{type(question_metadata).__name__}")
+    if len(question_metadata) < n_samples:
+        raise _core.UsageError(f"{what} has {len(question_metadata)} rows but the data has {n_samples} samples "
+                               "(one row per sample, in loader order)")
+    rows = question_metadata.iloc[:n_samples]
+    if "category" in question_metadata.columns:
+        return [str(c) for c in rows["category"].tolist()]
+    if "question" in question_metadata.columns:
+        return [infer_skill_type(q) for q in rows["question"].tolist()]
+    return ["unknown"] * n_samples
+
+
 def _resolve_device(device):
     if device in (None, "auto"):
         return "cuda" if _torch.cuda.is_available() else "cpu"
-    return str(device)
+    d = str(device)
+    if d.startswith("cuda") and not _torch.cuda.is_available():
+        raise _core.UsageError(f"device='{d}': this torch ({_torch.__version__}) has no usable CUDA device; "
+                               "use device='cpu' or 'auto'")
+    if not (d == "cpu" or d.startswith("cuda")):
+        raise _core.UsageError(f"device='{d}': use 'auto', 'cpu' or 'cuda'")
+    return d
 
 
 def _model_device(model):
@@ -86,18 +147,172 @@ def _to_rows(output, layout):
     return t.reshape(-1, t.shape[-1])
 
 
+class _Prepared:
+    """Model in eval mode on `device` inside the block; its training mode and device restored after."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, _torch.device(device)
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.old_device = _model_device(self.model)
+        if self.old_device != self.device:
+            self.model.to(self.device)
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+        if _model_device(self.model) != self.old_device:
+            self.model.to(self.old_device)
+        return False
+
+
+_PICTURE_METHODS = ("heatmap", "scatter", "network")
+
+
+def _as_tensor(x):
+    if isinstance(x, _torch.Tensor):
+        return x.detach().cpu()
+    return _torch.as_tensor(_np.asarray(x))
+
+
+def _check_dicts(activations_dict, groups_dict, what):
+    if not isinstance(activations_dict, dict) or not activations_dict:
+        raise _core.UsageError(f"{what}: activations_dict is empty (layer name -> (n_samples, n_neurons) tensor)")
+    if not isinstance(groups_dict, dict):
+        raise _core.UsageError(f"{what}: groups_dict must be a dict layer name -> [PyTorchNeuronGroup]")
+    extra = [n for n in groups_dict if n not in activations_dict]
+    if extra:
+        raise _core.LayerNotFound(f"{what}: groups for {', '.join(map(repr, extra))} but no activations; "
+                                  f"layers with activations: {', '.join(activations_dict)}")
+    missing = [n for n in activations_dict if n not in groups_dict]
+    if len(missing) == len(activations_dict):
+        raise _core.UsageError(f"{what}: groups_dict has no groups for any layer ({', '.join(activations_dict)}); "
+                               "run identify_neuron_groups_pytorch on each layer first")
+
+
+def learning_events(activations_dict, groups_dict, question_metadata=None, model_epoch=None, loss_values=None):
+    """The original tool's per-sample learning events (PyTorchLearningEvent), vectorised per layer.
+    Layers without an entry in groups_dict are skipped (as in the original)."""
+    _check_dicts(activations_dict, groups_dict, "analyze_pytorch_learning_patterns")
+    events = []
+    for layer_name, activations in activations_dict.items():
+        if layer_name not in groups_dict:
+            continue
+        x = _as_tensor(activations).double()
+        if x.dim() != 2:
+            x = x.reshape(x.shape[0], -1)
+        x = x.numpy()
+        n = x.shape[0]
+        groups = list(groups_dict[layer_name])
+        if n == 0 or not groups:
+            continue
+        skills = _skills_from_metadata(question_metadata, n)
+        losses = None
+        if loss_values is not None:
+            losses = _np.asarray(loss_values.detach().cpu() if isinstance(loss_values, _torch.Tensor) else loss_values,
+                                 dtype=_np.float64).reshape(-1)
+            if losses.shape[0] < n:
+                raise _core.UsageError(f"loss_values has {losses.shape[0]} values but layer '{layer_name}' has "
+                                       f"{n} samples (one loss per sample)")
+        for g in groups:
+            bad = [i for i in g.neuron_indices if not 0 <= int(i) < x.shape[1]]
+            if bad or not g.neuron_indices:
+                raise _core.UsageError(f"group {g.group_id} of '{layer_name}': neuron indices {bad or '[]'} outside "
+                                       f"0..{x.shape[1] - 1}")
+        # torch.std's default (unbiased, n_neurons - 1), as the original used it.
+        ddof = 1 if x.shape[1] > 1 else 0
+        threshold = x.mean(1) + 0.5 * x.std(1, ddof=ddof)                            # (n,)
+        means = _np.stack([x[:, _np.asarray(g.neuron_indices, dtype=_np.int64)].mean(1) for g in groups], 1)  # (n, g)
+        active = means > threshold[:, None]
+        strength = means.max(1)
+        ids = _np.asarray([g.group_id for g in groups])
+        for s in _np.flatnonzero(active.any(1)).tolist():  # building the result objects; the arithmetic is above
+            events.append(PyTorchLearningEvent(
+                event_id=len(events), sample_indices=[s], activated_groups=ids[active[s]].tolist(),
+                learning_strength=float(strength[s]), skill_type=skills[s] if skills else "unknown",
+                temporal_position=s, model_epoch=model_epoch,
+                loss_value=None if losses is None else float(losses[s]), layer_name=layer_name))
+    return events
+
+
+def _stem(name):
+    """sdk/report/report.cpp sanitize_file_part: the layer name in picture file names."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "layer"
+
+
+def _holder(names):
+    """An nn.Module whose submodules (nn.Identity, nested for dotted names) carry the given names."""
+    root = _torch.nn.Module()
+    for name in names:
+        parent = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            if not hasattr(parent, part):
+                parent.add_module(part, _torch.nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(parts[-1], _torch.nn.Identity())
+    return root
+
+
+def _write_run(activations_dict, path, grouping, skills=None, losses=None, epoch=1, chunk=256):
+    """A run file from in-memory (n_samples, n_neurons) activations, through a Session (the engine's
+    statistics, grouping and run writer): the layers' rows go through nn.Identity probes."""
+    from . import Session
+    names = list(activations_dict)
+    tensors = {n: _as_tensor(activations_dict[n]).float() for n in names}
+    tensors = {n: (t if t.dim() == 2 else t.reshape(t.shape[0], -1)) for n, t in tensors.items()}
+    rows = {t.shape[0] for t in tensors.values()}
+    same_rows = len(rows) == 1
+    n = max(rows)
+    tag_names = sorted(set(skills)) if skills and same_rows else []
+    holder = _holder(names)
+    session = Session(holder, names, every=epoch, file=path, overwrite=True, tag_names=tag_names, **grouping)
+    try:
+        for e in range(1, epoch):
+            session.end_epoch(e)
+        with _torch.no_grad():
+            for lo in range(0, n, chunk):
+                for name in names:
+                    part = tensors[name][lo:lo + chunk]
+                    if part.shape[0]:
+                        holder.get_submodule(name)(part)
+                hi = min(n, lo + chunk)
+                if same_rows and (tag_names or losses is not None):
+                    session.observe(per_sample_loss=None if losses is None else losses[lo:hi],
+                                    tags=[tag_names.index(s) for s in skills[lo:hi]] if tag_names else None)
+        session.end_epoch(epoch)
+    finally:
+        session.close()
+    if session.last_error():
+        raise _core.Error(f"the run file could not be written: {session.last_error()}")
+
+
 class PyTorchNeuronGroupVisualizer:
-    """The original tool's visualizer class: activation extraction and neuron groups, on NeuronMap."""
+    """The original tool's visualizer class on NeuronMap: extraction, grouping, learning events,
+    pictures and dashboard (drawn by the C++ renderer of `neuronmap report`), reports."""
 
     def __init__(self, output_dir="outputs", device="auto"):
         self.output_dir = str(output_dir)
         self.device = _resolve_device(device)
+        self._grouping = {}  # layer -> the engine grouping options identify_neuron_groups_pytorch used
         _os.makedirs(self.output_dir, exist_ok=True)
 
-    def extract_activations_from_model(self, model, dataloader, layer_names, max_batches=None, _session=None):
+    def extract_activations_from_model(self, model, dataloader, layer_names, max_batches=None, _on_batch=None):
         """Layer name -> (n_samples, n_neurons) float tensor on the CPU, over the dataloader's batches
-        (at most max_batches). Unknown layer names raise neuronmap.LayerNotFound."""
+        (at most max_batches; None = all). The model runs in eval mode on self.device without gradients;
+        its training mode and device are restored after. Unknown layer names raise neuronmap.LayerNotFound,
+        an empty dataloader neuronmap.UsageError."""
         from . import LayerNotFound, _layouts
+        if isinstance(layer_names, str):
+            layer_names = [layer_names]
+        layer_names = list(layer_names)
+        if not layer_names:
+            raise _core.UsageError("extract_activations_from_model: no layer names given")
+        if max_batches is not None and int(max_batches) < 1:
+            raise _core.UsageError(f"max_batches={max_batches}: give a positive number or None (all batches)")
         valid = [n for n, _ in model.named_modules() if n]
         missing = [n for n in layer_names if n not in valid]
         if missing:
@@ -113,18 +328,25 @@ class PyTorchNeuronGroupVisualizer:
                     chunks[name].append(rows.to("cpu", _torch.float32))
             return hook
 
-        handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in layer_names]
-        device = _model_device(model)
-        try:
-            with _torch.no_grad():
-                for i, batch in enumerate(dataloader):
-                    if max_batches is not None and i >= max_batches:
-                        break
-                    x = _batch_input(batch)
-                    model(x.to(device) if isinstance(x, _torch.Tensor) else x)
-        finally:
-            for h in handles:
-                h.remove()
+        batches = 0
+        with _Prepared(model, self.device):
+            handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in layer_names]
+            device = _model_device(model)
+            try:
+                with _torch.no_grad():
+                    for i, batch in enumerate(dataloader):
+                        if max_batches is not None and i >= max_batches:
+                            break
+                        x = _batch_input(batch)
+                        out = model(x.to(device) if isinstance(x, _torch.Tensor) else x)
+                        batches += 1
+                        if _on_batch is not None:
+                            _on_batch(batch, x, out)
+            finally:
+                for h in handles:
+                    h.remove()
+        if batches == 0:
+            raise _core.UsageError("extract_activations_from_model: the dataloader yielded no batches")
         out = {}
         for name, parts in chunks.items():
             if not parts:
@@ -140,12 +362,17 @@ class PyTorchNeuronGroupVisualizer:
         if method not in _METHODS:
             raise _core.UsageError(f"method='{method}': use 'correlation_clustering', 'kmeans', 'hierarchical' "
                                    "or 'components'")
-        x = activation_tensor.detach().cpu() if isinstance(activation_tensor, _torch.Tensor) \
-            else _torch.as_tensor(activation_tensor)
+        x = _as_tensor(activation_tensor)
         if x.dim() != 2:
             x = x.reshape(x.shape[0], -1)
+        if x.shape[0] < 2 or x.shape[1] < 1:
+            raise _core.UsageError(f"identify_neuron_groups_pytorch('{layer_name}'): activations of shape "
+                                   f"{tuple(x.shape)}; need at least 2 samples and 1 neuron")
         r = group_activations(x, method=_METHODS[method], threshold=correlation_threshold,
                               min_group_size=min_group_size, n_groups=n_groups, n_init=n_init, seed=seed)
+        self._grouping[layer_name] = dict(method=_METHODS[method], threshold=float(correlation_threshold),
+                                          min_group_size=int(min_group_size), n_groups=int(n_groups or 0),
+                                          n_init=int(n_init), grouping_seed=int(seed))
         xd = x.double()
         groups = []
         for gid, (members, pattern, cohesion, mean, weakest, loose) in enumerate(
@@ -158,6 +385,119 @@ class PyTorchNeuronGroupVisualizer:
                 group_size=len(members), cohesion_score=float(cohesion), device=self.device,
                 mean_activation=float(mean), min_member_correlation=float(weakest), loose=bool(loose)))
         return groups
+
+    def analyze_pytorch_learning_patterns(self, activations_dict, groups_dict, question_metadata=None,
+                                          model_epoch=None, loss_values=None):
+        """The original's per-sample learning events (list of PyTorchLearningEvent); see docs/PYTHON.md."""
+        return learning_events(activations_dict, groups_dict, question_metadata, model_epoch, loss_values)
+
+    # ---- pictures: a run file of the given activations through the engine, then `neuronmap report` ----
+
+    def _grouping_for(self, names):
+        opts = [self._grouping[n] for n in names if n in self._grouping]
+        return dict(opts[0]) if opts else dict(method="correlation", threshold=0.6, min_group_size=3)
+
+    def _render(self, activations_dict, groups_dict, what, layers=None, skills=None, dashboard=False):
+        """Writes a run file of `activations_dict` and runs `neuronmap report` into a scratch folder.
+        Returns (scratch folder, engine groups per layer). Warns where the engine's groups (what the
+        pictures show) differ from groups_dict."""
+        import subprocess
+        import tempfile
+        import warnings
+        cli = _find_cli()
+        if cli is None:
+            raise _core.Error(f"{what}: the neuronmap executable (the C++ renderer) was not found; set "
+                              "NEURONMAP_CLI or put it on PATH")
+        names = list(layers or activations_dict)
+        scratch = tempfile.mkdtemp(prefix=".neuronmap_render_", dir=self.output_dir)
+        run_path = _os.path.join(scratch, "run.h5")
+        _write_run({n: activations_dict[n] for n in names}, run_path, self._grouping_for(names), skills=skills)
+        cmd = [cli, "report", run_path, "--out", scratch, "--quiet"] + ([] if dashboard else ["--no-dashboard"])
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise _core.Error(f"{what}: `{' '.join(cmd)}` failed: {(p.stderr or p.stdout).strip()}")
+        from . import Run
+        snap = Run(run_path)[0]
+        engine = {n: [list(g.neuron_indices) for g in snap.layer(n).groups] for n in names}
+        for n in names:
+            given = sorted(sorted(int(i) for i in g.neuron_indices) for g in groups_dict.get(n, []))
+            if sorted(sorted(m) for m in engine[n]) != given:
+                warnings.warn(f"neuronmap: {what}: the picture of '{n}' shows the engine's grouping "
+                              f"({self._grouping_for([n])}), which differs from the groups given for it "
+                              "(drawing arbitrary given groups needs the C++ renderer to take them)")
+        return scratch, engine
+
+    def _keep(self, scratch, name):
+        import shutil
+        src = _os.path.join(scratch, name)
+        if not _os.path.exists(src):
+            raise _core.Error(f"the renderer did not write {name}")
+        dst = _os.path.join(self.output_dir, name)
+        shutil.move(src, dst)
+        return dst
+
+    def visualize_pytorch_groups(self, activations_dict, groups_dict, method="heatmap", layer_name=None):
+        """One picture by the C++ renderer; returns its path in output_dir.
+        heatmap + layer_name: pytorch_groups_heatmap_<layer>.png (correlation matrix in group order);
+        heatmap without: pytorch_all_layers_heatmap.png; scatter + layer_name: pytorch_groups_scatter_<layer>.png
+        (neurons placed by PCA, coloured by group); scatter without: one scatter per layer, the first
+        layer's path returned (our renderer has no all-layers scatter). 'network' is not drawn (NotImplementedError)."""
+        import shutil
+        if method not in _PICTURE_METHODS:
+            raise _core.UsageError(f"visualize_pytorch_groups: method='{method}': use 'heatmap', 'scatter' "
+                                   "or 'network'")
+        _check_dicts(activations_dict, groups_dict, "visualize_pytorch_groups")
+        if layer_name is not None and (layer_name not in activations_dict or layer_name not in groups_dict):
+            raise _core.LayerNotFound(f"visualize_pytorch_groups: layer_name='{layer_name}' has no activations "
+                                      f"and groups; layers: {', '.join(n for n in activations_dict if n in groups_dict)}")
+        if method == "network":
+            raise NotImplementedError("visualize_pytorch_groups(method='network'): NeuronMap's C++ renderer has no "
+                                      "network (graph of neurons joined by correlation) picture; use 'heatmap' or "
+                                      "'scatter', or the dashboard")
+        names = [layer_name] if layer_name else [n for n in activations_dict if n in groups_dict]
+        scratch, _ = self._render(activations_dict, groups_dict, "visualize_pytorch_groups", layers=names)
+        try:
+            if method == "heatmap" and layer_name is None:
+                return self._keep(scratch, "pytorch_all_layers_heatmap.png")
+            kept = [self._keep(scratch, f"pytorch_groups_{method}_{_stem(n)}.png") for n in names]
+            return kept[0]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def create_pytorch_interactive_dashboard(self, activations_dict, groups_dict, learning_events, metadata=None):
+        """pytorch_interactive_dashboard.html by the C++ renderer (needs ECharts at build time), with the
+        samples tagged by `metadata` (as question_metadata); the learning events go next to it into
+        pytorch_learning_events.json (the C++ dashboard does not show per-sample events yet)."""
+        import shutil
+        _check_dicts(activations_dict, groups_dict, "create_pytorch_interactive_dashboard")
+        names = [n for n in activations_dict if n in groups_dict]
+        rows = {_as_tensor(activations_dict[n]).shape[0] for n in names}
+        skills = _skills_from_metadata(metadata, max(rows)) if metadata is not None else None
+        scratch, _ = self._render(activations_dict, groups_dict, "create_pytorch_interactive_dashboard",
+                                  layers=names, skills=skills, dashboard=True)
+        try:
+            path = self._keep(scratch, "pytorch_interactive_dashboard.html")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        with open(_os.path.join(self.output_dir, "pytorch_learning_events.json"), "w") as f:
+            _json.dump([_event_json(e) for e in (learning_events or [])], f, indent=1)
+        return path
+
+    def generate_pytorch_report(self, activations_dict, groups_dict, learning_events, model_info=None,
+                                output_format="json"):
+        """pytorch_neuron_group_analysis_report.json or .txt in output_dir; returns its path."""
+        if output_format not in ("json", "text"):
+            raise _core.UsageError(f"generate_pytorch_report: output_format='{output_format}': use 'json' or 'text'")
+        _check_dicts(activations_dict, groups_dict, "generate_pytorch_report")
+        report = _build_report(self.device, activations_dict, groups_dict, learning_events, model_info)
+        return _write_report(report, self.output_dir, output_format)
+
+
+def _event_json(e):
+    return {"event_id": e.event_id, "layer_name": e.layer_name, "sample_indices": list(e.sample_indices),
+            "activated_groups": list(e.activated_groups), "learning_strength": round(e.learning_strength, 6),
+            "skill_type": e.skill_type, "temporal_position": e.temporal_position, "model_epoch": e.model_epoch,
+            "loss_value": e.loss_value}
 
 
 def _find_cli():
@@ -193,24 +533,61 @@ def _pictures(run_path, output_dir):
     return [_os.path.join(output_dir, f) for f in files], note
 
 
-def _drawn_by_report(name):
-    def method(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"PyTorchNeuronGroupVisualizer.{name}: NeuronMap draws from a run file, not from in-memory "
-            "dicts: use create_pytorch_neuron_group_analysis(..., pictures=True) or "
-            "`neuronmap report RUN.h5 --out DIR` (heatmaps, scatter plots, pytorch_interactive_dashboard.html)")
-    method.__name__ = name
-    return method
-
-
-PyTorchNeuronGroupVisualizer.visualize_pytorch_groups = _drawn_by_report("visualize_pytorch_groups")
-PyTorchNeuronGroupVisualizer.create_pytorch_interactive_dashboard = _drawn_by_report(
-    "create_pytorch_interactive_dashboard")
-
-
 def _finite_or_none(x):
     """JSON has no NaN: a number the report cannot state becomes null."""
     return round(float(x), 6) if _np.isfinite(x) else None
+
+
+def _build_report(device, activations, groups, events, model_info=None, **extra):
+    events = list(events or [])
+    skills = {}
+    for ev in events:
+        skills[ev.skill_type] = skills.get(ev.skill_type, 0) + 1
+    losses = [ev.loss_value for ev in events if ev.loss_value is not None and _np.isfinite(ev.loss_value)]
+    epochs = sorted({ev.model_epoch for ev in events if ev.model_epoch is not None})
+    names = [n for n in activations if n in groups]
+    total_groups = sum(len(groups[n]) for n in names)
+    in_groups = sum(g.group_size for n in names for g in groups[n])
+    report = {
+        "pytorch_analysis": {
+            "device": device,
+            "torch_version": _torch.__version__,
+            "neuronmap_version": _core.__version__,
+            "total_layers": len(activations),
+            "analysis_timestamp": _datetime.datetime.now().isoformat(),
+        },
+        "model_info": dict(model_info or {}),
+        "layer_analysis": {
+            name: {
+                "groups_found": len(groups[name]),
+                "activation_shape": list(_as_tensor(activations[name]).shape),
+                "groups_detail": [{"group_id": g.group_id, "size": g.group_size,
+                                   "cohesion": round(g.cohesion_score, 6),
+                                   "min_member_correlation": _finite_or_none(g.min_member_correlation),
+                                   "loose": g.loose,
+                                   "mean_activation": round(g.mean_activation, 6),
+                                   "neuron_indices": g.neuron_indices} for g in groups[name]],
+            } for name in names
+        },
+        "learning_patterns": {
+            "total_events": len(events),
+            "skill_distribution": skills,
+            "average_strength": (sum(ev.learning_strength for ev in events) / len(events)) if events else 0.0,
+            "epoch_analysis": {"epoch_range": [epochs[0], epochs[-1]], "total_epochs": len(epochs)} if epochs else {},
+            "loss_analysis": {"mean_loss": float(_np.mean(losses)), "min_loss": float(min(losses)),
+                              "max_loss": float(max(losses))} if losses else {},
+        },
+        "statistics": {
+            "total_groups": total_groups,
+            "total_neurons_in_groups": in_groups,
+            "average_group_size": in_groups / total_groups if total_groups else 0,
+            "layers_analyzed": len(names),
+            "device_used": device,
+        },
+    }
+    report["pytorch_analysis"].update({k: v for k, v in extra.items() if k == "model_epoch"})
+    report.update({k: v for k, v in extra.items() if k != "model_epoch"})
+    return report
 
 
 def _report_text(report):
@@ -218,9 +595,13 @@ def _report_text(report):
     meta = report["pytorch_analysis"]
     lines.append(f"device: {meta['device']}  torch: {meta['torch_version']}  layers: {meta['total_layers']}  "
                  f"at: {meta['analysis_timestamp']}")
-    lines.append(f"run file: {report['run_file']}")
+    if report.get("run_file"):
+        lines.append(f"run file: {report['run_file']}")
     if report.get("pictures_note"):
         lines.append(f"pictures: {report['pictures_note']}")
+    if report.get("model_info"):
+        lines += ["", "MODEL INFORMATION"]
+        lines += [f"  {k}: {v}" for k, v in report["model_info"].items()]
     for name, layer in report["layer_analysis"].items():
         lines.append("")
         lines.append(f"{name}: {layer['groups_found']} groups, activations {layer['activation_shape']}")
@@ -231,90 +612,167 @@ def _report_text(report):
             lines.append(f"  group {g['group_id']}: {g['size']} neurons, cohesion {g['cohesion']:.3f}, "
                          f"min member r {weakest}{loose}, "
                          f"mean activation {g['mean_activation']:.3f}")
+    lp = report["learning_patterns"]
+    lines += ["", "LEARNING PATTERNS (per-sample events, docs/PYTHON.md)",
+              f"  total events: {lp['total_events']}  average strength: {lp['average_strength']:.3f}"]
+    lines += [f"  {k}: {v}" for k, v in sorted(lp["skill_distribution"].items())]
+    if lp.get("loss_analysis"):
+        la = lp["loss_analysis"]
+        lines.append(f"  loss: mean {la['mean_loss']:.4f}, range {la['min_loss']:.4f} - {la['max_loss']:.4f}")
+    if "temporal_events" in report:
+        te = report["temporal_events"]
+        lines += ["", f"TEMPORAL EVENTS (engine, docs/LEARNING.md): {te['total_events']}"]
+    st = report["statistics"]
+    lines += ["", "STATISTICS", f"  total groups: {st['total_groups']}  neurons in groups: "
+              f"{st['total_neurons_in_groups']}  layers analysed: {st['layers_analyzed']}  device: {st['device_used']}"]
     return "\n".join(lines) + "\n"
 
 
-def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, output_dir="outputs/pytorch_analysis",
-                                         model_epoch=None, max_batches=None, method="correlation_clustering",
+def _write_report(report, output_dir, output_format):
+    if output_format == "json":
+        path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.json")
+        with open(path, "w") as f:
+            _json.dump(report, f, indent=2)
+    else:
+        path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.txt")
+        with open(path, "w") as f:
+            f.write(_report_text(report))
+    return path
+
+
+def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, question_metadata=None,
+                                         output_dir="outputs/pytorch_analysis", device="auto", max_batches=None,
+                                         model_epoch=None, model_info=None, *, method="correlation_clustering",
                                          correlation_threshold=0.6, min_group_size=3, n_groups=None,
-                                         device="auto", pictures=True):
-    """The original tool's one-call analysis: one pass over the dataloader (no gradients) captures the
-    layers' outputs, groups their neurons with the engine, and writes into output_dir:
-    run.h5 (a NeuronMap run with one snapshot at `model_epoch`, default 1),
-    pytorch_neuron_group_analysis_report.json and .txt, and (pictures=True, when the `neuronmap`
-    executable is found) the heatmaps, scatter plots and dashboard of `neuronmap report`. Returns a dict with activations, groups,
-    the report and the written paths."""
+                                         pictures=True, loss_fn=None):
+    """The original tool's one-call analysis (same positional order). One pass over the dataloader (eval
+    mode, no gradients, on `device`) captures the layers' outputs; the engine groups their neurons; the
+    per-sample learning events are computed; output_dir gets run.h5 (a NeuronMap run, one snapshot at
+    `model_epoch`, default 1, samples tagged by question_metadata), the JSON and text reports and
+    (pictures=True, when the `neuronmap` executable is found) the pictures and dashboard of `neuronmap report`.
+
+    Ours, keyword-only: method, correlation_threshold, min_group_size, n_groups (the grouping), pictures,
+    loss_fn(output, target) -> per-sample losses (the events' loss_value and the run's loss correlations).
+    Returns the original's keys (activations, neuron_groups, learning_events, visualizations, dashboard,
+    report, summary) plus ours (groups, engine_groups, run, run_file, text_report, report_data, files)."""
     from . import Session, Run
+    if isinstance(layer_names, str):
+        layer_names = [layer_names]
     layer_names = list(layer_names)
+    if method not in _METHODS:
+        raise _core.UsageError(f"method='{method}': use 'correlation_clustering', 'kmeans', 'hierarchical' "
+                               "or 'components'")
     _os.makedirs(output_dir, exist_ok=True)
     visualizer = PyTorchNeuronGroupVisualizer(output_dir=output_dir, device=device)
     epoch = int(model_epoch) if model_epoch is not None and int(model_epoch) > 0 else 1
     run_path = _os.path.join(output_dir, "run.h5")
-    grouping = dict(method=_METHODS.get(method, method), threshold=float(correlation_threshold),
+    grouping = dict(method=_METHODS[method], threshold=float(correlation_threshold),
                     min_group_size=int(min_group_size), n_groups=int(n_groups or 0))
-    # The session captures the same forwards as the extraction hooks (every=epoch: this pass is captured).
-    session = Session(model, layer_names, every=epoch, file=run_path, overwrite=True, **grouping)
-    try:
-        for e in range(1, epoch):  # earlier epochs are not captured: only the one snapshot epoch
-            session.end_epoch(e)
-        activations = visualizer.extract_activations_from_model(model, dataloader, layer_names, max_batches)
-        session.end_epoch(epoch)
-    finally:
-        session.close()
+    skills_all = None
+    tag_names = []
+    if question_metadata is not None:
+        _skills_from_metadata(question_metadata, 0)  # type check now; the length once the rows are known
+        skills_all = _skills_from_metadata(question_metadata, len(question_metadata))
+        tag_names = sorted(set(skills_all))
+    losses = []
+    seen = [0]
+
+    def on_batch(batch, x, out):
+        n = x.shape[0] if isinstance(x, _torch.Tensor) and x.dim() > 0 else 0
+        lo, hi = seen[0], seen[0] + n
+        seen[0] = hi
+        loss = None
+        if loss_fn is not None:
+            target = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+            loss = _torch.as_tensor(loss_fn(out, target.to(out.device) if isinstance(target, _torch.Tensor)
+                                            else target)).detach().float().reshape(-1).cpu()
+            losses.append(loss)
+        tags = None
+        if skills_all is not None:
+            if hi > len(skills_all):
+                raise _core.UsageError(f"question_metadata has {len(skills_all)} rows but the dataloader gave "
+                                       f"at least {hi} samples (one row per sample, in loader order)")
+            tags = [tag_names.index(s) for s in skills_all[lo:hi]]
+        if loss is not None or tags is not None:
+            session.observe(per_sample_loss=loss, tags=tags)
+
+    with _Prepared(model, visualizer.device):
+        # The session captures the same forwards as the extraction hooks (every=epoch: this pass is captured).
+        session = Session(model, layer_names, every=epoch, file=run_path, overwrite=True, tag_names=tag_names,
+                          **grouping)
+        try:
+            for e in range(1, epoch):  # earlier epochs are not captured: only the one snapshot epoch
+                session.end_epoch(e)
+            activations = visualizer.extract_activations_from_model(model, dataloader, layer_names, max_batches,
+                                                                    _on_batch=on_batch)
+            session.end_epoch(epoch, _torch.cat(losses).mean().item() if losses else float("nan"))
+        finally:
+            session.close()
     if session.last_error():
         raise _core.Error(f"the run file could not be written: {session.last_error()}")
 
     groups = {name: visualizer.identify_neuron_groups_pytorch(
         activations[name], name, method=method, correlation_threshold=correlation_threshold,
         min_group_size=min_group_size, n_groups=n_groups) for name in layer_names}
+    loss_values = _torch.cat(losses) if losses else None
+    events = learning_events(activations, groups, question_metadata, model_epoch, loss_values)
 
     run = Run(run_path)
     snapshot = run[len(run) - 1]
-    events = list(snapshot.events)
-    skills = {}
-    for ev in events:
+    temporal = list(snapshot.events)
+    temporal_skills = {}
+    for ev in temporal:
         if ev.skill_category:
-            skills[ev.skill_category] = skills.get(ev.skill_category, 0) + 1
-    report = {
-        "pytorch_analysis": {
-            "device": visualizer.device,
-            "torch_version": _torch.__version__,
-            "neuronmap_version": _core.__version__,
-            "total_layers": len(layer_names),
-            "analysis_timestamp": _datetime.datetime.now().isoformat(),
-            "model_epoch": epoch,
-        },
-        "layer_analysis": {
-            name: {
-                "groups_found": len(groups[name]),
-                "activation_shape": list(activations[name].shape),
-                "groups_detail": [{"group_id": g.group_id, "size": g.group_size,
-                                   "cohesion": round(g.cohesion_score, 6),
-                                   "min_member_correlation": _finite_or_none(g.min_member_correlation),
-                                   "loose": g.loose,
-                                   "mean_activation": round(g.mean_activation, 6),
-                                   "neuron_indices": g.neuron_indices} for g in groups[name]],
-            } for name in layer_names
-        },
-        "learning_patterns": {
-            "total_events": len(events),
-            "skill_distribution": skills,
-            "average_strength": (sum(ev.strength for ev in events) / len(events)) if events else 0.0,
-        },
-        "run_file": run_path,
-    }
+            temporal_skills[ev.skill_category] = temporal_skills.get(ev.skill_category, 0) + 1
     picture_files, why_not = _pictures(run_path, output_dir) if pictures else ([], None)
+    extra = {"model_epoch": epoch, "run_file": run_path,
+             "temporal_events": {"total_events": len(temporal), "skill_distribution": temporal_skills,
+                                 "average_strength": (sum(ev.strength for ev in temporal) / len(temporal))
+                                 if temporal else 0.0}}
     if why_not:
         import warnings
         warnings.warn(f"neuronmap: pictures: {why_not}")
-        report["pictures_note"] = f"{why_not}; `neuronmap report {run_path} --out DIR` draws them"
+        extra["pictures_note"] = f"{why_not}; `neuronmap report {run_path} --out DIR` draws them"
+    report = _build_report(visualizer.device, activations, groups, events, model_info, **extra)
     # Written after `neuronmap report` (which writes its own run-level reports under the same names).
-    json_path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.json")
-    txt_path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.txt")
-    with open(json_path, "w") as f:
-        _json.dump(report, f, indent=2)
-    with open(txt_path, "w") as f:
-        f.write(_report_text(report))
-    return {"activations": activations, "groups": groups, "report": report, "run": run,
-            "files": {"run": run_path, "json_report": json_path, "text_report": txt_path,
-                      "pictures": picture_files}}
+    json_path = _write_report(report, output_dir, "json")
+    txt_path = _write_report(report, output_dir, "text")
+
+    visualizations = {}
+    by_name = {_os.path.basename(p): p for p in picture_files}
+    if "pytorch_all_layers_heatmap.png" in by_name:
+        visualizations["multi_layer"] = by_name["pytorch_all_layers_heatmap.png"]
+    for name in layer_names:
+        for kind in ("scatter", "heatmap"):
+            f = f"pytorch_groups_{kind}_{_stem(name)}.png"
+            if f in by_name:
+                visualizations[f"{name}_{kind}"] = by_name[f]
+    for f, p in by_name.items():
+        if f.endswith(".png") and p not in visualizations.values():
+            visualizations[f[:-4]] = p
+    dashboard = by_name.get("pytorch_interactive_dashboard.html")
+    engine_groups = {name: list(snapshot.layer(name).groups) for name in layer_names}
+    return {
+        "activations": activations,
+        "neuron_groups": groups,
+        "learning_events": events,
+        "visualizations": visualizations,
+        "dashboard": dashboard,
+        "report": json_path,
+        "summary": {
+            "total_layers": len(activations),
+            "total_groups": sum(len(g) for g in groups.values()),
+            "total_learning_events": len(events),
+            "device_used": visualizer.device,
+            "analysis_complete": True,
+        },
+        # ours
+        "groups": groups,
+        "engine_groups": engine_groups,
+        "run": run,
+        "run_file": run_path,
+        "text_report": txt_path,
+        "report_data": report,
+        "files": {"run": run_path, "json_report": json_path, "text_report": txt_path,
+                  "pictures": picture_files},
+    }

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/utf8.hpp"
 #include "neuronmap/errors.hpp"
 
 namespace neuronmap::report {
@@ -20,12 +21,7 @@ std::string printable_utf8(std::string_view s) {
   std::string out;
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len > 1) {
-      if (i + len > s.size()) len = 0;
-      for (std::size_t k = 1; k < len; ++k)
-        if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) len = 0;
-    }
+    const std::size_t len = detail::utf8_sequence_length(s, i);
     if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7f))) {
       out += '?';
       ++i;

@@ -9,18 +9,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import neuronmap
-
-
-class YourPyTorchModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.fc1 = nn.Linear(8 * 4 * 4, 16)
-        self.fc2 = nn.Linear(16, 4)
-
-    def forward(self, x):
-        h = torch.relu(self.conv1(x)).flatten(1)
-        return self.fc2(torch.relu(self.fc1(h)))
+from seed_models import YourPyTorchModel
 
 
 def test_quickstart(tmp_path):

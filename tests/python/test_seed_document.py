@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import neuronmap
+from seed_models import YourPyTorchModel
 
 SEED = os.path.join(os.path.dirname(__file__), "data", "pytorch_neuron_group_visualization.md")
 IMPORTS = {"src.visualization.pytorch_neuron_group_visualizer": "neuronmap",
@@ -31,18 +32,6 @@ def blocks():
             code = code.replace(old, new)
         out.append(code)
     return out
-
-
-class YourPyTorchModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.fc1 = nn.Linear(8 * 4 * 4, 16)
-        self.fc2 = nn.Linear(16, 4)
-
-    def forward(self, x):
-        h = torch.relu(self.conv1(x)).flatten(1)
-        return self.fc2(torch.relu(self.fc1(h)))
 
 
 # Names the document uses without defining them, bound before the block (by its first line) that needs them.

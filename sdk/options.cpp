@@ -1,5 +1,6 @@
 // Option names and validation.
 #include "neuronmap/options.hpp"
+#include "neuronmap/group.hpp"
 
 #include <string>
 

@@ -16,7 +16,8 @@ enum class LayerLayout {
   channels_first,  ///< [B, C, spatial...] -> B samples x C neurons (mean over the spatial dims)
 };
 
-/// One submodule of a model, as attach() would see it.
+/// One submodule of a model, as attach() would see it, before attaching (once probed, the run file
+/// records it as a LayerInfo; docs/API.md lists the layer types).
 struct LayerDescription {
   std::string name;                  ///< the name to pass to attach(), as PyTorch prints it ("features.3")
   std::string module_type;           ///< e.g. "torch::nn::LinearImpl" or "torch.nn.modules.linear.Linear"

@@ -5,9 +5,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "neuronmap/communicator.hpp"
 #include "neuronmap/detail/communicator.hpp"
+#include "neuronmap/group.hpp"
 
 namespace neuronmap {
 
@@ -24,24 +27,6 @@ enum class SpatialReduction { mean, max };
 enum class SequenceReduction {
   per_token,       ///< B*T samples
   mean_over_time,  ///< B samples, the mean over T
-};
-
-/// How neurons are grouped at a snapshot.
-enum class GroupingMethod {
-  correlation,   ///< correlation clustering (CPM): every member's mean r with its group >= threshold
-  kmeans,        ///< k-means of the standardised activation profiles
-  hierarchical,  ///< average linkage on 1 - r, cut at 1 - threshold (or into n_groups)
-  components,    ///< connected components of r >= threshold; chains; for comparison only
-};
-
-/// Parameters of the grouping; the defaults are the reference's (see docs/FORMAT.md).
-struct Grouping {
-  GroupingMethod method = GroupingMethod::correlation;
-  double threshold = 0.6;   ///< correlation r >= threshold joins two neurons (hierarchical: cut at 1 - threshold)
-  int min_group_size = 3;   ///< smaller clusters are reported as ungrouped neurons
-  int n_groups = 0;         ///< k-means / hierarchical: fixed number of clusters; 0 = automatic
-  int n_init = 10;          ///< correlation clustering and k-means: restarts
-  std::uint64_t seed = 42;  ///< correlation clustering and k-means: seed of the restarts' random stream
 };
 
 /// A captured batch as the workers see it: `rows` samples x `cols` neurons, row-major float32.
@@ -110,8 +95,9 @@ class Options {
   /// Store the full correlation matrix per layer and snapshot (N x N float32).
   NEURONMAP_OPTION(bool, store_correlation, true);
   /// Data-parallel training: the ranks' statistics are combined at each snapshot and rank 0 alone
-  /// writes the file (docs/DISTRIBUTED.md). Usually set through process_group(pg).
-  NEURONMAP_OPTION(std::shared_ptr<detail::Communicator>, communicator, nullptr);
+  /// writes the file (docs/DISTRIBUTED.md). Usually set through process_group(pg); implement
+  /// Communicator (neuronmap/communicator.hpp) for another transport, e.g. MPI.
+  NEURONMAP_OPTION(std::shared_ptr<Communicator>, communicator, nullptr);
 
  public:
   /// Shorthands for the grouping parameters most users set.
@@ -146,6 +132,5 @@ class Options {
 const char* to_string(Overflow value) noexcept;
 const char* to_string(SpatialReduction value) noexcept;
 const char* to_string(SequenceReduction value) noexcept;
-const char* to_string(GroupingMethod value) noexcept;
 
 }  // namespace neuronmap

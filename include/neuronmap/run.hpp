@@ -23,7 +23,8 @@ struct GroupSummary {
   bool loose = false;                   ///< cohesion below the grouping threshold (see Group::loose)
 };
 
-/// A one-line summary per snapshot and layer, cheap to read (no matrices).
+/// A one-line summary per snapshot and layer, cheap to read: a LayerSnapshot without its matrices,
+/// reservoir or group members (what `neuronmap inspect` prints).
 struct LayerSummary {
   std::string name;
   std::int64_t n_neurons = 0;
@@ -43,6 +44,7 @@ struct LayerSummary {
   }
 };
 
+/// A Snapshot without its matrices (Run::summary).
 struct SnapshotSummary {
   std::int64_t epoch = 0;
   double loss = 0.0;

@@ -1,10 +1,13 @@
-// What one snapshot holds: per layer, the neuron statistics, the correlation matrix and the groups.
+// What one snapshot holds: per layer, the neuron statistics, the correlation matrix and the groups
+// (Group is in group.hpp).
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include "neuronmap/group.hpp"
 
 namespace neuronmap {
 
@@ -26,33 +29,6 @@ struct Counters {
     errors += other.errors;
     return *this;
   }
-};
-
-/// A group of co-activating neurons in one layer (the original tool's PyTorchNeuronGroup).
-struct Group {
-  int group_id = 0;                      ///< position in the layer's group list (ordered by smallest neuron)
-  std::string layer_name;
-  std::vector<std::int32_t> neuron_indices;  ///< ascending
-  double cohesion_score = 0.0;           ///< mean pairwise correlation inside, clipped to [0, 1]
-  /// The smallest mean correlation of a member with the rest of its group (NaN: not stored, in files
-  /// older than format 4). Correlation clustering keeps it >= its threshold; k-means may not.
-  double min_member_correlation = 0.0;
-  /// cohesion_score below the grouping threshold (Grouping::threshold): never so with correlation
-  /// clustering; k-means (which places every neuron) and components (which chain) can make such groups.
-  /// Decided when the snapshot is made and stored with the group, because the threshold is not at hand
-  /// wherever groups are read (the run file keeps it only inside options_json, which no reader parses).
-  /// False in files older than format 4.
-  bool loose = false;
-  double mean_activation = 0.0;          ///< mean activation of the members over the captured samples
-  std::vector<float> activation_pattern; ///< the group's mean activation per reservoir sample (may be empty)
-  double importance = 0.0;               ///< sum of the members' |Taylor importance| (0 without gradients)
-  std::int64_t lineage_id = -1;          ///< follows the group across snapshots (-1: not tracked)
-  double selectivity = 0.0;              ///< class selectivity index over sample tags (0 without tags)
-  double loss_correlation = 0.0;         ///< Pearson r of activation_pattern with the per-sample loss (0 if unknown)
-  std::string learning_phase;            ///< filled by the learning-pattern analysis (may be empty)
-  std::string skill_category;            ///< filled by the learning-pattern analysis (may be empty)
-
-  std::size_t group_size() const noexcept { return neuron_indices.size(); }
 };
 
 /// One layer in one snapshot.
@@ -123,7 +99,8 @@ struct Snapshot {
   std::vector<double> losses;
 };
 
-/// One probed layer as the run file describes it.
+/// One probed layer as the run file describes it (RunInfo::layers). Before attach the same layer is a
+/// LayerDescription (layers.hpp); at each snapshot its statistics are a LayerSnapshot.
 struct LayerInfo {
   std::string name;
   std::string module_type;   ///< e.g. "torch::nn::LinearImpl"

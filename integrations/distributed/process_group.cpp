@@ -15,7 +15,7 @@
 namespace neuronmap {
 namespace {
 
-class ProcessGroupCommunicator final : public detail::Communicator {
+class ProcessGroupCommunicator final : public Communicator {
  public:
   ProcessGroupCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group, std::chrono::milliseconds timeout)
       : group_(std::move(group)), timeout_(timeout) {
@@ -88,8 +88,8 @@ class ProcessGroupCommunicator final : public detail::Communicator {
 
 }  // namespace
 
-std::shared_ptr<detail::Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
-                                                        std::chrono::milliseconds timeout) {
+std::shared_ptr<Communicator> make_communicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                std::chrono::milliseconds timeout) {
   return std::make_shared<ProcessGroupCommunicator>(std::move(group), timeout);
 }
 

@@ -25,6 +25,7 @@
 #include "probe/probe_set.hpp"
 #include "probe/sink.hpp"
 #include "session/make_session.hpp"
+#include "session/testing.hpp"
 
 namespace py = pybind11;
 using namespace neuronmap;
@@ -356,8 +357,9 @@ PYBIND11_MODULE(_core, m) {
       .def("last_error", [](const PySession& s) { return s.session().last_error(); })
       .def("layers", [](const PySession& s) { return s.session().layers(); })
       .def("file", [](const PySession& s) { return s.session().file(); })
-      .def("set_worker_delay_for_testing",
-           [](PySession& s, double seconds) { s.session().set_worker_delay_for_testing(seconds); });
+      // Test-only (underscore: not part of the Python API): a deliberately slow consumer.
+      .def("_set_worker_delay_for_testing",
+           [](PySession& s, double seconds) { detail::set_worker_delay(s.session(), seconds); });
 
   py::class_<Group>(m, "Group")
       .def_readonly("group_id", &Group::group_id)

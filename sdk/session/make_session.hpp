@@ -1,4 +1,5 @@
-// The one way every front end (C++ modules, TorchScript, Python) builds a Session.
+// The one way every front end (C++ modules, TorchScript, Python) builds a Session: Session's constructor
+// is private, and make_session reaches it through the one friend, detail::SessionAccess (session.cpp).
 #pragma once
 
 #include <string>

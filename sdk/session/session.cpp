@@ -18,6 +18,7 @@
 #include "probe/probe_core.hpp"
 #include "probe/rows.hpp"
 #include "session/make_session.hpp"
+#include "session/testing.hpp"
 #include "store/run_file.hpp"
 #include "stream/engine.hpp"
 
@@ -182,8 +183,18 @@ class SessionImpl {
   std::mutex close_mutex_;
 };
 
+// Session's one friend: the only code that constructs a Session or reaches its implementation.
+struct SessionAccess {
+  static Session make(std::unique_ptr<SessionImpl> impl) noexcept { return Session(std::move(impl)); }
+  static SessionImpl& impl(Session& session) { return *session.impl_; }
+};
+
 Session make_session(const ProbeFactory& make_probes, const std::string& device, Options options) {
-  return Session(std::make_unique<SessionImpl>(make_probes, device, std::move(options)));
+  return SessionAccess::make(std::make_unique<SessionImpl>(make_probes, device, std::move(options)));
+}
+
+void set_worker_delay(Session& session, double seconds) {
+  SessionAccess::impl(session).engine().set_worker_delay(seconds);
 }
 
 }  // namespace detail
@@ -230,7 +241,6 @@ std::vector<std::string> Session::layers() const {
 }
 std::string Session::file() const { return impl_->engine().options().file(); }
 bool Session::capturing() const { return impl_->engine().capturing(); }
-void Session::set_worker_delay_for_testing(double seconds) { impl_->engine().set_worker_delay(seconds); }
 
 Session attach(torch::nn::Module& model, const std::vector<std::string>& layers, Options options) {
   detail::check_layer_names(layers);

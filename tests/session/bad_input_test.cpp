@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "neuronmap/neuronmap.hpp"
+#include "session/testing.hpp"
 
 namespace nm = neuronmap;
 namespace fs = std::filesystem;
@@ -412,7 +413,7 @@ TEST(BadInput, SessionDestroyedMidWriteFinishesTheSnapshot) {
   const auto path = temp_path("mid_write");
   {
     auto session = nm::attach(*model, {"fc1", "fc2"}, opts("mid_write"));
-    session.set_worker_delay_for_testing(0.02);
+    nm::detail::set_worker_delay(session, 0.02);
     for (int i = 0; i < 5; ++i) step(model);
     session.end_epoch(1);  // returns at once; the workers are still busy for ~0.2 s
   }

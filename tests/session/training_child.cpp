@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "neuronmap/neuronmap.hpp"
+#include "session/testing.hpp"
 
 namespace nm = neuronmap;
 
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
                                 .overflow(overflow)
                                 .workers(1)
                                 .reservoir_size(64));
-  session.set_worker_delay_for_testing(delay);
+  neuronmap::detail::set_worker_delay(session, delay);
   if (fsize >= 0) {
     std::signal(SIGXFSZ, SIG_IGN);
     const rlimit limit{static_cast<rlim_t>(fsize), static_cast<rlim_t>(fsize)};

@@ -18,7 +18,9 @@ struct Counters {
   std::int64_t skipped_batches = 0;   ///< batches not copied: max_batches reached, bad shape, ...
   std::int64_t rows = 0;              ///< sample rows accumulated into the statistics
   std::int64_t nonfinite_rows = 0;    ///< rows with NaN/Inf, skipped and counted
-  std::int64_t errors = 0;            ///< probe callbacks that failed (the session's last_error says why)
+  std::int64_t errors = 0;  ///< failures while capturing: probe callbacks that failed, batches a worker
+                            ///< failed on (the user transform or the accumulation threw) and batch buffers
+                            ///< that could not be allocated; the session's last_error() keeps the first message
 
   Counters& operator+=(const Counters& other) noexcept {
     captured_batches += other.captured_batches;

@@ -1,4 +1,4 @@
-// Learning patterns end to end on planted dynamics with a known answer (issue 5, item 9): a model
+// Learning patterns end to end on planted dynamics with a known answer: a model
 // whose probed layer's weights the test sets per epoch, driven through the public API (attach,
 // observe, set_reference, end_epoch), then read back from the run file with neuronmap::Run.
 //

@@ -49,7 +49,7 @@ void step(Mlp& model, std::int64_t batch = 8) {
 
 }  // namespace
 
-// --- attach() ---
+// Tests of attach().
 
 TEST(BadInput, SameLayerTwiceIsAUsageError) {
   Mlp model;
@@ -124,7 +124,7 @@ TEST(BadInput, OptionsOutOfRangeAreRefusedAtAttach) {
   EXPECT_FALSE(fs::exists(temp_path("options")));
 }
 
-// --- what the layers produce ---
+// Tests of what the layers produce.
 
 TEST(BadInput, ALayerThatNeverFiresIsStoredEmpty) {
   Mlp model;
@@ -364,7 +364,7 @@ TEST(BadInput, IntegerOutputsAreReadAsFloat32) {
   }
 }
 
-// --- the epoch callback and the session's life ---
+// Tests of the epoch callback and the session's life.
 
 TEST(BadInput, AnEmptyEpochGivesASnapshotWithoutSamples) {
   Mlp model;

@@ -9,7 +9,6 @@ reduces them ([B, C, spatial...] -> spatial mean per channel, [B, T, F] -> one r
 groups come from the engine's grouping (the `neuronmap groups` code path), and the analysis also
 writes a NeuronMap run file (run.h5) through a session, for `neuronmap report` / `neuronmap inspect`.
 """
-import datetime as _datetime
 import json as _json
 import os as _os
 from dataclasses import dataclass
@@ -19,6 +18,9 @@ import numpy as _np
 import torch as _torch
 
 from . import _core
+from ._events import (SKILL_KEYWORDS, PyTorchLearningEvent, _check_dicts, _skills_from_metadata,  # noqa: F401
+                      infer_skill_type, learning_events)
+from ._reports import _as_tensor, _build_report, _event_json, _find_cli, _pictures, _write_report  # noqa: F401
 
 _METHODS = {"correlation_clustering": "correlation", "correlation": "correlation", "kmeans": "kmeans",
             "hierarchical": "hierarchical", "components": "components"}
@@ -39,61 +41,6 @@ class PyTorchNeuronGroup:
     mean_activation: float = 0.0
     min_member_correlation: float = float("nan")  # the smallest mean correlation of a member with the rest
     loose: bool = False               # cohesion below the correlation threshold (k-means partitions every neuron)
-
-
-@dataclass
-class PyTorchLearningEvent:
-    """The original tool's per-sample learning event (see docs/PYTHON.md, "Learning events").
-
-    One event per (layer, sample) on which at least one group of the layer is activated: the group's
-    members' mean activation exceeds the sample's mean + 0.5 x standard deviation over the layer's
-    neurons. Not the engine's temporal events (Snapshot.events, docs/LEARNING.md)."""
-    event_id: int
-    sample_indices: List[int]
-    activated_groups: List[int]       # group_id of the activated groups of `layer_name`
-    learning_strength: float          # the largest group mean activation on the sample
-    skill_type: str                   # metadata 'category', else the keyword rule on 'question', else 'unknown'
-    temporal_position: int            # the sample's position in loader order (row of the activation tensor)
-    model_epoch: Optional[int] = None
-    loss_value: Optional[float] = None
-    layer_name: Optional[str] = None  # ours: the layer whose groups fired
-
-
-# The original tool's keyword rule (question text -> skill type); first match in this order wins.
-SKILL_KEYWORDS = (
-    ("mathematical", ("math", "calculate", "number", "equation")),
-    ("linguistic", ("language", "word", "grammar", "sentence")),
-    ("logical", ("logic", "reason", "cause", "effect")),
-    ("memory", ("memory", "remember", "recall", "fact")),
-)
-
-
-def infer_skill_type(question):
-    """'mathematical' | 'linguistic' | 'logical' | 'memory' | 'general': the first family with a keyword
-    contained (case-insensitive substring) in the question's text."""
-    text = str(question).lower()
-    for skill, words in SKILL_KEYWORDS:
-        if any(w in text for w in words):
-            return skill
-    return "general"
-
-
-def _skills_from_metadata(question_metadata, n_samples, what="question_metadata"):
-    """One skill name per sample (loader order) or None without metadata. Raises on too few rows."""
-    if question_metadata is None:
-        return None
-    if not hasattr(question_metadata, "columns") or not hasattr(question_metadata, "iloc"):
-        raise _core.UsageError(f"{what}: expected a pandas DataFrame (one row per sample), got "
-                               f"{type(question_metadata).__name__}")
-    if len(question_metadata) < n_samples:
-        raise _core.UsageError(f"{what} has {len(question_metadata)} rows but the data has {n_samples} samples "
-                               "(one row per sample, in loader order)")
-    rows = question_metadata.iloc[:n_samples]
-    if "category" in question_metadata.columns:
-        return [str(c) for c in rows["category"].tolist()]
-    if "question" in question_metadata.columns:
-        return [infer_skill_type(q) for q in rows["question"].tolist()]
-    return ["unknown"] * n_samples
 
 
 def _resolve_device(device):
@@ -169,72 +116,6 @@ class _Prepared:
 
 
 _PICTURE_METHODS = ("heatmap", "scatter", "network")
-
-
-def _as_tensor(x):
-    if isinstance(x, _torch.Tensor):
-        return x.detach().cpu()
-    return _torch.as_tensor(_np.asarray(x))
-
-
-def _check_dicts(activations_dict, groups_dict, what):
-    if not isinstance(activations_dict, dict) or not activations_dict:
-        raise _core.UsageError(f"{what}: activations_dict is empty (layer name -> (n_samples, n_neurons) tensor)")
-    if not isinstance(groups_dict, dict):
-        raise _core.UsageError(f"{what}: groups_dict must be a dict layer name -> [PyTorchNeuronGroup]")
-    extra = [n for n in groups_dict if n not in activations_dict]
-    if extra:
-        raise _core.LayerNotFound(f"{what}: groups for {', '.join(map(repr, extra))} but no activations; "
-                                  f"layers with activations: {', '.join(activations_dict)}")
-    missing = [n for n in activations_dict if n not in groups_dict]
-    if len(missing) == len(activations_dict):
-        raise _core.UsageError(f"{what}: groups_dict has no groups for any layer ({', '.join(activations_dict)}); "
-                               "run identify_neuron_groups_pytorch on each layer first")
-
-
-def learning_events(activations_dict, groups_dict, question_metadata=None, model_epoch=None, loss_values=None):
-    """The original tool's per-sample learning events (PyTorchLearningEvent), vectorised per layer.
-    Layers without an entry in groups_dict are skipped (as in the original)."""
-    _check_dicts(activations_dict, groups_dict, "analyze_pytorch_learning_patterns")
-    events = []
-    for layer_name, activations in activations_dict.items():
-        if layer_name not in groups_dict:
-            continue
-        x = _as_tensor(activations).double()
-        if x.dim() != 2:
-            x = x.reshape(x.shape[0], -1)
-        x = x.numpy()
-        n = x.shape[0]
-        groups = list(groups_dict[layer_name])
-        if n == 0 or not groups:
-            continue
-        skills = _skills_from_metadata(question_metadata, n)
-        losses = None
-        if loss_values is not None:
-            losses = _np.asarray(loss_values.detach().cpu() if isinstance(loss_values, _torch.Tensor) else loss_values,
-                                 dtype=_np.float64).reshape(-1)
-            if losses.shape[0] < n:
-                raise _core.UsageError(f"loss_values has {losses.shape[0]} values but layer '{layer_name}' has "
-                                       f"{n} samples (one loss per sample)")
-        for g in groups:
-            bad = [i for i in g.neuron_indices if not 0 <= int(i) < x.shape[1]]
-            if bad or not g.neuron_indices:
-                raise _core.UsageError(f"group {g.group_id} of '{layer_name}': neuron indices {bad or '[]'} outside "
-                                       f"0..{x.shape[1] - 1}")
-        # torch.std's default (unbiased, n_neurons - 1), as the original used it.
-        ddof = 1 if x.shape[1] > 1 else 0
-        threshold = x.mean(1) + 0.5 * x.std(1, ddof=ddof)                            # (n,)
-        means = _np.stack([x[:, _np.asarray(g.neuron_indices, dtype=_np.int64)].mean(1) for g in groups], 1)  # (n, g)
-        active = means > threshold[:, None]
-        strength = means.max(1)
-        ids = _np.asarray([g.group_id for g in groups])
-        for s in _np.flatnonzero(active.any(1)).tolist():  # building the result objects; the arithmetic is above
-            events.append(PyTorchLearningEvent(
-                event_id=len(events), sample_indices=[s], activated_groups=ids[active[s]].tolist(),
-                learning_strength=float(strength[s]), skill_type=skills[s] if skills else "unknown",
-                temporal_position=s, model_epoch=model_epoch,
-                loss_value=None if losses is None else float(losses[s]), layer_name=layer_name))
-    return events
 
 
 def _stem(name):
@@ -491,153 +372,6 @@ class PyTorchNeuronGroupVisualizer:
         _check_dicts(activations_dict, groups_dict, "generate_pytorch_report")
         report = _build_report(self.device, activations_dict, groups_dict, learning_events, model_info)
         return _write_report(report, self.output_dir, output_format)
-
-
-def _event_json(e):
-    return {"event_id": e.event_id, "layer_name": e.layer_name, "sample_indices": list(e.sample_indices),
-            "activated_groups": list(e.activated_groups), "learning_strength": round(e.learning_strength, 6),
-            "skill_type": e.skill_type, "temporal_position": e.temporal_position, "model_epoch": e.model_epoch,
-            "loss_value": e.loss_value}
-
-
-def _find_cli():
-    """The `neuronmap` executable: $NEURONMAP_CLI, next to this package in a build tree, or on PATH."""
-    import shutil
-    env = _os.environ.get("NEURONMAP_CLI")
-    if env and _os.access(env, _os.X_OK):
-        return env
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    built = _os.path.join(here, "..", "..", "bin", "neuronmap")  # <build>/python/neuronmap -> <build>/bin
-    if _os.access(built, _os.X_OK):
-        return _os.path.normpath(built)
-    return shutil.which("neuronmap")
-
-
-def _pictures(run_path, output_dir):
-    """Heatmaps, scatter plots and the dashboard by `neuronmap report` (the C++ renderer).
-    Returns (picture paths, note): note says what is missing and why (None when nothing is)."""
-    import subprocess
-    cli = _find_cli()
-    if cli is None:
-        return [], "the neuronmap executable was not found (set NEURONMAP_CLI or put it on PATH)"
-    cmd = [cli, "report", run_path, "--out", output_dir, "--quiet"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    note = None
-    if p.returncode != 0:  # e.g. a build without ECharts cannot write the dashboard: the rest still can
-        first = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["exit code %d" % p.returncode]
-        p = subprocess.run(cmd + ["--no-dashboard"], capture_output=True, text=True)
-        if p.returncode != 0:
-            return [], f"{cli} report failed: {p.stderr.strip() or p.stdout.strip()}"
-        note = f"no dashboard: {first[0]}"
-    files = sorted(f for f in _os.listdir(output_dir) if f.endswith((".png", ".svg", ".html")))
-    return [_os.path.join(output_dir, f) for f in files], note
-
-
-def _finite_or_none(x):
-    """JSON has no NaN: a number the report cannot state becomes null."""
-    return round(float(x), 6) if _np.isfinite(x) else None
-
-
-def _build_report(device, activations, groups, events, model_info=None, **extra):
-    events = list(events or [])
-    skills = {}
-    for ev in events:
-        skills[ev.skill_type] = skills.get(ev.skill_type, 0) + 1
-    losses = [ev.loss_value for ev in events if ev.loss_value is not None and _np.isfinite(ev.loss_value)]
-    epochs = sorted({ev.model_epoch for ev in events if ev.model_epoch is not None})
-    names = [n for n in activations if n in groups]
-    total_groups = sum(len(groups[n]) for n in names)
-    in_groups = sum(g.group_size for n in names for g in groups[n])
-    report = {
-        "pytorch_analysis": {
-            "device": device,
-            "torch_version": _torch.__version__,
-            "neuronmap_version": _core.__version__,
-            "total_layers": len(activations),
-            "analysis_timestamp": _datetime.datetime.now().isoformat(),
-        },
-        "model_info": dict(model_info or {}),
-        "layer_analysis": {
-            name: {
-                "groups_found": len(groups[name]),
-                "activation_shape": list(_as_tensor(activations[name]).shape),
-                "groups_detail": [{"group_id": g.group_id, "size": g.group_size,
-                                   "cohesion": round(g.cohesion_score, 6),
-                                   "min_member_correlation": _finite_or_none(g.min_member_correlation),
-                                   "loose": g.loose,
-                                   "mean_activation": round(g.mean_activation, 6),
-                                   "neuron_indices": g.neuron_indices} for g in groups[name]],
-            } for name in names
-        },
-        "learning_patterns": {
-            "total_events": len(events),
-            "skill_distribution": skills,
-            "average_strength": (sum(ev.learning_strength for ev in events) / len(events)) if events else 0.0,
-            "epoch_analysis": {"epoch_range": [epochs[0], epochs[-1]], "total_epochs": len(epochs)} if epochs else {},
-            "loss_analysis": {"mean_loss": float(_np.mean(losses)), "min_loss": float(min(losses)),
-                              "max_loss": float(max(losses))} if losses else {},
-        },
-        "statistics": {
-            "total_groups": total_groups,
-            "total_neurons_in_groups": in_groups,
-            "average_group_size": in_groups / total_groups if total_groups else 0,
-            "layers_analyzed": len(names),
-            "device_used": device,
-        },
-    }
-    report["pytorch_analysis"].update({k: v for k, v in extra.items() if k == "model_epoch"})
-    report.update({k: v for k, v in extra.items() if k != "model_epoch"})
-    return report
-
-
-def _report_text(report):
-    lines = ["PyTorch neuron group analysis (NeuronMap)", ""]
-    meta = report["pytorch_analysis"]
-    lines.append(f"device: {meta['device']}  torch: {meta['torch_version']}  layers: {meta['total_layers']}  "
-                 f"at: {meta['analysis_timestamp']}")
-    if report.get("run_file"):
-        lines.append(f"run file: {report['run_file']}")
-    if report.get("pictures_note"):
-        lines.append(f"pictures: {report['pictures_note']}")
-    if report.get("model_info"):
-        lines += ["", "MODEL INFORMATION"]
-        lines += [f"  {k}: {v}" for k, v in report["model_info"].items()]
-    for name, layer in report["layer_analysis"].items():
-        lines.append("")
-        lines.append(f"{name}: {layer['groups_found']} groups, activations {layer['activation_shape']}")
-        for g in layer["groups_detail"]:
-            loose = " (loose: cohesion below the correlation threshold)" if g["loose"] else ""
-            weakest = g["min_member_correlation"]
-            weakest = "n/a" if weakest is None else f"{weakest:.3f}"
-            lines.append(f"  group {g['group_id']}: {g['size']} neurons, cohesion {g['cohesion']:.3f}, "
-                         f"min member r {weakest}{loose}, "
-                         f"mean activation {g['mean_activation']:.3f}")
-    lp = report["learning_patterns"]
-    lines += ["", "LEARNING PATTERNS (per-sample events, docs/PYTHON.md)",
-              f"  total events: {lp['total_events']}  average strength: {lp['average_strength']:.3f}"]
-    lines += [f"  {k}: {v}" for k, v in sorted(lp["skill_distribution"].items())]
-    if lp.get("loss_analysis"):
-        la = lp["loss_analysis"]
-        lines.append(f"  loss: mean {la['mean_loss']:.4f}, range {la['min_loss']:.4f} - {la['max_loss']:.4f}")
-    if "temporal_events" in report:
-        te = report["temporal_events"]
-        lines += ["", f"TEMPORAL EVENTS (engine, docs/LEARNING.md): {te['total_events']}"]
-    st = report["statistics"]
-    lines += ["", "STATISTICS", f"  total groups: {st['total_groups']}  neurons in groups: "
-              f"{st['total_neurons_in_groups']}  layers analysed: {st['layers_analyzed']}  device: {st['device_used']}"]
-    return "\n".join(lines) + "\n"
-
-
-def _write_report(report, output_dir, output_format):
-    if output_format == "json":
-        path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.json")
-        with open(path, "w") as f:
-            _json.dump(report, f, indent=2)
-    else:
-        path = _os.path.join(output_dir, "pytorch_neuron_group_analysis_report.txt")
-        with open(path, "w") as f:
-            f.write(_report_text(report))
-    return path
 
 
 def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, question_metadata=None,

@@ -86,8 +86,10 @@ class LocalMoves {
   static constexpr std::size_t kMaxPending = 32;
 
   std::size_t at(std::int32_t i) const { return static_cast<std::size_t>(i); }
-  // (double) r - threshold, rounded once: numpy's W = C - threshold.
-  double weight(std::int32_t i, std::int32_t j) const { return static_cast<double>(r_(i, j)) - threshold_; }
+  // (double) r - threshold, rounded once: numpy's W = C - threshold. Read from column i (r is
+  // symmetric): the terms of one neuron's gains then come from one contiguous column, not from a row
+  // that strides through the whole matrix (a cache miss per term, 5x slower at n = 4096).
+  double weight(std::int32_t i, std::int32_t j) const { return static_cast<double>(r_(j, i)) - threshold_; }
 
   // KwikCluster: each free pivot takes every free live neuron j with r(pivot, j) >= threshold.
   void pivot(const std::vector<std::int32_t>& order) {

@@ -23,39 +23,6 @@ def _event_json(e):
             "loss_value": e.loss_value}
 
 
-def _find_cli():
-    """The `neuronmap` executable: $NEURONMAP_CLI, next to this package in a build tree, or on PATH."""
-    import shutil
-    env = _os.environ.get("NEURONMAP_CLI")
-    if env and _os.access(env, _os.X_OK):
-        return env
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    built = _os.path.join(here, "..", "..", "bin", "neuronmap")  # <build>/python/neuronmap -> <build>/bin
-    if _os.access(built, _os.X_OK):
-        return _os.path.normpath(built)
-    return shutil.which("neuronmap")
-
-
-def _pictures(run_path, output_dir):
-    """Heatmaps, scatter plots and the dashboard by `neuronmap report` (the C++ renderer).
-    Returns (picture paths, note): note says what is missing and why (None when nothing is)."""
-    import subprocess
-    cli = _find_cli()
-    if cli is None:
-        return [], "the neuronmap executable was not found (set NEURONMAP_CLI or put it on PATH)"
-    cmd = [cli, "report", run_path, "--out", output_dir, "--quiet"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    note = None
-    if p.returncode != 0:  # e.g. a build without ECharts cannot write the dashboard: the rest still can
-        first = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["exit code %d" % p.returncode]
-        p = subprocess.run(cmd + ["--no-dashboard"], capture_output=True, text=True)
-        if p.returncode != 0:
-            return [], f"{cli} report failed: {p.stderr.strip() or p.stdout.strip()}"
-        note = f"no dashboard: {first[0]}"
-    files = sorted(f for f in _os.listdir(output_dir) if f.endswith((".png", ".svg", ".html")))
-    return [_os.path.join(output_dir, f) for f in files], note
-
-
 def _finite_or_none(x):
     """JSON has no NaN: a number the report cannot state becomes null."""
     return round(float(x), 6) if _np.isfinite(x) else None

@@ -20,7 +20,7 @@ import torch as _torch
 from . import _core
 from ._events import (SKILL_KEYWORDS, PyTorchLearningEvent, _check_dicts, _skills_from_metadata,  # noqa: F401
                       infer_skill_type, learning_events)
-from ._reports import _as_tensor, _build_report, _event_json, _find_cli, _pictures, _write_report  # noqa: F401
+from ._reports import _as_tensor, _build_report, _event_json, _write_report  # noqa: F401
 
 _METHODS = {"correlation_clustering": "correlation", "correlation": "correlation", "kmeans": "kmeans",
             "hierarchical": "hierarchical", "components": "components"}
@@ -372,6 +372,39 @@ class PyTorchNeuronGroupVisualizer:
         _check_dicts(activations_dict, groups_dict, "generate_pytorch_report")
         report = _build_report(self.device, activations_dict, groups_dict, learning_events, model_info)
         return _write_report(report, self.output_dir, output_format)
+
+
+def _find_cli():
+    """The `neuronmap` executable: $NEURONMAP_CLI, next to this package in a build tree, or on PATH."""
+    import shutil
+    env = _os.environ.get("NEURONMAP_CLI")
+    if env and _os.access(env, _os.X_OK):
+        return env
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    built = _os.path.join(here, "..", "..", "bin", "neuronmap")  # <build>/python/neuronmap -> <build>/bin
+    if _os.access(built, _os.X_OK):
+        return _os.path.normpath(built)
+    return shutil.which("neuronmap")
+
+
+def _pictures(run_path, output_dir):
+    """Heatmaps, scatter plots and the dashboard by `neuronmap report` (the C++ renderer).
+    Returns (picture paths, note): note says what is missing and why (None when nothing is)."""
+    import subprocess
+    cli = _find_cli()
+    if cli is None:
+        return [], "the neuronmap executable was not found (set NEURONMAP_CLI or put it on PATH)"
+    cmd = [cli, "report", run_path, "--out", output_dir, "--quiet"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    note = None
+    if p.returncode != 0:  # e.g. a build without ECharts cannot write the dashboard: the rest still can
+        first = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["exit code %d" % p.returncode]
+        p = subprocess.run(cmd + ["--no-dashboard"], capture_output=True, text=True)
+        if p.returncode != 0:
+            return [], f"{cli} report failed: {p.stderr.strip() or p.stdout.strip()}"
+        note = f"no dashboard: {first[0]}"
+    files = sorted(f for f in _os.listdir(output_dir) if f.endswith((".png", ".svg", ".html")))
+    return [_os.path.join(output_dir, f) for f in files], note
 
 
 def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, question_metadata=None,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "neuronmap/communicator.hpp"
+#include "test_dir.hpp"
 #include "neuronmap/neuronmap.hpp"
 
 namespace nm = neuronmap;
@@ -22,12 +23,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A run file path in the running test's directory (made fresh by the test's first call).
 std::string temp_path(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / "neuronmap_communicator_tests";
-  fs::create_directories(dir);
-  const auto path = dir / (name + ".h5");
-  fs::remove(path);
-  return path.string();
+  static std::string dir, test;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string current = std::string(info->test_suite_name()) + "." + info->name();
+  if (test != current) {
+    dir = neuronmap::test::fresh_test_dir("communicator");
+    test = current;
+  }
+  return (fs::path(dir) / (name + ".h5")).string();
 }
 
 // What an MPI user would write over MPI_Gatherv, here over a barrier between threads.

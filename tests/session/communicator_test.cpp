@@ -16,6 +16,7 @@
 
 #include "neuronmap/communicator.hpp"
 #include "test_dir.hpp"
+#include "thread_communicator.hpp"
 #include "neuronmap/neuronmap.hpp"
 
 namespace nm = neuronmap;
@@ -35,46 +36,8 @@ std::string temp_path(const std::string& name) {
   return (fs::path(dir) / (name + ".h5")).string();
 }
 
-// What an MPI user would write over MPI_Gatherv, here over a barrier between threads.
-class ThreadGroup {
- public:
-  explicit ThreadGroup(int world) : world_(world), parts_(static_cast<std::size_t>(world)) {}
-
-  class Rank final : public nm::Communicator {
-   public:
-    Rank(std::shared_ptr<ThreadGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
-    int rank() const override { return rank_; }
-    int size() const override { return group_->world_; }
-    std::string describe() const override { return "threads, rank " + std::to_string(rank_); }
-    std::vector<std::vector<std::uint8_t>> gather(const std::vector<std::uint8_t>& bytes) override {
-      auto& g = *group_;
-      std::unique_lock<std::mutex> lock(g.mutex_);
-      g.parts_[static_cast<std::size_t>(rank_)] = bytes;
-      const long generation = g.generation_;
-      if (++g.arrived_ == g.world_) {
-        g.arrived_ = 0;
-        g.result_ = g.parts_;
-        ++g.generation_;
-        g.changed_.notify_all();
-      } else if (!g.changed_.wait_for(lock, std::chrono::seconds(20), [&] { return g.generation_ != generation; })) {
-        throw nm::DistributedError("a rank did not arrive within 20 s");
-      }
-      return rank_ == 0 ? g.result_ : std::vector<std::vector<std::uint8_t>>{};
-    }
-
-   private:
-    std::shared_ptr<ThreadGroup> group_;
-    int rank_;
-  };
-
- private:
-  int world_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<std::vector<std::uint8_t>> parts_, result_;
-  int arrived_ = 0;
-  long generation_ = 0;
-};
+using neuronmap::test::Rendezvous;
+using neuronmap::test::ThreadCommunicator;
 
 class FailingCommunicator final : public nm::Communicator {
  public:
@@ -128,7 +91,7 @@ TEST(Communicator, InProcessRanksWriteWhatOneProcessWrites) {
   }
 
   const int world = 2;
-  const auto group = std::make_shared<ThreadGroup>(world);
+  const auto group = std::make_shared<Rendezvous>(world, std::chrono::seconds(20));
   const auto ranks_path = temp_path("ranks");
   const auto unused_path = temp_path("rank1_never_writes");
   std::vector<std::string> errors(world);
@@ -141,7 +104,7 @@ TEST(Communicator, InProcessRanksWriteWhatOneProcessWrites) {
       auto& model = models[static_cast<std::size_t>(r)];
       auto o = nm::Options(options)
                    .file(r == 0 ? ranks_path : unused_path)
-                   .communicator(std::make_shared<ThreadGroup::Rank>(group, r));
+                   .communicator(std::make_shared<ThreadCommunicator>(group, r));
       auto session = nm::attach(*model, {"0", "2"}, std::move(o));
       for (int epoch = 1; epoch <= 4; ++epoch) train(model, session, epochs[epoch - 1], epoch, r, world);
       session.close();

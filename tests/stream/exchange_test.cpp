@@ -2,6 +2,8 @@
 // and engines in threads joined by an in-memory Communicator (the c10d one is tested in tests/distributed).
 #include <gtest/gtest.h>
 
+#include "thread_communicator.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -117,44 +119,8 @@ TEST(Exchange, DecodeRefusesDamagedBuffers) {
 
 namespace {
 
-// Ranks as threads: gather() meets at a barrier; a rank that does not come within `timeout` makes the
-// others throw, as a process group's timeout does.
-struct Rendezvous {
-  explicit Rendezvous(int world) : world(world), parts(static_cast<std::size_t>(world)) {}
-  int world;
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::vector<std::vector<std::uint8_t>> parts, result;
-  int arrived = 0;
-  long generation = 0;
-};
-
-class ThreadCommunicator final : public nm::detail::Communicator {
- public:
-  ThreadCommunicator(std::shared_ptr<Rendezvous> meeting, int rank) : meeting_(std::move(meeting)), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return meeting_->world; }
-  std::string describe() const override { return "threads, rank " + std::to_string(rank_); }
-  std::vector<std::vector<std::uint8_t>> gather(const std::vector<std::uint8_t>& bytes) override {
-    auto& m = *meeting_;
-    std::unique_lock<std::mutex> lock(m.mutex);
-    m.parts[static_cast<std::size_t>(rank_)] = bytes;
-    const long generation = m.generation;
-    if (++m.arrived == m.world) {
-      m.arrived = 0;
-      m.result = m.parts;
-      ++m.generation;
-      m.changed.notify_all();
-    } else if (!m.changed.wait_for(lock, std::chrono::milliseconds(300), [&] { return m.generation != generation; })) {
-      throw nm::DistributedError("a rank did not arrive within 300 ms");
-    }
-    return rank_ == 0 ? m.result : std::vector<std::vector<std::uint8_t>>{};
-  }
-
- private:
-  std::shared_ptr<Rendezvous> meeting_;
-  int rank_;
-};
+using neuronmap::test::Rendezvous;
+using neuronmap::test::ThreadCommunicator;
 
 std::unique_ptr<Engine> make_engine(const std::string& file, nm::Options options) {
   std::vector<nm::LayerInfo> infos{{"layer0", "test", "rows as is"}};
@@ -194,7 +160,7 @@ TEST(Exchange, EnginesInThreadsEqualOneEngine) {
   single->close();
 
   const int world = 3;
-  auto meeting = std::make_shared<Rendezvous>(world);
+  auto meeting = std::make_shared<Rendezvous>(world, std::chrono::milliseconds(300));
   std::vector<std::unique_ptr<Engine>> engines;
   for (int r = 0; r < world; ++r) {
     auto o = options;
@@ -235,7 +201,7 @@ TEST(Exchange, EnginesInThreadsEqualOneEngine) {
 TEST(Exchange, AMissingRankIsRecordedAndTheFileKeepsEarlierSnapshots) {
   const auto dir = fs::temp_directory_path() / "neuronmap_exchange_tests";
   fs::create_directories(dir);
-  auto meeting = std::make_shared<Rendezvous>(2);
+  auto meeting = std::make_shared<Rendezvous>(2, std::chrono::milliseconds(300));
   auto rank0 = make_engine((dir / "missing_rank.h5").string(),
                            nm::Options{}.every(2).communicator(std::make_shared<ThreadCommunicator>(meeting, 0)));
   auto rank1 = make_engine((dir / "missing" / "x.h5").string(),

@@ -11,6 +11,9 @@ namespace neuronmap {
 const char* to_string(Overflow value) noexcept {
   return value == Overflow::block ? "block" : "drop_newest";
 }
+const char* to_string(Products value) noexcept {
+  return value == Products::float64 ? "float64" : "float32";
+}
 const char* to_string(SpatialReduction value) noexcept {
   return value == SpatialReduction::mean ? "mean" : "max";
 }
@@ -35,6 +38,8 @@ void Options::validate() const {
   if (workers_ < 1) fail("workers(" + std::to_string(workers_) + "): must be >= 1");
   if (analysis_threads_ < 1) fail("analysis_threads(" + std::to_string(analysis_threads_) + "): must be >= 1");
   if (max_batches_ < 0) fail("max_batches(" + std::to_string(max_batches_) + "): must be >= 0 (0 = all)");
+  if (!(overhead_budget_ >= 0.0 && overhead_budget_ <= 100.0))
+    fail("overhead_budget(" + std::to_string(overhead_budget_) + "): must be a fraction >= 0 (0 = no limit), e.g. 0.05");
   if (reservoir_size_ < 0) fail("reservoir_size(" + std::to_string(reservoir_size_) + "): must be >= 0");
   if (!(grouping_.threshold >= -1.0 && grouping_.threshold <= 1.0))
     fail("threshold(" + std::to_string(grouping_.threshold) + "): must be in [-1, 1]");

@@ -1,5 +1,5 @@
 // One training step plain vs attached (captured epoch) vs attached (uncaptured epoch), for an MLP
-// 784-512-512-10 and a small CNN at batch 128. Run with random interleaving so that the machine's
+// 784-512-512-10 and a small CNN at batch 128, and the MNIST example's network (train step + eval pass). Run with random interleaving so that the machine's
 // noise hits all variants alike (bench/training/run.sh does, and prints the ratios).
 #include <benchmark/benchmark.h>
 
@@ -38,7 +38,45 @@ struct CnnImpl : torch::nn::Module {
 };
 TORCH_MODULE(Cnn);
 
-enum Mode { kPlain = 0, kCaptured = 1, kUncaptured = 2 };
+// pytorch/examples' MNIST network: conv 1->10->20 (5x5), fc 320->50->10, batch 64.
+struct MnistImpl : torch::nn::Module {
+  MnistImpl()
+      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 10, 5)))),
+        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(10, 20, 5)))),
+        fc1(register_module("fc1", torch::nn::Linear(320, 50))),
+        fc2(register_module("fc2", torch::nn::Linear(50, 10))) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = torch::relu(torch::max_pool2d(conv1(x), 2));
+    h = torch::relu(torch::max_pool2d(conv2(h), 2));
+    h = torch::relu(fc1(h.view({-1, 320})));
+    return torch::log_softmax(fc2(h), 1);
+  }
+  torch::nn::Conv2d conv1, conv2;
+  torch::nn::Linear fc1, fc2;
+};
+TORCH_MODULE(Mnist);
+
+enum Mode { kPlain = 0, kCaptured = 1, kUncaptured = 2, kCapturedFloat32 = 3, kCapturedBudget5 = 4 };
+
+// Options of each attached mode: captured epochs use every(1), the uncaptured one every(1000000)
+// (the probes stay switched off); 3 = float32 products, 4 = overhead_budget(0.05).
+neuronmap::Options mode_options(Mode mode, const std::string& path) {
+  auto options = neuronmap::Options{}.every(mode == kUncaptured ? 1000000 : 1).file(path).overwrite(true);
+  if (mode == kCapturedFloat32) options.products(neuronmap::Products::float32);
+  if (mode == kCapturedBudget5) options.overhead_budget(0.05);
+  return options;
+}
+
+const char* mode_label(Mode mode) {
+  switch (mode) {
+    case kPlain: return "plain";
+    case kCaptured: return "attached_captured";
+    case kUncaptured: return "attached_uncaptured";
+    case kCapturedFloat32: return "attached_captured_float32";
+    case kCapturedBudget5: return "attached_captured_budget_0.05";
+  }
+  return "";
+}
 
 template <typename Net>
 void training_step(benchmark::State& state, const std::vector<std::string>& layers, torch::IntArrayRef input_shape) {
@@ -51,11 +89,7 @@ void training_step(benchmark::State& state, const std::vector<std::string>& laye
   const auto mode = static_cast<Mode>(state.range(0));
   std::optional<neuronmap::Session> session;
   const auto path = (std::filesystem::temp_directory_path() / "neuronmap_bench_training.h5").string();
-  if (mode != kPlain) {
-    // every(1): the first epoch is captured; every(1000000): the probes stay switched off.
-    session.emplace(neuronmap::attach(*net, layers,
-                                      neuronmap::Options{}.every(mode == kCaptured ? 1 : 1000000).file(path).overwrite(true)));
-  }
+  if (mode != kPlain) session.emplace(neuronmap::attach(*net, layers, mode_options(mode, path)));
   for (auto _ : state) {
     optimizer.zero_grad();
     auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
@@ -67,16 +101,46 @@ void training_step(benchmark::State& state, const std::vector<std::string>& laye
     const auto c = session->counters();
     state.counters["captured_batches"] = static_cast<double>(c.captured_batches);
     state.counters["dropped"] = static_cast<double>(c.dropped_batches);
+    state.counters["budget_skipped"] = static_cast<double>(c.budget_skipped_batches);
     session->close();
   }
-  state.SetLabel(mode == kPlain ? "plain" : mode == kCaptured ? "attached_captured" : "attached_uncaptured");
+  state.SetLabel(mode_label(mode));
+}
+
+// The MNIST example's train step followed by its evaluation forward pass (eval mode, no_grad, the
+// example's test batch of 1000), as one unit: the probes capture both.
+void BM_MnistStep(benchmark::State& state) {
+  torch::set_num_threads(1);
+  torch::manual_seed(0);
+  Mnist net;
+  torch::optim::SGD optimizer(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.5));
+  const auto x = torch::randn({64, 1, 28, 28});
+  const auto y = torch::randint(0, 10, {64}, torch::kLong);
+  const auto test_x = torch::randn({1000, 1, 28, 28});
+  const auto mode = static_cast<Mode>(state.range(0));
+  std::optional<neuronmap::Session> session;
+  const auto path = (std::filesystem::temp_directory_path() / "neuronmap_bench_mnist.h5").string();
+  if (mode != kPlain) session.emplace(neuronmap::attach(*net, {"conv1", "conv2", "fc1", "fc2"}, mode_options(mode, path)));
+  for (auto _ : state) {
+    net->train();
+    optimizer.zero_grad();
+    auto loss = torch::nll_loss(net->forward(x), y);
+    loss.backward();
+    optimizer.step();
+    net->eval();
+    torch::NoGradGuard no_grad;
+    benchmark::DoNotOptimize(net->forward(test_x).data_ptr());
+  }
+  if (session) session->close();
+  state.SetLabel(mode_label(mode));
 }
 
 void BM_MlpStep(benchmark::State& state) { training_step<Mlp>(state, {"fc1", "fc2", "fc3"}, {128, 784}); }
 void BM_CnnStep(benchmark::State& state) { training_step<Cnn>(state, {"conv1", "conv2", "fc1"}, {128, 3, 32, 32}); }
 
-BENCHMARK(BM_MlpStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MlpStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Arg(kCapturedFloat32)->Arg(kCapturedBudget5)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CnnStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MnistStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -29,6 +29,12 @@ enum class SequenceReduction {
   mean_over_time,  ///< B samples, the mean over T
 };
 
+/// The precision of each captured batch's centred product before it joins the float64 totals.
+enum class Products {
+  float64,  ///< dsyrk on float64 values: exact (the default)
+  float32,  ///< ssyrk on float32 centred values, merged into float64 totals: about half the cost
+};
+
 /// A captured batch as the workers see it: `rows` samples x `cols` neurons, row-major float32.
 /// A user transform may change the values in place (e.g. L2-normalise rows).
 struct RowsView {
@@ -73,6 +79,14 @@ class Options {
   NEURONMAP_OPTION(int, workers, 1);
   /// Threads the analysis (correlation, grouping) may use.
   NEURONMAP_OPTION(int, analysis_threads, 1);
+  /// Precision of each batch's co-moment product; the totals are float64 either way
+  /// (docs/PERFORMANCE.md gives the measured error of float32).
+  NEURONMAP_OPTION(Products, products, Products::float64);
+  /// The training-step slowdown a captured epoch may cost, e.g. 0.05; 0 = no limit (every batch).
+  /// Within it the session captures every k-th forward pass, k adapted to the measured cost
+  /// (docs/PERFORMANCE.md); statistics stay exact over the passes captured, and the others are counted
+  /// (Counters::budget_skipped_batches).
+  NEURONMAP_OPTION(double, overhead_budget, 0.0);
   /// Batches captured per captured epoch (per layer); 0 = all.
   NEURONMAP_OPTION(std::int64_t, max_batches, 0);
   /// [B, C, spatial...] outputs: spatial mean or max per channel.
@@ -130,6 +144,7 @@ class Options {
 #undef NEURONMAP_OPTION
 
 const char* to_string(Overflow value) noexcept;
+const char* to_string(Products value) noexcept;
 const char* to_string(SpatialReduction value) noexcept;
 const char* to_string(SequenceReduction value) noexcept;
 

@@ -21,6 +21,7 @@ struct Counters {
   std::int64_t errors = 0;  ///< failures while capturing: probe callbacks that failed, batches a worker
                             ///< failed on (the user transform or the accumulation threw) and batch buffers
                             ///< that could not be allocated; the session's last_error() keeps the first message
+  std::int64_t budget_skipped_batches = 0;  ///< batches left out to hold Options::overhead_budget
 
   Counters& operator+=(const Counters& other) noexcept {
     captured_batches += other.captured_batches;
@@ -29,6 +30,7 @@ struct Counters {
     rows += other.rows;
     nonfinite_rows += other.nonfinite_rows;
     errors += other.errors;
+    budget_skipped_batches += other.budget_skipped_batches;
     return *this;
   }
 };

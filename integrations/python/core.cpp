@@ -99,6 +99,10 @@ Options options_from(const py::dict& kw) {
       o.overflow(parse_enum<Overflow>("overflow", v.cast<std::string>(),
                                       {{"block", Overflow::block}, {"drop_newest", Overflow::drop_newest}}));
     else if (key == "workers") o.workers(v.cast<int>());
+    else if (key == "products")
+      o.products(parse_enum<Products>("products", v.cast<std::string>(),
+                                      {{"float64", Products::float64}, {"float32", Products::float32}}));
+    else if (key == "overhead_budget") o.overhead_budget(v.is_none() ? 0.0 : v.cast<double>());
     else if (key == "analysis_threads") o.analysis_threads(v.cast<int>());
     else if (key == "max_batches") o.max_batches(v.is_none() ? 0 : v.cast<std::int64_t>());
     else if (key == "spatial")
@@ -121,7 +125,8 @@ Options options_from(const py::dict& kw) {
     else if (key == "grouping_seed") g.seed = v.cast<std::uint64_t>();
     else
       throw UsageError("unknown option '" + key +
-                       "' (known: every, file, overwrite, queue_capacity, overflow, workers, analysis_threads, "
+                       "' (known: every, file, overwrite, queue_capacity, overflow, workers, products, overhead_budget, "
+                       "analysis_threads, "
                        "max_batches, spatial, sequence, reservoir_size, seed, tag_names, gradients, "
                        "store_correlation, method, threshold, min_group_size, n_groups, n_init, grouping_seed)");
   }
@@ -242,6 +247,7 @@ py::dict counters_dict(const Counters& c) {
   d["captured_batches"] = c.captured_batches;
   d["dropped_batches"] = c.dropped_batches;
   d["skipped_batches"] = c.skipped_batches;
+  d["budget_skipped_batches"] = c.budget_skipped_batches;
   d["rows"] = c.rows;
   d["nonfinite_rows"] = c.nonfinite_rows;
   d["errors"] = c.errors;

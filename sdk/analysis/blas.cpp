@@ -17,20 +17,6 @@ int to_int(std::int64_t value) {
 
 }  // namespace
 
-void syrk_upper_at_a(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
-                     double beta, double* c, std::int64_t ldc) {
-  if (n == 0) return;
-  cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
-              to_int(ldc));
-}
-
-void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
-                     float beta, float* c, std::int64_t ldc) {
-  if (n == 0) return;
-  cblas_ssyrk(CblasColMajor, CblasUpper, CblasTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
-              to_int(ldc));
-}
-
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
                      double beta, double* c, std::int64_t ldc) {
   if (n == 0) return;
@@ -45,15 +31,17 @@ void syrk_upper_a_at(std::int64_t n, std::int64_t k, float alpha, const float* a
               to_int(ldc));
 }
 
-void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc) {
-  if (n == 0) return;
-  cblas_dsyr(CblasColMajor, CblasUpper, to_int(n), alpha, x, 1, c, to_int(ldc));
-}
-
-void gemm_at_b(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
                const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
   if (m == 0 || n == 0) return;
-  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
+              to_int(ldb), beta, c, to_int(ldc));
+}
+
+void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+               const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
               to_int(ldb), beta, c, to_int(ldc));
 }
 

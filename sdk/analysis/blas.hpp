@@ -6,13 +6,6 @@
 
 namespace neuronmap::detail::blas {
 
-/// Upper triangle of C (n x n, leading dimension ldc) = alpha * A^T A + beta * C, where A is
-/// k x n column-major with leading dimension lda. The strictly lower triangle is not touched.
-void syrk_upper_at_a(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
-                     double beta, double* c, std::int64_t ldc);
-void syrk_upper_at_a(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
-                     float beta, float* c, std::int64_t ldc);
-
 /// Upper triangle of C (n x n) = alpha * A A^T + beta * C, where A is n x k column-major with leading
 /// dimension lda (i.e. k rows of n values, row-major). The strictly lower triangle is not touched.
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
@@ -20,11 +13,10 @@ void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double*
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
                      float beta, float* c, std::int64_t ldc);
 
-/// Upper triangle of C += alpha * x x^T (x of length n).
-void syr_upper(std::int64_t n, double alpha, const double* x, double* c, std::int64_t ldc);
-
-/// C (m x n) = alpha * A^T B + beta * C with A k x m and B k x n, all column-major.
-void gemm_at_b(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
+/// C (m x n) = alpha * A B^T + beta * C with A m x k and B n x k, all column-major.
+void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
                const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc);
+void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+               const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
 
 }  // namespace neuronmap::detail::blas

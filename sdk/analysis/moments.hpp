@@ -12,9 +12,12 @@
 
 namespace neuronmap::detail {
 
+/// The precision of each batch's centred product before it joins the float64 totals.
+enum class ProductPrecision { f64, f32 };
+
 class Moments {
  public:
-  explicit Moments(std::int64_t n_neurons = 0);
+  explicit Moments(std::int64_t n_neurons = 0, ProductPrecision products = ProductPrecision::f64);
 
   /// Adds `rows` samples (row-major, rows x n_neurons). Rows holding NaN or Inf are skipped;
   /// returns how many were skipped.
@@ -57,9 +60,11 @@ class Moments {
  private:
   template <typename T>
   std::int64_t add_rows(const T* data, std::int64_t rows);
-  void add_centred(const double* centred, std::int64_t rows, const Eigen::VectorXd& block_mean);
+  template <typename S, typename T>
+  void add_block(const T* data, const std::int64_t* kept, std::int64_t b, const Eigen::VectorXd& block_mean);
 
   std::int64_t n_ = 0;
+  ProductPrecision products_ = ProductPrecision::f64;
   std::int64_t count_ = 0;
   Eigen::VectorXd mean_;
   LargeVector<double> packed_;

@@ -193,8 +193,8 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
   std::size_t n_events = 0;
   if (run.size() > 0) {
     TextTable rows({"#", "epoch", "loss", "phase", "events", "layer", "neurons", "samples", "groups", "loose",
-                    "cohesion", "min member r", "dead", "dropped", "ref rows"},
-                   {true, true, true, false, true, false, true, true, true, true, true, true, true, true, true});
+                    "cohesion", "min member r", "dead", "dropped", "budget", "ref rows"},
+                   {true, true, true, false, true, false, true, true, true, true, true, true, true, true, true, true});
     TextTable events({"#", "epoch", "layer", "kind", "lineages", "strength", "skill", "loss change"},
                      {true, true, false, false, false, true, false, true});
     for (std::int64_t i = 0; i < run.size(); ++i) {
@@ -206,14 +206,15 @@ std::string render_text(const std::string& path, const Reader& run, bool list_ev
       n_events += header.events.size();
       if (s.layers.empty())
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count, "-", "",
-                  "", "", "", "", "", "", "", ""});
+                  "", "", "", "", "", "", "", "", ""});
       for (const auto& l : s.layers)
         rows.add({std::to_string(i), std::to_string(s.epoch), format_double(s.loss, "{:.6g}"), phase, count,
                   printable(l.name), std::to_string(l.n_neurons), std::to_string(l.samples), std::to_string(l.groups),
                   std::to_string(l.loose_groups()), format_double(l.mean_cohesion, "{:.3f}"),
                   l.group_summaries.empty() ? "-" : format_double(smallest_member_correlation(l), "{:.3f}"),
                   std::to_string(l.dead),
-                  std::to_string(l.counters.dropped_batches), std::to_string(l.reference_rows)});
+                  std::to_string(l.counters.dropped_batches), std::to_string(l.counters.budget_skipped_batches),
+                  std::to_string(l.reference_rows)});
       for (const auto& e : header.events) {
         std::string lineages;
         for (auto id : e.lineages) lineages += (lineages.empty() ? "" : ",") + std::to_string(id);

@@ -313,8 +313,11 @@ std::string render_text_report(const AnalysisInput& in) {
     out += fmt::format("  mean cohesion:    {}\n", l.groups.empty() ? "n/a (no groups)" : number(l.mean_cohesion()));
     if (!l.mean_abs.empty()) out += fmt::format("  dormant neurons:  {:.1f}%\n", 100.0 * l.dormant_rate);
     if (std::isfinite(l.cka_previous)) out += fmt::format("  CKA to previous:  {:.3f}\n", l.cka_previous);
-    out += fmt::format("  batches:          {} captured, {} dropped, {} skipped; {} rows ({} non-finite)\n",
+    out += fmt::format("  batches:          {} captured, {} dropped, {} skipped{}; {} rows ({} non-finite)\n",
                        l.counters.captured_batches, l.counters.dropped_batches, l.counters.skipped_batches,
+                       l.counters.budget_skipped_batches > 0
+                           ? fmt::format(", {} left out for the overhead budget", l.counters.budget_skipped_batches)
+                           : std::string(),
                        l.counters.rows, l.counters.nonfinite_rows);
     for (const auto& g : l.groups) {
       out += fmt::format("  Group {}: size {}, cohesion {}, min member r {}{}, mean activation {}", g.group_id,

@@ -210,6 +210,8 @@ struct RunReader::State {
         for (auto& row : out) schema::version2_defaults(row);
       if (version < 4)
         for (auto& row : out) schema::version3_defaults(row);
+      if (version < 5)
+        for (auto& row : out) schema::version4_defaults(row);
     }
     return out;
   }
@@ -448,7 +450,8 @@ SnapshotSummary RunReader::summary(std::int64_t index) const {
     layer.dead = row.dead_count;
     layer.reference_rows = row.reference_rows;
     layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
-                      row.rows,             row.nonfinite_rows,  row.errors};
+                      row.rows,             row.nonfinite_rows,  row.errors,
+                      row.budget_skipped_batches};
     for (const auto& gr : s.read_vector<schema::GroupRow>(s.groups, row.group_offset, row.n_groups))
       layer.group_summaries.push_back({gr.group_id, gr.size, gr.cohesion, gr.min_member_correlation, gr.loose != 0});
     out.layers.push_back(std::move(layer));
@@ -467,7 +470,8 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
     layer.n_neurons = row.n_neurons;
     layer.samples = row.samples;
     layer.counters = {row.captured_batches, row.dropped_batches, row.skipped_batches,
-                      row.rows,             row.nonfinite_rows,  row.errors};
+                      row.rows,             row.nonfinite_rows,  row.errors,
+                      row.budget_skipped_batches};
 
     const auto n = static_cast<std::uint64_t>(row.n_neurons);
     const auto neurons = s.read_vector<schema::NeuronRow>(s.neurons, row.neuron_offset, n);

@@ -374,6 +374,7 @@ void RunWriter::append(const Snapshot& snapshot) {
     row.captured_batches = layer.counters.captured_batches;
     row.dropped_batches = layer.counters.dropped_batches;
     row.skipped_batches = layer.counters.skipped_batches;
+    row.budget_skipped_batches = layer.counters.budget_skipped_batches;
     row.rows = layer.counters.rows;
     row.nonfinite_rows = layer.counters.nonfinite_rows;
     row.errors = layer.counters.errors;

@@ -107,6 +107,8 @@ struct LayerRow {
   std::uint64_t reference_offset;  // into /data/reference
   std::uint64_t reference_count;   // floats: reference_rows x n_neurons
   std::int64_t reference_rows;
+  // format_version >= 5 (zero in memory for older files: see version4_defaults)
+  std::int64_t budget_skipped_batches;
 };
 
 inline constexpr std::uint8_t kHasGradMeanAbs = 1;
@@ -205,6 +207,12 @@ inline void version3_defaults(GroupRow& r) {
 }
 template <class Row>
 void version3_defaults(Row&) {}
+
+/// The values of the fields version 5 added: older writers had no overhead budget, so nothing was
+/// left out for it.
+inline void version4_defaults(LayerRow& r) { r.budget_skipped_batches = 0; }
+template <class Row>
+void version4_defaults(Row&) {}
 
 /// Elements per chunk: 1 MiB for the correlation matrices (the notes' measured sweet spot), less for
 /// the rest so that a short run stays a small file (every chunk is allocated whole).

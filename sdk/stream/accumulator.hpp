@@ -59,9 +59,10 @@ struct LayerAccumulator {
 
   /// Adds the layer's `ordinal`-th batch of the window: n_rows x cols, row-major. Its rows enter the
   /// reservoir (of `reservoir_size` rows, keyed by `seed`) as sample_id(sample_ordinal, row). Rows with
-  /// NaN or Inf are skipped; returns how many.
+  /// NaN or Inf are skipped; returns how many. `products`: see Moments.
   std::int64_t add_batch(const float* values, std::int64_t n_rows, std::int64_t cols, std::int64_t ordinal,
-                         std::int64_t sample_ordinal, std::int64_t reservoir_size, std::uint64_t seed);
+                         std::int64_t sample_ordinal, std::int64_t reservoir_size, std::uint64_t seed,
+                         ProductPrecision products = ProductPrecision::f64);
 };
 
 inline bool row_is_finite(const float* row, std::int64_t cols) {
@@ -73,9 +74,10 @@ inline bool row_is_finite(const float* row, std::int64_t cols) {
 
 inline std::int64_t LayerAccumulator::add_batch(const float* values, std::int64_t n_rows, std::int64_t cols,
                                                 std::int64_t ordinal, std::int64_t sample_ordinal,
-                                                std::int64_t reservoir_size, std::uint64_t seed) {
+                                                std::int64_t reservoir_size, std::uint64_t seed,
+                                                ProductPrecision products) {
   if (!moments) {
-    moments.emplace(cols);
+    moments.emplace(cols, products);
     reservoir = Reservoir(reservoir_size, cols, seed);
   }
   const std::int64_t skipped = moments->add(values, n_rows);

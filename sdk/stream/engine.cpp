@@ -4,106 +4,35 @@
 #include "stream/engine.hpp"
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <optional>
 #include <thread>
 
+#include <pthread.h>
+
 #include <fmt/format.h>
-#include <tbb/concurrent_queue.h>
-#include <tbb/task_arena.h>
 
 #include "neuronmap/errors.hpp"
-#include "snapshot/builder.hpp"
-#include "store/run_file.hpp"
 #include "stream/accumulator.hpp"
+#include "stream/engine_state.hpp"
 #include "stream/exchange.hpp"
 #include "stream/reservoir.hpp"
-#include "stream/sealed_window.hpp"
-#include "stream/window.hpp"
 
 namespace neuronmap::detail {
 namespace {
+
+// Named threads: profiles and `top -H` tell the workers from the training's threads.
+void name_this_thread(const char* name) noexcept {
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), name);
+#else
+  (void)name;
+#endif
+}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
-
-// Work for the snapshot thread, in the order of end_epoch's calls.
-struct SnapshotJob {
-  // To merge into `sealed` once its workers are done; null when nothing was captured, or when
-  // `sealed` already holds the merged window (distributed, on rank 0).
-  Window* window = nullptr;
-  bool discard = false;  // only wait for the workers, then free the window's accumulators
-  SealedWindow sealed;   // epoch, losses and reference rows at least
-};
-
-struct Engine::State {
-  std::vector<neuronmap::LayerInfo> layers;
-  Options options;
-  Hooks hooks;
-  std::unique_ptr<RunWriter> writer;
-
-  tbb::concurrent_bounded_queue<Batch*> queue;
-  tbb::concurrent_queue<Batch*> pool;
-  std::vector<std::thread> workers;
-  std::atomic<double> worker_delay{0.0};
-
-  // Windows stay allocated until the engine dies: a late producer may still hold a pointer to a
-  // sealed window (it only touches the atomics, sees `closed` and leaves). Sealed windows free
-  // their accumulators.
-  std::mutex windows_mutex;
-  std::vector<std::unique_ptr<Window>> windows;
-  std::atomic<Window*> current{nullptr};
-
-  std::unique_ptr<std::atomic<std::int64_t>[]> widths;  // per layer: neurons at first capture, -1 = unknown
-  std::unique_ptr<AtomicCounters[]> totals;              // per layer, whole session
-  std::atomic<std::int64_t> rows_total{0}, nonfinite_total{0};
-
-  std::thread snapshot_thread;
-  std::mutex jobs_mutex;
-  std::condition_variable jobs_changed;
-  std::deque<SnapshotJob> jobs;
-  bool job_running = false;
-  bool stopping = false;
-  std::atomic<std::int64_t> written{0};
-
-  mutable std::mutex error_mutex;
-  std::string first_error;
-
-  std::optional<std::int64_t> last_epoch;
-  std::vector<std::int64_t> pending_loss_epochs;
-  std::vector<double> pending_losses;
-  std::atomic<bool> reference_on{false};
-  std::function<void()> reference_source;
-  std::mutex reference_mutex;
-  std::vector<ReferenceRows> reference;
-
-  std::optional<LearningHistory> history;  // the snapshot thread's only
-  bool closed = false;
-  tbb::task_arena arena;
-
-  // Distributed sessions (Options::communicator): this process's rank in the group. Reservoir sample
-  // ids use the global ordinal `ordinal * world + rank`, as if rank r fed every world-th batch.
-  std::shared_ptr<Communicator> communicator;
-  int rank = 0;
-  int world = 1;
-  bool distributed_failed = false;  // a collective failed: the group is unusable, no more snapshots
-
-  void open_window_if_captured(std::int64_t epoch);
-  Window* close_window();
-  void discard_window(Window* window);
-  void make_snapshot(SnapshotJob& job);
-  bool exchange(Window* window, SnapshotJob& job);
-
-  void record_error(const std::string& message) {
-    std::lock_guard<std::mutex> lock(error_mutex);
-    if (first_error.empty()) first_error = message;
-  }
-};
 
 BatchTicket::BatchTicket(BatchTicket&& other) noexcept : engine_(other.engine_), batch_(other.batch_) {
   other.engine_ = nullptr;
@@ -137,6 +66,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
   s.totals.reset(new AtomicCounters[n_layers]);
   s.queue.set_capacity(s.options.queue_capacity());
   s.arena.initialize(s.options.analysis_threads());
+  s.budget.set_budget(s.options.overhead_budget());
 
   std::vector<std::string> layer_names;
   for (const auto& layer : s.layers) layer_names.push_back(layer.name);
@@ -151,11 +81,13 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
 
   for (int w = 0; w < s.options.workers(); ++w) {
     s.workers.emplace_back([this, w] {
+      name_this_thread("nm-worker");
       auto& st = *state_;
       Batch* batch = nullptr;
       for (;;) {
         st.queue.pop(batch);
         if (batch == nullptr) return;  // the stop sentinel, queued after every batch
+        const auto started = st.budget.enabled() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         const double delay = st.worker_delay.load(std::memory_order_relaxed);
         if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
         Window* window = batch->window;
@@ -177,10 +109,13 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
           }
           const std::int64_t skipped =
               acc.add_batch(batch->values.data(), batch->rows, batch->cols, batch->ordinal,
-                            batch->ordinal * st.world + st.rank, st.options.reservoir_size(), st.options.seed());
+                            batch->ordinal * st.world + st.rank, st.options.reservoir_size(), st.options.seed(),
+                            st.options.products() == Products::float32 ? ProductPrecision::f32 : ProductPrecision::f64);
           acc.output_shape = batch->output_shape;
           st.rows_total.fetch_add(batch->rows - skipped, std::memory_order_relaxed);
           st.nonfinite_total.fetch_add(skipped, std::memory_order_relaxed);
+          if (st.budget.enabled())
+            st.budget.add_worker_cost(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         } catch (const std::exception& e) {
           st.totals[static_cast<std::size_t>(batch->layer)].errors.fetch_add(1, std::memory_order_relaxed);
           window->counters[static_cast<std::size_t>(batch->layer)].errors.fetch_add(1, std::memory_order_relaxed);
@@ -194,6 +129,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
   }
 
   s.snapshot_thread = std::thread([this] {
+    name_this_thread("nm-snapshot");
     auto& st = *state_;
     for (;;) {
       SnapshotJob job;
@@ -251,6 +187,20 @@ BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
     window->active.fetch_sub(1);
     return ticket;
   }
+  if (s.budget.enabled()) {
+    // Decided before anything is copied; a layer's gradients follow its last forward pass.
+    const bool captured = gradient ? window->forward_captured[index].load(std::memory_order_relaxed)
+                                   : s.budget.capture(ordinal, window->budget_decisions);
+    if (!gradient) window->forward_captured[index].store(captured, std::memory_order_relaxed);
+    if (!captured) {
+      if (!gradient) {
+        window->counters[index].budget_skipped_batches.fetch_add(1, std::memory_order_relaxed);
+        s.totals[index].budget_skipped_batches.fetch_add(1, std::memory_order_relaxed);
+      }
+      window->active.fetch_sub(1);
+      return ticket;
+    }
+  }
   // Under drop_newest a full queue drops the batch here, before the probe reduces and copies it: a
   // saturated consumer then costs the training step a counter increment, not a copy that is thrown
   // away. size() is a snapshot; submit()'s try_push still decides when the queue fills in between.
@@ -275,6 +225,7 @@ BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
   batch->gradient = gradient;
   batch->ordinal = ordinal;
   batch->window = window;
+  if (s.budget.enabled()) batch->begun = std::chrono::steady_clock::now();
   ticket.engine_ = this;
   ticket.batch_ = batch;
   return ticket;
@@ -301,6 +252,7 @@ void Engine::submit(BatchTicket ticket) noexcept {
     skip(fmt::format("layer '{}': batch not filled", s.layers[index].name));
     return;
   }
+  const auto batch_begun = batch->begun;  // the batch may be a worker's once queued
   ticket.batch_ = nullptr;  // ownership moves to the queue
   window->submitted.fetch_add(1, std::memory_order_acq_rel);
   bool queued = true;
@@ -313,6 +265,8 @@ void Engine::submit(BatchTicket ticket) noexcept {
       queued = false;
     }
   }
+  if (queued && s.budget.enabled())
+    s.budget.add_probe_cost(std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_begun).count());
   if (!queued) {
     window->submitted.fetch_sub(1, std::memory_order_acq_rel);
     window->counters[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
@@ -456,7 +410,8 @@ void Engine::State::make_snapshot(SnapshotJob& job) {
   SealedWindow& sealed = job.sealed;
   if (job.window != nullptr) {
     job.window->wait_until_processed();
-    job.window->merge(sealed.layers, sealed.counters);
+    // In the arena: merging the workers' moments runs a parallel loop, on analysis_threads only.
+    arena.execute([&] { job.window->merge(sealed.layers, sealed.counters); });
     if (job.discard) return;
     std::lock_guard<std::mutex> lock(job.window->observations_mutex);
     sealed.observations = std::move(job.window->observations);
@@ -469,53 +424,6 @@ void Engine::State::make_snapshot(SnapshotJob& job) {
   for (const auto& problem : built.problems) record_error(problem);
   writer->append(built.snapshot);
   written.fetch_add(1, std::memory_order_release);
-}
-
-// A distributed snapshot, on the training thread, so that every rank issues its collectives in the
-// same order as the training's own: wait for this rank's workers, merge them, look up the tags and
-// losses of this rank's reservoir rows (the observations stay in this process), gather every rank's
-// part to rank 0 and merge there in rank order. True on rank 0 when `job` holds the merged window;
-// false on the other ranks (their part is sent) and after a failure (recorded; no later snapshot is
-// attempted).
-bool Engine::State::exchange(Window* window, SnapshotJob& job) {
-  if (distributed_failed) {
-    if (window != nullptr) discard_window(window);
-    return false;
-  }
-  RankWindow part;
-  part.layers.resize(layers.size());
-  part.counters.resize(layers.size());
-  part.observed.resize(layers.size());
-  part.losses = job.sealed.losses;
-  if (window != nullptr) {
-    window->wait_until_processed();
-    window->merge(part.layers, part.counters);
-    std::lock_guard<std::mutex> lock(window->observations_mutex);
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-      part.observed[l] = observe_reservoir_rows(part.layers[l], window->observations, rank, world);
-    }
-  }
-  std::optional<RankWindow> merged;
-  try {
-    merged = gather_windows(*communicator, std::move(part), options.reservoir_size(), options.seed());
-  } catch (const std::exception& e) {
-    distributed_failed = true;
-    record_error(fmt::format("distributed snapshot at epoch {} ({}): {}; this and later snapshots are not written, "
-                             "the run file keeps the earlier ones",
-                             job.sealed.epoch, communicator->describe(), e.what()));
-    return false;
-  }
-  if (!merged) {
-    written.fetch_add(1, std::memory_order_release);  // this rank's part of a snapshot is delivered
-    return false;
-  }
-  job.sealed.losses = std::move(merged->losses);
-  if (!job.sealed.losses.empty()) job.sealed.loss = job.sealed.losses.back();
-  job.sealed.layers = std::move(merged->layers);
-  job.sealed.counters = std::move(merged->counters);
-  job.sealed.observed = std::move(merged->observed);
-  job.window = nullptr;  // its accumulators are merged into job.sealed
-  return true;
 }
 
 void Engine::flush() {
@@ -556,6 +464,7 @@ Counters Engine::counters() const {
     c.captured_batches += s.totals[l].captured_batches.load();
     c.dropped_batches += s.totals[l].dropped_batches.load();
     c.skipped_batches += s.totals[l].skipped_batches.load();
+    c.budget_skipped_batches += s.totals[l].budget_skipped_batches.load();
     c.errors += s.totals[l].errors.load();
   }
   c.rows = s.rows_total.load();

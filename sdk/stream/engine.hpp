@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,7 @@ struct Batch {
   std::vector<std::int64_t> output_shape;  ///< the raw output's shape
   bool gradient = false;                   ///< rows x (2 * neurons): |gradient| then activation x gradient
   struct Window* window = nullptr;
+  std::chrono::steady_clock::time_point begun{};  ///< when begin_batch granted it (overhead budget only)
 };
 
 class Engine;

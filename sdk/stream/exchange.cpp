@@ -57,12 +57,15 @@ class Reader {
 };
 
 void put_counters(Writer& w, const Counters& c) {
-  for (auto v : {c.captured_batches, c.dropped_batches, c.skipped_batches, c.rows, c.nonfinite_rows, c.errors}) w.put(v);
+  for (auto v : {c.captured_batches, c.dropped_batches, c.skipped_batches, c.rows, c.nonfinite_rows, c.errors,
+                 c.budget_skipped_batches})
+    w.put(v);
 }
 
 Counters get_counters(Reader& r) {
   Counters c;
-  for (auto* v : {&c.captured_batches, &c.dropped_batches, &c.skipped_batches, &c.rows, &c.nonfinite_rows, &c.errors})
+  for (auto* v : {&c.captured_batches, &c.dropped_batches, &c.skipped_batches, &c.rows, &c.nonfinite_rows, &c.errors,
+                  &c.budget_skipped_batches})
     *v = r.get<std::int64_t>();
   return c;
 }

@@ -6,6 +6,7 @@
 // longer touched and can be merged without locks.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -16,12 +17,14 @@
 
 #include "neuronmap/snapshot.hpp"
 #include "stream/accumulator.hpp"
+#include "stream/overhead_budget.hpp"
 #include "stream/sealed_window.hpp"
 
 namespace neuronmap::detail {
 
 struct AtomicCounters {
-  std::atomic<std::int64_t> captured_batches{0}, dropped_batches{0}, skipped_batches{0}, errors{0};
+  std::atomic<std::int64_t> captured_batches{0}, dropped_batches{0}, skipped_batches{0}, budget_skipped_batches{0},
+      errors{0};
 };
 
 struct Window {
@@ -29,8 +32,11 @@ struct Window {
       : n_layers(layers),
         ordinals(new std::atomic<std::int64_t>[layers]),
         counters(new AtomicCounters[layers]),
+        forward_captured(new std::atomic<bool>[layers]),
         accumulators(workers, std::vector<LayerAccumulator>(layers)) {
     for (std::size_t i = 0; i < layers; ++i) ordinals[i] = 0;
+    for (std::size_t i = 0; i < layers; ++i) forward_captured[i] = true;
+    std::fill(std::begin(budget_decisions), std::end(budget_decisions), -1);
   }
 
   /// Returns once no producer is inside and the workers have processed every submitted batch.
@@ -57,6 +63,7 @@ struct Window {
       c.captured_batches = counters[l].captured_batches.load();
       c.dropped_batches = counters[l].dropped_batches.load();
       c.skipped_batches = counters[l].skipped_batches.load();
+      c.budget_skipped_batches = counters[l].budget_skipped_batches.load();
       c.errors = counters[l].errors.load();
       c.rows = merged[l].rows;
       c.nonfinite_rows = merged[l].nonfinite_rows;
@@ -70,6 +77,10 @@ struct Window {
   std::atomic<std::int64_t> processed{0};
   std::unique_ptr<std::atomic<std::int64_t>[]> ordinals;    // batches begun per layer
   std::unique_ptr<AtomicCounters[]> counters;                // producer-side counters per layer
+  // Options::overhead_budget: the recent forward passes' decisions (OverheadBudget::capture) and,
+  // per layer, whether its last forward pass was captured (its gradients follow it).
+  std::int64_t budget_decisions[OverheadBudget::kDecisionSlots];
+  std::unique_ptr<std::atomic<bool>[]> forward_captured;
   std::vector<std::vector<LayerAccumulator>> accumulators;   // [worker][layer], each touched by one worker
   std::mutex observations_mutex;
   std::vector<ForwardObservation> observations;  // one per forward pass, in order

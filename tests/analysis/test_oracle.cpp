@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "analysis/grouping.hpp"
 #include "analysis/moments.hpp"
 #include "analysis/records.hpp"
@@ -87,6 +89,30 @@ TEST_P(OracleCase, StreamingMomentsGiveTheSameGroups) {
   const Correlation streamed = correlation_from_moments(m);
   EXPECT_EQ(correlation_groups(streamed, 0.6, 3).labels, t::int_array(ref("correlation_clustering")["labels"]));
   EXPECT_EQ(hierarchical_groups(streamed, 0.6, 0, 3).labels, t::int_array(ref("hierarchical")["labels"]));
+}
+
+// Options::products(float32): each batch's product in float32, merged into float64 totals. The
+// groups stay the reference's; the correlations move by at most 1e-5 (docs/PERFORMANCE.md).
+TEST_P(OracleCase, Float32ProductsGiveTheSameGroups) {
+  const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = x_.cast<float>();
+  if (x_.cast<float>().cast<double>() != x_) GTEST_SKIP() << "float64 case: moments take float32 rows";
+  Moments exact(x_.cols()), fast(x_.cols(), ProductPrecision::f32);
+  for (std::int64_t r0 = 0; r0 < rows.rows(); r0 += 128) {
+    const auto n = std::min<std::int64_t>(128, rows.rows() - r0);
+    exact.add(rows.data() + r0 * rows.cols(), n);
+    fast.add(rows.data() + r0 * rows.cols(), n);
+  }
+  const Correlation r64 = correlation_from_moments(exact, Precision::f64);
+  const Correlation r32 = correlation_from_moments(fast, Precision::f64);
+  double max_delta = 0;
+  for (std::int64_t i = 0; i < x_.cols(); ++i)
+    for (std::int64_t j = 0; j < x_.cols(); ++j) max_delta = std::max(max_delta, std::abs(r64.r(i, j) - r32.r(i, j)));
+  std::ostringstream delta_text;
+  delta_text << std::scientific << max_delta;
+  RecordProperty("max_abs_delta_r", delta_text.str());
+  EXPECT_LE(max_delta, 1e-5);
+  EXPECT_EQ(correlation_groups(r32, 0.6, 3).labels, t::int_array(ref("correlation_clustering")["labels"]));
+  EXPECT_EQ(hierarchical_groups(r32, 0.6, 0, 3).labels, t::int_array(ref("hierarchical")["labels"]));
 }
 
 INSTANTIATE_TEST_SUITE_P(Synthetic, OracleCase, ::testing::Values("tiny", "medium", "hard"));

@@ -275,3 +275,23 @@ TEST(Engine, ProducersOnManyThreadsLoseNothing) {
   auto snapshot = nm::Run::open(engine->options().file()).snapshot(0);
   EXPECT_EQ(snapshot.layers[0].samples + snapshot.layers[1].samples, 2000);
 }
+
+// The workers' per-batch work runs on the worker threads alone (no parallel loop wakes a TBB arena,
+// and the products use the private serial BLAS, which has no threads): the process gains exactly
+// the engine's own threads, a worker and the snapshot thread.
+TEST(Engine, WorkersAddNoThreadsBeyondTheirOwn) {
+  auto threads = [] {
+    std::int64_t n = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/task")) ++n;
+    return n;
+  };
+  const std::int64_t before = threads();
+  auto engine = make_engine("threads", nm::Options{}.every(1).workers(1));
+  std::mt19937_64 rng(3);
+  const std::int64_t cols = 512;  // wide enough that a parallel centring or product would split
+  const auto rows = random_rows(rng, 128, cols, 0.0);
+  for (int b = 0; b < 20; ++b) ASSERT_TRUE(submit(*engine, 0, rows, cols));
+  while (engine->counters().rows < 20 * 128) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(threads(), before + 2);
+  engine->close();
+}

@@ -1,0 +1,114 @@
+// Options::overhead_budget: holds a captured epoch's training-step slowdown within a fraction by
+// capturing every stride-th forward pass, decided in begin_batch, before a probe copies anything.
+//
+// The controller compares what a captured forward pass costs with the step time:
+// - the step time t: the time between the first probe calls of consecutive forward passes (EWMA);
+// - the cost c of one captured pass: the probes' time on the training thread (copy, and any wait
+//   for a full queue) plus the workers' wall time for its batches, as decaying sums over the recent
+//   captured passes (the workers report late; the sums do not care).
+// stride = ceil(c / (budget * t)). Counting the workers' whole time assumes they take it from the
+// training (no spare core): on a machine with idle cores the budget holds with room to spare, and
+// the stride also keeps the workers' wall time within the steps between two captures, so the queue
+// does not fill. Statistics stay exact over the passes captured; the others are counted per layer
+// (Counters::budget_skipped_batches).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+
+namespace neuronmap::detail {
+
+class OverheadBudget {
+ public:
+  /// `budget`: the slowdown allowed, e.g. 0.05; 0 turns the controller off. Set before any probe runs.
+  void set_budget(double budget) noexcept { budget_ = budget; }
+  bool enabled() const noexcept { return budget_ > 0.0; }
+
+  /// Slots that remember a window's recent decisions, so that every layer of one forward pass gets
+  /// the same answer. A window holds kDecisionSlots of them, each -1 at first.
+  static constexpr std::int64_t kDecisionSlots = 64;
+
+  /// On a probing thread, for each layer's batch of forward pass `ordinal` of a window: whether it
+  /// is captured. The first layer of a pass decides; the others read `decisions` (the window's).
+  bool capture(std::int64_t ordinal, std::int64_t* decisions) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::int64_t& slot = decisions[ordinal % kDecisionSlots];
+    if (slot >= 0 && (slot >> 1) == ordinal) return (slot & 1) != 0;
+    const bool captured = decide(ordinal);
+    slot = (ordinal << 1) | (captured ? 1 : 0);
+    return captured;
+  }
+
+  /// Time a captured batch cost the training thread in the probe (begin_batch to submit).
+  void add_probe_cost(double seconds) noexcept { add(pending_probe_, seconds); }
+  /// Wall time a worker spent on one batch.
+  void add_worker_cost(double seconds) noexcept { add(pending_worker_, seconds); }
+  std::int64_t stride() const noexcept { return stride_.load(std::memory_order_relaxed); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr double kStepWeight = 0.05;  // EWMA weight of one step-time sample
+  static constexpr double kDecay = 0.98;       // per pass: the cost sums cover ~50 recent passes
+  static constexpr double kPauseFactor = 4.0;
+  static constexpr int kPauseLimit = 3;
+
+  // Once per forward pass, under mutex_.
+  bool decide(std::int64_t ordinal) noexcept {
+    const bool first_of_window = ordinal == 0;
+    const auto now = Clock::now();
+    if (!first_of_window && have_last_) {
+      const double dt = std::chrono::duration<double>(now - last_pass_).count();
+      // A gap far longer than the step (an evaluation, a checkpoint) is not a step; a lasting
+      // change of the step time is taken after kPauseLimit such gaps in a row.
+      if (step_ > 0 && dt > kPauseFactor * step_ && ++pauses_ <= kPauseLimit) {
+      } else {
+        pauses_ = 0;
+        step_ = step_ > 0 ? (1 - kStepWeight) * step_ + kStepWeight * dt : dt;
+      }
+    }
+    last_pass_ = now;
+    have_last_ = true;
+    probe_cost_ *= kDecay;
+    worker_cost_ *= kDecay;
+    captured_ *= kDecay;
+    probe_cost_ += pending_probe_.exchange(0.0);
+    worker_cost_ += pending_worker_.exchange(0.0);
+    captured_ += static_cast<double>(pending_captured_.exchange(0));
+    if (captured_ > 0.5 && step_ > 0) {
+      const double cost = (probe_cost_ + worker_cost_) / captured_;
+      const double wanted = std::ceil(cost / (budget_ * step_));
+      stride_.store(static_cast<std::int64_t>(std::clamp(wanted, 1.0, 1e6)), std::memory_order_relaxed);
+    }
+    if (first_of_window) last_captured_ = -stride_.load();
+    const bool capture = ordinal - last_captured_ >= stride_.load(std::memory_order_relaxed);
+    if (capture) {
+      last_captured_ = ordinal;
+      pending_captured_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return capture;
+  }
+
+  static void add(std::atomic<double>& to, double seconds) noexcept {
+    double old = to.load(std::memory_order_relaxed);
+    while (!to.compare_exchange_weak(old, old + seconds, std::memory_order_relaxed)) {
+    }
+  }
+
+  double budget_ = 0.0;
+  std::mutex mutex_;  // capture(): once per layer and forward pass
+  Clock::time_point last_pass_{};
+  bool have_last_ = false;
+  double step_ = 0.0;
+  int pauses_ = 0;
+  double probe_cost_ = 0.0, worker_cost_ = 0.0, captured_ = 0.0;
+  std::int64_t last_captured_ = 0;
+  std::atomic<std::int64_t> stride_{1};
+  std::atomic<double> pending_probe_{0.0}, pending_worker_{0.0};
+  std::atomic<std::int64_t> pending_captured_{0};
+};
+
+}  // namespace neuronmap::detail

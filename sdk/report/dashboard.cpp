@@ -19,6 +19,8 @@ namespace {
 constexpr std::size_t kMaxMembersShown = 256;
 /// Learning events embedded; with more, the strongest are kept.
 constexpr std::size_t kMaxEventsShown = 3000;
+/// Points per group in the per-sample activation lines; longer patterns show every k-th sample.
+constexpr std::size_t kMaxPatternPoints = 400;
 /// Scatter points per layer; larger layers show every k-th neuron.
 constexpr std::size_t kMaxScatterPoints = 6000;
 
@@ -170,6 +172,13 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
     w.field("selectivity", g.selectivity).field("loss_correlation", g.loss_correlation);
     w.key("members").begin_array();
     for (std::size_t i = 0; i < g.neuron_indices.size() && i < kMaxMembersShown; ++i) w.value(g.neuron_indices[i]);
+    w.end_array();
+    // The group's mean activation per sample row (the original tool's activation lines), every k-th row.
+    const std::size_t stride = (g.activation_pattern.size() + kMaxPatternPoints - 1) / kMaxPatternPoints;
+    w.field("pattern_stride", static_cast<std::int64_t>(std::max<std::size_t>(stride, 1)));
+    w.key("pattern").begin_array();
+    for (std::size_t i = 0; i < g.activation_pattern.size(); i += std::max<std::size_t>(stride, 1))
+      w.rounded(g.activation_pattern[i], 4);
     w.end_array();
     w.end_object();
   }

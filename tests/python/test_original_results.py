@@ -101,8 +101,9 @@ def test_bad_input(tmp_path):
     groups = {"fc1": vis.identify_neuron_groups_pytorch(x, "fc1", correlation_threshold=0.3, min_group_size=2)}
     with pytest.raises(neuronmap.UsageError, match="method='pie'"):
         vis.visualize_pytorch_groups(acts, groups, method="pie")
-    with pytest.raises(NotImplementedError, match="network"):
-        vis.visualize_pytorch_groups(acts, groups, method="network")
+    with pytest.raises(neuronmap.UsageError, match="neuron 999"):
+        vis.visualize_pytorch_groups(acts, {"fc1": [PyTorchNeuronGroup(0, [1, 999], "fc1", None, None, 2, 1.0)]},
+                                     method="network")
     with pytest.raises(neuronmap.LayerNotFound, match="layer_name='fc9'"):
         vis.visualize_pytorch_groups(acts, groups, method="scatter", layer_name="fc9")
     with pytest.raises(neuronmap.UsageError, match="output_format"):

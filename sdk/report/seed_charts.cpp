@@ -294,7 +294,8 @@ void draw_size_cohesion(const std::string& path, ImageFormat format, const std::
   const double cell = columns <= 12 ? 52 : columns <= 24 ? 36 : 26;
   const double left = 190, top = 104, right = 150;
   const double w = cell * static_cast<double>(columns), h = cell * static_cast<double>(std::max<std::size_t>(1, layers.size()));
-  Canvas canvas(path, format, static_cast<int>(std::max(left + w + right, 720.0)), static_cast<int>(top + h + 80));
+  Canvas canvas(path, format, static_cast<int>(std::max(left + w + right, 720.0)),
+                static_cast<int>(std::max(top + h + 80, 420.0)));
   canvas.text(24, 34, fmt::format("All layers \u2014 group size and cohesion, epoch {}", at.epoch), {18.0, true, kInk});
   canvas.text(24, 56,
               fmt::format("{} layers \u00b7 loss {} \u00b7 one cell per group, largest first: its size written in it, "

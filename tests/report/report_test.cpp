@@ -62,7 +62,8 @@ Picture load_png(const std::string& path) {
 }
 
 /// A picture that decodes, has a sensible size and is not blank or a single flat colour.
-void expect_picture(const std::string& path, std::size_t min_colors = 16) {
+/// `min_inked`: the share of non-white pixels below which it counts as blank (line drawings ink little).
+void expect_picture(const std::string& path, std::size_t min_colors = 16, double min_inked = 0.05) {
   SCOPED_TRACE(path);
   ASSERT_TRUE(fs::exists(path));
   const Picture p = load_png(path);
@@ -71,7 +72,7 @@ void expect_picture(const std::string& path, std::size_t min_colors = 16) {
   EXPECT_GE(p.height, 400);
   EXPECT_LE(p.width, 2200);
   EXPECT_GE(p.colors, min_colors);
-  EXPECT_GT(p.inked, 0.05);
+  EXPECT_GT(p.inked, min_inked);
 }
 
 /// Runs a Python check on a file: the script gets the path as sys.argv[1] and fails with a message.
@@ -120,7 +121,7 @@ TEST_F(Report, DefaultWritesTheOriginalToolsFilesAndReports) {
     expect_picture(out + "/pytorch_groups_scatter_" + layer + ".png");
     expect_picture(out + "/pytorch_groups_correlation_" + layer + ".png", 64);
     expect_picture(out + "/pytorch_neurons_scatter_" + layer + ".png");
-    expect_picture(out + "/pytorch_groups_network_" + layer + ".png");
+    expect_picture(out + "/pytorch_groups_network_" + layer + ".png", 16, 0.01);
   }
   // No matrix stored for head/out: its sample views and a neuron scatter from its statistics, but no
   // correlation heatmap and no network.
@@ -389,7 +390,7 @@ TEST(ReportLarge, LargeLayersAreDownsampledToAtMost1024Pixels) {
   EXPECT_GE(heat.colors, 64u);
   expect_picture(options.out_dir + "/pytorch_groups_scatter_wide_layer.png");
   expect_picture(options.out_dir + "/pytorch_groups_heatmap_wide_layer.png", 64);
-  expect_picture(options.out_dir + "/pytorch_groups_network_wide_layer.png");
+  expect_picture(options.out_dir + "/pytorch_groups_network_wide_layer.png", 16, 0.01);
   if (result.dashboard_written) {
     // The embedded matrix is reduced too: the file stays small.
     EXPECT_LT(fs::file_size(options.out_dir + "/pytorch_interactive_dashboard.html"), 4u << 20);
@@ -527,11 +528,12 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   const auto selftest = dom.out.find("nm-selftest");
   ASSERT_NE(selftest, std::string::npos) << dom.out.substr(0, 2000);
-  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:7\""), std::string::npos) << dom.out.substr(0, 400);
+  // 9 charts: heatmap, scatter, group sizes, per-sample group lines and the five timelines.
+  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:9\""), std::string::npos) << dom.out.substr(0, 400);
   EXPECT_NE(dom.out.find("data-neuronmap-selftest=\"pass:"), std::string::npos) << dom.out.substr(selftest, 2000);
   std::size_t canvases = 0;
   for (auto at = dom.out.find("<canvas"); at != std::string::npos; at = dom.out.find("<canvas", at + 1)) ++canvases;
-  EXPECT_GE(canvases, 7u);
+  EXPECT_GE(canvases, 9u);
   EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
   // 4 layers and 4 embedded snapshots: every switch changes what the charts show.
   EXPECT_NE(dom.out.find("\"checks\":[{"), std::string::npos);

@@ -93,6 +93,8 @@ def __getattr__(name):
         globals()[name] = value
         return value
     if name in _SUBMODULES:
+        if name == "_core":  # it shares torch's LibTorch: torch first
+            _importlib.import_module("._session", __name__)
         return _importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'neuronmap' has no attribute '{name}'")
 

@@ -15,6 +15,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include "learning/sample_events.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/session.hpp"
@@ -352,6 +353,27 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("labels", [](const LayerSnapshot& l) { return to_numpy(l.labels); })
       .def_readonly("groups", &LayerSnapshot::groups)
       .def_property_readonly("counters", [](const LayerSnapshot& l) { return counters_dict(l.counters); })
+      .def("sample_events", [](const LayerSnapshot& l, double sigma) {
+        // The original tool's per-sample events on what the snapshot keeps: its sample rows and groups.
+        const auto e = detail::learning::sample_events(l, sigma);
+        py::dict d;
+        d["samples"] = to_numpy(e.samples);
+        std::vector<std::int64_t> ids;
+        for (auto r : e.samples)
+          ids.push_back(static_cast<std::size_t>(r) < l.reservoir_ids.size() ? l.reservoir_ids[static_cast<std::size_t>(r)] : r);
+        d["sample_ids"] = to_numpy(ids);
+        py::list activated;
+        for (const auto& a : e.activated) {
+          std::vector<std::int32_t> group_ids;
+          for (auto k : a) group_ids.push_back(l.groups[static_cast<std::size_t>(k)].group_id);
+          activated.append(to_numpy(group_ids));
+        }
+        d["activated"] = activated;
+        d["strength"] = to_numpy(e.strength);
+        return d;
+      }, py::arg("sigma") = 0.5,
+         "The original tool's per-sample events on the stored sample rows (reservoir) and groups: samples "
+         "(row positions), sample_ids, activated (group ids), strength.")
       .def("__repr__", [](const LayerSnapshot& l) {
         return "<LayerSnapshot '" + l.name + "': " + std::to_string(l.n_neurons) + " neurons, " +
                std::to_string(l.samples) + " samples, " + std::to_string(l.groups.size()) + " groups>";

@@ -149,3 +149,22 @@ def test_import_neuronmap_needs_no_torch():
     assert p.returncode == 0, p.stdout + p.stderr
     assert "groups [[0, 1, 2]]" in p.stdout
     assert "attach: ImportError neuronmap.attach needs PyTorch" in p.stdout, p.stdout
+
+
+def test_sample_events_on_a_run_files_rows(tmp_path):
+    """Snapshot layers compute the per-sample events in C++ on the rows and groups the run file keeps."""
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Identity())
+    x = torch.from_numpy(planted(np.random.default_rng(8), n=64))
+    with neuronmap.attach(model, ["0"], every=1, file=str(tmp_path / "run.h5"), min_group_size=3) as s:
+        model(x)
+        s.end_epoch(1)
+    layer = neuronmap.open(tmp_path / "run.h5")[0].layer("0")
+    assert len(layer.groups) == 2 and layer.reservoir.shape == (64, 24)
+    found = layer.sample_events()
+    direct = neuronmap.sample_events(layer.reservoir, [g.neuron_indices for g in layer.groups])
+    assert found["samples"].tolist() == direct["samples"].tolist() and len(found["samples"]) > 0
+    ids = [g.group_id for g in layer.groups]
+    assert [a.tolist() for a in found["activated"]] == [[ids[k] for k in a] for a in direct["activated"]]
+    assert found["strength"] == pytest.approx(direct["strength"])
+    assert found["sample_ids"].tolist() == layer.reservoir_ids[found["samples"]].tolist()

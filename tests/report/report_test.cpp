@@ -528,12 +528,13 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   const auto selftest = dom.out.find("nm-selftest");
   ASSERT_NE(selftest, std::string::npos) << dom.out.substr(0, 2000);
-  // 9 charts: heatmap, scatter, group sizes, per-sample group lines and the five timelines.
-  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:9\""), std::string::npos) << dom.out.substr(0, 400);
+  // 11 charts: correlation, neuron scatter, activations, sample scatter, group sizes, per-sample group
+  // lines and the five timelines.
+  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:11\""), std::string::npos) << dom.out.substr(0, 400);
   EXPECT_NE(dom.out.find("data-neuronmap-selftest=\"pass:"), std::string::npos) << dom.out.substr(selftest, 2000);
   std::size_t canvases = 0;
   for (auto at = dom.out.find("<canvas"); at != std::string::npos; at = dom.out.find("<canvas", at + 1)) ++canvases;
-  EXPECT_GE(canvases, 9u);
+  EXPECT_GE(canvases, 11u);
   EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
   // 4 layers and 4 embedded snapshots: every switch changes what the charts show.
   EXPECT_NE(dom.out.find("\"checks\":[{"), std::string::npos);

@@ -59,6 +59,10 @@ def test_every_key_and_attribute(tmp_path):
     for name, path in results["visualizations"].items():
         assert os.path.isfile(path), name
     assert "multi_layer" in results["visualizations"] and "fc1_scatter" in results["visualizations"]
+    # The original's views under its names, ours beside them.
+    for key in ("fc1_heatmap", "fc1_network", "pytorch_groups_correlation_fc1", "pytorch_neurons_scatter_fc1",
+                "pytorch_all_layers_correlation"):
+        assert key in results["visualizations"], sorted(results["visualizations"])
     assert results["dashboard"] is None or results["dashboard"].endswith("pytorch_interactive_dashboard.html")
     assert isinstance(results["report"], str) and results["report"].endswith(".json")
     assert os.path.isfile(results["text_report"]) and os.path.isfile(results["run_file"])

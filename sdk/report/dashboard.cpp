@@ -76,7 +76,7 @@ std::string fill(const std::string& text, std::vector<std::pair<std::string, std
 
 /// The original tool's two views from the sample rows: activations (rows x neurons in group order, as
 /// block means) and the samples in the PCA of activations with their most active group.
-void write_sample_views(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order) {
+void write_sample_views(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order, std::uint64_t seed) {
   const SampleRows rows = sample_rows(layer);
   if (rows.rows == 0) {
     w.key("sample_views").null();
@@ -114,7 +114,7 @@ void write_sample_views(JsonWriter& w, const LayerSnapshot& layer, const GroupOr
   w.end_array();
   w.end_object();
 
-  const Pca pca = principal_components(rows.data, rows.rows, rows.cols, 2, 42);
+  const Pca pca = principal_components(rows.data, rows.rows, rows.cols, 2, seed);
   const auto best = most_active_group(group_means(rows, layer.groups), rows.rows, static_cast<std::int64_t>(layer.groups.size()));
   const std::size_t stride = (static_cast<std::size_t>(rows.rows) + kMaxSamplePoints - 1) / kMaxSamplePoints;
   w.key("pca").begin_object();
@@ -205,7 +205,7 @@ void write_dashboard_events(JsonWriter& w, const std::vector<Event>& events) {
 }
 
 void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
-                           const std::optional<Embedding>& embedding, std::int64_t max_cells) {
+                           const std::optional<Embedding>& embedding, std::int64_t max_cells, std::uint64_t seed) {
   w.begin_object();
   w.field("name", layer.name).field("n", layer.n_neurons).field("samples", layer.samples);
   w.field("dead", layer.dead_count()).field("mean_cohesion", layer.mean_cohesion());
@@ -255,7 +255,7 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
   }
   w.end_array();
 
-  write_sample_views(w, layer, order);
+  write_sample_views(w, layer, order, seed);
   if (!embedding) {
     w.key("scatter").null();
   } else {

@@ -312,7 +312,7 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
         for (const auto& w : why) rep.notes.push_back(fmt::format("epoch {}, layer {}: {}", snap.epoch, layer.name, w));
         rep.layer_files[layer.name] = files;
       }
-      if (detail) write_dashboard_layer(details, layer, order, embedding, dashboard_cells);
+      if (detail) write_dashboard_layer(details, layer, order, embedding, dashboard_cells, opt.seed);
     }
     if (detail) details.end_array().end_object();
     if (pictures) {

@@ -114,6 +114,8 @@ def test_pictures_refuse_groups_they_cannot_show(tmp_path):
         neuronmap.draw({"fc1": x}, {"fc1": [[0, 1], [1, 2]]}, tmp_path)
     with pytest.raises(neuronmap.UsageError, match="outside 0..23"):
         neuronmap.draw({"fc1": x}, {"fc1": [[0, 24]]}, tmp_path)
+    with pytest.raises(neuronmap.LayerNotFound, match="groups for 'fc9'"):
+        neuronmap.draw({"fc1": x}, {"fc9": [[0, 1]]}, tmp_path)
     with pytest.raises(neuronmap.UsageError, match="NaN or Inf"):
         neuronmap.draw({"fc1": np.full((5, 3), np.nan)}, {"fc1": []}, tmp_path)
     assert not any(f.endswith(".png") for f in os.listdir(tmp_path))

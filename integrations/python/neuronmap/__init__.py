@@ -62,6 +62,10 @@ def draw(activations, groups, output_dir, dashboard=False, threshold=0.6, epoch=
     """Every picture of `neuronmap report` (and its JSON/text reports; the dashboard if asked) for NumPy
     activations and given groups, without torch: activations {layer: (n_samples, n_neurons)}, groups
     {layer: [neuron indices of each group]} (group ids are the positions). Returns the files written."""
+    unknown = [name for name in groups if name not in activations]
+    if unknown:
+        raise LayerNotFound(f"draw: groups for {', '.join(map(repr, unknown))} but no activations; layers: "
+                            f"{', '.join(activations)}")
     layers = [{"name": name, "activations": _np.ascontiguousarray(_as_array(a), dtype=_np.float32),
                "groups": [{"id": gid, "members": [int(i) for i in members]}
                           for gid, members in enumerate(groups.get(name, []))]}

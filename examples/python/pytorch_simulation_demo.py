@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The original's simulation demo on NeuronMap: NumPy data (three layers of simulated activations
-with planted co-activating groups and four skill families), grouped by the engine through
-neuronmap.group_activations, per-sample events by the original's rule. The script uses no torch API
-(`import neuronmap` still loads torch: the package shares LibTorch with the engine).
+"""The original's simulation demo on NeuronMap, without torch: NumPy data (three layers of simulated
+activations with planted co-activating groups and four skill families), grouped by the engine
+(neuronmap.group_activations), per-sample events by the original's rule computed in C++
+(neuronmap.sample_events), pictures by the C++ renderer (neuronmap.draw). `import neuronmap` loads
+no torch; the script checks that at the end.
 Usage: pytorch_simulation_demo.py [OUTPUT_DIR]   (default demo_outputs/pytorch_simulation)"""
 import collections
 import json
@@ -13,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 import neuronmap
-from neuronmap.compat import PyTorchNeuronGroup, learning_events
 
 SKILLS = ["mathematical", "linguistic", "logical", "memory"]
 
@@ -31,21 +31,25 @@ def main(out):
     os.makedirs(out, exist_ok=True)
     activations = {"conv1": simulate(rng, 120, 16, 2), "fc1": simulate(rng, 120, 32, 4), "fc2": simulate(rng, 120, 8, 1)}
     metadata = pd.DataFrame({"category": [SKILLS[i % 4] for i in range(120)]})
-    groups = {}
+    groups, events = {}, []
     for name, a in activations.items():
         r = neuronmap.group_activations(a, method="correlation", threshold=0.6, min_group_size=3)
-        groups[name] = [PyTorchNeuronGroup(gid, [int(i) for i in m], name, None, None, len(m), float(c))
-                        for gid, (m, c) in enumerate(zip(r["groups"], r["cohesion"]))]
-        print(f"{name}: {a.shape}, {len(groups[name])} groups: " +
-              ", ".join(str(g.neuron_indices) for g in groups[name]))
-    events = learning_events(activations, groups, metadata)
-    by_skill = collections.Counter(e.skill_type for e in events)
+        groups[name] = [[int(i) for i in m] for m in r["groups"]]
+        print(f"{name}: {a.shape}, {len(groups[name])} groups: " + ", ".join(str(g) for g in groups[name]))
+        found = neuronmap.sample_events(a, groups[name])
+        for s, activated, strength in zip(found["samples"], found["activated"], found["strength"]):
+            events.append({"layer": name, "sample": int(s), "activated_groups": activated.tolist(),
+                           "learning_strength": float(strength), "skill_type": metadata["category"][int(s)]})
+    by_skill = collections.Counter(e["skill_type"] for e in events)
     print(f"learning events: {len(events)}", dict(sorted(by_skill.items())))
+    for f in neuronmap.draw(activations, groups, out):
+        if f.endswith(".png"):
+            print(f"picture: {os.path.basename(f)}")
     path = os.path.join(out, "pytorch_simulation_report.json")
     with open(path, "w") as f:
-        json.dump({"layers": {n: [g.neuron_indices for g in gs] for n, gs in groups.items()},
-                   "total_events": len(events), "skill_distribution": dict(by_skill)}, f, indent=2)
+        json.dump({"layers": groups, "total_events": len(events), "skill_distribution": dict(by_skill)}, f, indent=2)
     print(f"report: {path}")
+    print(f"torch loaded: {'torch' in sys.modules}")
     return groups, events
 
 

@@ -1,7 +1,7 @@
 // neuronmap._core: the C++ side of the Python module. Python forward hooks (registered by the pure
 // Python package on eager nn.Modules) hand each output tensor to Session.capture, which feeds the
 // same EngineSink -> queue -> workers path as the C++ probes: a ProbeSet whose outputs arrive from
-// outside. Also binds Run (reading run files) and the grouping the `groups` verb runs.
+// outside. Also binds Run (reading run files); grouping, events and pictures are in _analysis.
 #include <atomic>
 #include <cstring>
 #include <stdexcept>
@@ -15,9 +15,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include "analysis/correlation.hpp"
-#include "analysis/grouping.hpp"
-#include "analysis/records.hpp"
+#include "learning/sample_events.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
 #include "neuronmap/session.hpp"
@@ -254,80 +252,22 @@ py::dict counters_dict(const Counters& c) {
   return d;
 }
 
-// The `groups` verb's computation on an in-memory samples x neurons matrix.
-py::dict group_activations(py::array x, const std::string& method, double threshold, int min_group_size,
-                           int n_groups, int n_init, std::uint64_t seed) {
-  if (x.ndim() != 2) throw UsageError("activations must be 2-D (n_samples, n_neurons)");
-  if (!(threshold >= -1.0 && threshold <= 1.0)) throw UsageError("correlation_threshold must be in [-1, 1]");
-  if (min_group_size < 1) throw UsageError("min_group_size must be >= 1");
-  if (n_groups < 0) throw UsageError("n_groups must be >= 0 (0 or None: automatic)");
-  if (n_init < 1) throw UsageError("n_init must be >= 1");
-  Grouping options;
-  options.method = parse_method(method);
-  options.threshold = threshold;
-  options.min_group_size = min_group_size;
-  options.n_groups = n_groups;
-  options.n_init = n_init;
-  options.seed = seed;
-
-  const bool single = x.dtype().is(py::dtype::of<float>());
-  py::array_t<float, py::array::c_style | py::array::forcecast> xf;
-  py::array_t<double, py::array::c_style | py::array::forcecast> xd;
-  if (single) xf = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
-  else xd = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(x);
-  const std::int64_t rows = x.shape(0), cols = x.shape(1);
-  if (rows < 2) throw UsageError("need at least 2 samples to correlate neurons");
-
-  detail::GroupingResult result;
-  std::vector<std::vector<double>> patterns;
-  std::vector<double> mean_activation;
-  std::vector<std::uint8_t> dead;
-  std::vector<double> means;
-  {
-    py::gil_scoped_release release;
-    const detail::Correlation corr = single ? detail::correlation_from_rows(xf.data(), rows, cols)
-                                            : detail::correlation_from_rows(xd.data(), rows, cols);
-    result = detail::group_neurons(corr, options);
-    for (const auto& members : result.groups) {
-      const Eigen::VectorXd p = single ? detail::activation_pattern(xf.data(), rows, cols, members)
-                                       : detail::activation_pattern(xd.data(), rows, cols, members);
-      patterns.emplace_back(p.data(), p.data() + p.size());
-      mean_activation.push_back(detail::mean_activation(p));
-    }
-    dead = corr.dead;
-    means.assign(corr.mean.data(), corr.mean.data() + corr.mean.size());
-  }
-  py::dict d;
-  d["labels"] = to_numpy(result.labels);
-  py::list groups, pats;
-  for (const auto& g : result.groups) groups.append(to_numpy(g));
-  for (const auto& p : patterns) pats.append(to_numpy(p));
-  d["groups"] = groups;
-  d["patterns"] = pats;
-  d["cohesion"] = to_numpy(result.cohesion);
-  d["min_member_correlation"] = to_numpy(result.min_member_correlation);
-  // The engine's rule for Group::loose, with this call's threshold.
-  std::vector<std::uint8_t> loose;
-  for (double c : result.cohesion) loose.push_back(c < threshold ? 1 : 0);
-  d["loose"] = to_numpy(loose).attr("astype")("bool");
-  d["mean_activation"] = to_numpy(mean_activation);
-  d["dead"] = to_numpy(dead);
-  d["neuron_mean"] = to_numpy(means);
-  d["chosen_k"] = result.chosen_k;
-  d["n_raw_clusters"] = result.n_raw_clusters;
-  return d;
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "NeuronMap's C++ engine (use the `neuronmap` package, not this module)";
   m.attr("__version__") = NEURONMAP_VERSION_STRING;
 
-  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
-  static py::exception<LayerNotFound> layer_not_found(m, "LayerNotFound", error.ptr());
-  static py::exception<UsageError> usage_error(m, "UsageError", error.ptr());
-  static py::exception<FileError> file_error(m, "FileError", error.ptr());
+  // The exception types live in the torch-free half (_analysis), so that both halves raise the same ones.
+  const py::module_ analysis = py::module_::import("neuronmap._analysis");
+  static const py::object error = analysis.attr("Error");
+  static const py::object layer_not_found = analysis.attr("LayerNotFound");
+  static const py::object usage_error = analysis.attr("UsageError");
+  static const py::object file_error = analysis.attr("FileError");
+  m.attr("Error") = error;
+  m.attr("LayerNotFound") = layer_not_found;
+  m.attr("UsageError") = usage_error;
+  m.attr("FileError") = file_error;
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -419,6 +359,27 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("labels", [](const LayerSnapshot& l) { return to_numpy(l.labels); })
       .def_readonly("groups", &LayerSnapshot::groups)
       .def_property_readonly("counters", [](const LayerSnapshot& l) { return counters_dict(l.counters); })
+      .def("sample_events", [](const LayerSnapshot& l, double sigma) {
+        // The original tool's per-sample events on what the snapshot keeps: its sample rows and groups.
+        const auto e = detail::learning::sample_events(l, sigma);
+        py::dict d;
+        d["samples"] = to_numpy(e.samples);
+        std::vector<std::int64_t> ids;
+        for (auto r : e.samples)
+          ids.push_back(static_cast<std::size_t>(r) < l.reservoir_ids.size() ? l.reservoir_ids[static_cast<std::size_t>(r)] : r);
+        d["sample_ids"] = to_numpy(ids);
+        py::list activated;
+        for (const auto& a : e.activated) {
+          std::vector<std::int32_t> group_ids;
+          for (auto k : a) group_ids.push_back(l.groups[static_cast<std::size_t>(k)].group_id);
+          activated.append(to_numpy(group_ids));
+        }
+        d["activated"] = activated;
+        d["strength"] = to_numpy(e.strength);
+        return d;
+      }, py::arg("sigma") = 0.5,
+         "The original tool's per-sample events on the stored sample rows (reservoir) and groups: samples "
+         "(row positions), sample_ids, activated (group ids), strength.")
       .def("__repr__", [](const LayerSnapshot& l) {
         return "<LayerSnapshot '" + l.name + "': " + std::to_string(l.n_neurons) + " neurons, " +
                std::to_string(l.samples) + " samples, " + std::to_string(l.groups.size()) + " groups>";
@@ -490,9 +451,4 @@ PYBIND11_MODULE(_core, m) {
         py::gil_scoped_release release;
         return r.snapshot(i);
       }, py::arg("index"));
-
-  m.def("group_activations", &group_activations, py::arg("activations"), py::arg("method") = "correlation",
-        py::arg("threshold") = 0.6, py::arg("min_group_size") = 3, py::arg("n_groups") = 0, py::arg("n_init") = 10,
-        py::arg("seed") = 42,
-        "Groups neurons of a samples x neurons matrix with the engine's grouping (as `neuronmap groups`).");
 }

@@ -73,8 +73,9 @@ report::ReportResult write_report_isolated(const ReportArgs& args) {
 
 void add_report(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "report", "Write the analysis reports (JSON, text), pictures (heatmaps, scatter plots, timeline) and the "
-                "interactive dashboard of a run");
+      "report", "Write the analysis reports (JSON, text), pictures (the original tool's activation heatmaps, sample "
+                "scatter plots and group size vs cohesion; our correlation heatmaps, neuron scatter plots, networks, "
+                "timeline) and the interactive dashboard of a run");
   auto args = std::make_shared<ReportArgs>();
   cmd->add_option("run", args->run, "the run file (e.g. outputs/run.h5)")->required();
   cmd->add_option("--out,-o", args->options.out_dir, "output folder (created if missing)")->required();
@@ -84,7 +85,7 @@ void add_report(CLI::App& app) {
   cmd->add_option("--layers", args->layers, "only these layers (comma-separated)")->delimiter(',');
   cmd->add_option("--format", args->format, "picture format")->check(CLI::IsMember({"png", "svg"}))
       ->capture_default_str();
-  cmd->add_flag("--tsne", args->options.tsne, "place neurons by t-SNE (seeded) instead of PCA in the scatter plots");
+  cmd->add_flag("--tsne", args->options.tsne, "place neurons by t-SNE (seeded) instead of PCA in the neuron scatter plots");
   cmd->add_option("--seed", args->options.seed, "seed for t-SNE and the randomised PCA of large layers")
       ->capture_default_str();
   cmd->add_flag("--no-dashboard", [args](std::int64_t) { args->options.dashboard = false; },

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -172,10 +173,13 @@ std::string render_json_report(const AnalysisInput& in) {
     }
     w.end_array();
     w.key("files").begin_object();
-    if (files.heatmap.empty()) w.key("heatmap").null();
-    else w.field("heatmap", files.heatmap);
-    if (files.scatter.empty()) w.key("scatter").null();
-    else w.field("scatter", files.scatter);
+    for (const auto& [key, file] : {std::pair{"heatmap", &files.heatmap}, std::pair{"scatter", &files.scatter},
+                                    std::pair{"correlation", &files.correlation},
+                                    std::pair{"neuron_scatter", &files.neuron_scatter},
+                                    std::pair{"network", &files.network}}) {
+      if (file->empty()) w.key(key).null();
+      else w.field(key, *file);
+    }
     if (!files.scatter_method.empty()) w.field("scatter_method", files.scatter_method);
     if (!files.why.empty()) w.field("note", files.why);
     w.end_object();
@@ -334,9 +338,12 @@ std::string render_text_report(const AnalysisInput& in) {
     }
     const auto it = in.layer_files.find(l.name);
     if (it != in.layer_files.end()) {
-      if (!it->second.heatmap.empty()) out += "  heatmap: " + it->second.heatmap + "\n";
-      if (!it->second.scatter.empty())
-        out += "  scatter: " + it->second.scatter + " (" + it->second.scatter_method + ")\n";
+      const LayerFiles& f = it->second;
+      if (!f.heatmap.empty()) out += "  activation heatmap: " + f.heatmap + "\n";
+      if (!f.scatter.empty()) out += "  sample scatter: " + f.scatter + " (PCA of activations)\n";
+      if (!f.correlation.empty()) out += "  correlation heatmap: " + f.correlation + "\n";
+      if (!f.neuron_scatter.empty()) out += "  neuron scatter: " + f.neuron_scatter + " (" + f.scatter_method + ")\n";
+      if (!f.network.empty()) out += "  network: " + f.network + "\n";
       if (!it->second.why.empty()) out += "  note: " + it->second.why + "\n";
     }
   }

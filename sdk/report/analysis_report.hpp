@@ -12,9 +12,11 @@
 
 namespace neuronmap::report {
 
-/// Files written for one layer of the reported snapshot (empty: not drawn, `why` says why).
+/// Files written for one layer of the reported snapshot (empty: not drawn, `why` says why). `heatmap` and
+/// `scatter` are the original tool's views (activations by group, samples in PCA); `correlation`,
+/// `neuron_scatter` (placed by `scatter_method`) and `network` are ours.
 struct LayerFiles {
-  std::string heatmap, scatter, scatter_method, why;
+  std::string heatmap, scatter, correlation, neuron_scatter, scatter_method, network, why;
   bool correlation_stored = false;
 };
 

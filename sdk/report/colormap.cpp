@@ -31,6 +31,10 @@ constexpr std::array<std::array<double, 3>, 33> kCoolWarm = {{
     {0.705673158, 0.01555616, 0.150232812},
 }};
 
+// matplotlib's viridis at 10 evenly spaced points, linearly interpolated between them.
+constexpr std::array<std::uint32_t, 10> kViridis = {0x440154, 0x482878, 0x3e4989, 0x31688e, 0x26828e,
+                                                    0x1f9e89, 0x35b779, 0x6ece58, 0xb5de2b, 0xfde725};
+
 constexpr std::array<std::uint32_t, 20> kTableau20 = {
     0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf,
     0xaec7e8, 0xffbb78, 0x98df8a, 0xff9896, 0xc5b0d5, 0xc49c94, 0xf7b6d2, 0xc7c7c7, 0xdbdb8d, 0x9edae5};
@@ -73,6 +77,16 @@ Rgb cool_warm(double t) {
   const auto& a = kCoolWarm[i];
   const auto& b = kCoolWarm[i + 1];
   return {a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])};
+}
+
+Rgb viridis(double t) {
+  if (!(t >= 0.0)) t = 0.0;
+  if (t > 1.0) t = 1.0;
+  const double pos = t * (kViridis.size() - 1);
+  const auto i = std::min<std::size_t>(static_cast<std::size_t>(pos), kViridis.size() - 2);
+  const double f = pos - static_cast<double>(i);
+  const Rgb a = from_hex(kViridis[i]), b = from_hex(kViridis[i + 1]);
+  return {a.r + f * (b.r - a.r), a.g + f * (b.g - a.g), a.b + f * (b.b - a.b)};
 }
 
 Rgb correlation_color(double r) { return std::isnan(r) ? nan_color() : cool_warm((r + 1.0) / 2.0); }

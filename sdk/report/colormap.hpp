@@ -1,4 +1,4 @@
-// Colours: Moreland's cool-warm diverging map for correlations, a categorical palette for groups.
+// Colours: Moreland's cool-warm diverging map for correlations, viridis for activations, a categorical palette for groups.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,8 @@ struct Rgb {
 
 /// Moreland's "CoolWarmFloat33" diverging map (blue - light grey - red), t in [0, 1], clamped.
 Rgb cool_warm(double t);
+/// matplotlib's sequential "viridis" (dark purple - green - yellow), t in [0, 1], clamped; for activations.
+Rgb viridis(double t);
 /// A correlation in [-1, 1] on the cool-warm map; NaN gets nan_color().
 Rgb correlation_color(double r);
 Rgb nan_color();

@@ -11,6 +11,7 @@
 
 #include "neuronmap/errors.hpp"
 #include "report/colormap.hpp"
+#include "report/seed_charts.hpp"
 
 namespace neuronmap::report {
 namespace {
@@ -19,6 +20,13 @@ namespace {
 constexpr std::size_t kMaxMembersShown = 256;
 /// Learning events embedded; with more, the strongest are kept.
 constexpr std::size_t kMaxEventsShown = 3000;
+/// Points per group in the per-sample activation lines; longer patterns show every k-th sample.
+constexpr std::size_t kMaxPatternPoints = 400;
+/// The activation view: at most this many rows and columns of block means.
+constexpr std::int64_t kMaxActivationRows = 120;
+constexpr std::int64_t kMaxActivationColumns = 160;
+/// Sample points in the sample scatter; more rows show every k-th one.
+constexpr std::size_t kMaxSamplePoints = 1500;
 /// Scatter points per layer; larger layers show every k-th neuron.
 constexpr std::size_t kMaxScatterPoints = 6000;
 
@@ -66,6 +74,68 @@ std::string fill(const std::string& text, std::vector<std::pair<std::string, std
   return out;
 }
 
+/// The original tool's two views from the sample rows: activations (rows x neurons in group order, as
+/// block means) and the samples in the PCA of activations with their most active group.
+void write_sample_views(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order, std::uint64_t seed) {
+  const SampleRows rows = sample_rows(layer);
+  if (rows.rows == 0) {
+    w.key("sample_views").null();
+    return;
+  }
+  w.key("sample_views").begin_object();
+  w.field("rows", rows.rows);
+  const std::int64_t cells_y = std::min<std::int64_t>(rows.rows, kMaxActivationRows);
+  const std::int64_t cells_x = std::min<std::int64_t>(rows.cols, kMaxActivationColumns);
+  std::vector<double> cells(static_cast<std::size_t>(cells_x * cells_y), 0.0), counts(cells.size(), 0.0);
+  for (std::int64_t r = 0; r < rows.rows; ++r)
+    for (std::int64_t p = 0; p < rows.cols; ++p) {
+      const float v = rows.data[r * rows.cols + order.order[static_cast<std::size_t>(p)]];
+      if (!std::isfinite(v)) continue;
+      const auto k = static_cast<std::size_t>((r * cells_y / rows.rows) * cells_x + p * cells_x / rows.cols);
+      cells[k] += v;
+      counts[k] += 1;
+    }
+  std::vector<double> finite;
+  for (std::size_t k = 0; k < cells.size(); ++k) {
+    cells[k] = counts[k] > 0 ? cells[k] / counts[k] : std::nan("");
+    if (std::isfinite(cells[k])) finite.push_back(cells[k]);
+  }
+  std::sort(finite.begin(), finite.end());
+  const auto quantile = [&finite](double q) {
+    return finite.empty() ? 0.0 : finite[static_cast<std::size_t>(q * static_cast<double>(finite.size() - 1))];
+  };
+  w.key("activations").begin_object();
+  w.field("cells_y", cells_y).field("cells_x", cells_x).field("lo", quantile(0.01)).field("hi", quantile(0.99));
+  w.key("column_labels").begin_array();  // the group of each column's first neuron
+  for (std::int64_t c = 0; c < cells_x; ++c) w.value(order.label[static_cast<std::size_t>(c * rows.cols / cells_x)]);
+  w.end_array();
+  w.key("values").begin_array();
+  for (double v : cells) w.rounded(v, 4);
+  w.end_array();
+  w.end_object();
+
+  const Pca pca = principal_components(rows.data, rows.rows, rows.cols, 2, seed);
+  const auto best = most_active_group(group_means(rows, layer.groups), rows.rows, static_cast<std::int64_t>(layer.groups.size()));
+  const std::size_t stride = (static_cast<std::size_t>(rows.rows) + kMaxSamplePoints - 1) / kMaxSamplePoints;
+  w.key("pca").begin_object();
+  w.key("explained").array(pca.explained);
+  for (std::size_t c = 0; c < 2; ++c) {
+    w.key(c == 0 ? "x" : "y").begin_array();
+    for (std::int64_t r = 0; r < rows.rows; r += static_cast<std::int64_t>(stride))
+      w.rounded(c < pca.scores.size() ? pca.scores[c][static_cast<std::size_t>(r)] : 0.0, 4);
+    w.end_array();
+  }
+  w.key("group").begin_array();
+  for (std::int64_t r = 0; r < rows.rows; r += static_cast<std::int64_t>(stride)) {
+    const int g = best[static_cast<std::size_t>(r)];
+    w.value(g < 0 ? -1 : layer.groups[static_cast<std::size_t>(g)].group_id);
+  }
+  w.end_array();
+  w.field("stride", static_cast<std::int64_t>(stride));
+  w.end_object();
+  w.end_object();
+}
+
 }  // namespace
 
 void write_dashboard_colors(JsonWriter& w) {
@@ -77,6 +147,9 @@ void write_dashboard_colors(JsonWriter& w) {
   for (int id = 0; id < 64; ++id) w.value(group_color(id).hex());
   w.end_array();
   w.field("ungrouped", group_color(-1).hex());
+  w.key("viridis").begin_array();
+  for (int k = 0; k <= 10; ++k) w.value(viridis(k / 10.0).hex());
+  w.end_array();
   w.key("series").begin_array();
   for (int i = 0; i < 10; ++i) w.value(series_color(i).hex());
   w.end_array();
@@ -132,7 +205,7 @@ void write_dashboard_events(JsonWriter& w, const std::vector<Event>& events) {
 }
 
 void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
-                           const std::optional<Embedding>& embedding, std::int64_t max_cells) {
+                           const std::optional<Embedding>& embedding, std::int64_t max_cells, std::uint64_t seed) {
   w.begin_object();
   w.field("name", layer.name).field("n", layer.n_neurons).field("samples", layer.samples);
   w.field("dead", layer.dead_count()).field("mean_cohesion", layer.mean_cohesion());
@@ -171,10 +244,18 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
     w.key("members").begin_array();
     for (std::size_t i = 0; i < g.neuron_indices.size() && i < kMaxMembersShown; ++i) w.value(g.neuron_indices[i]);
     w.end_array();
+    // The group's mean activation per sample row (the original tool's activation lines), every k-th row.
+    const std::size_t stride = (g.activation_pattern.size() + kMaxPatternPoints - 1) / kMaxPatternPoints;
+    w.field("pattern_stride", static_cast<std::int64_t>(std::max<std::size_t>(stride, 1)));
+    w.key("pattern").begin_array();
+    for (std::size_t i = 0; i < g.activation_pattern.size(); i += std::max<std::size_t>(stride, 1))
+      w.rounded(g.activation_pattern[i], 4);
+    w.end_array();
     w.end_object();
   }
   w.end_array();
 
+  write_sample_views(w, layer, order, seed);
   if (!embedding) {
     w.key("scatter").null();
   } else {

@@ -17,9 +17,10 @@ namespace neuronmap::report {
 using detail::JsonWriter;
 
 /// Appends one layer of one snapshot to the dashboard data: its matrix reduced to at most
-/// `max_cells` per side, the group order, groups and scatter coordinates.
+/// `max_cells` per side, the group order, groups and scatter coordinates, and the original tool's views of
+/// its sample rows (activations by group, samples in PCA, seeded by `seed` for large layers).
 void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const GroupOrder& order,
-                           const std::optional<Embedding>& embedding, std::int64_t max_cells);
+                           const std::optional<Embedding>& embedding, std::int64_t max_cells, std::uint64_t seed);
 
 /// The colours the pictures use, for the dashboard to match them.
 void write_dashboard_colors(JsonWriter& w);

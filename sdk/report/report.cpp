@@ -19,6 +19,7 @@
 #include "report/embedding.hpp"
 #include "report/layout.hpp"
 #include "report/progress.hpp"
+#include "report/seed_charts.hpp"
 
 namespace neuronmap::report {
 namespace {
@@ -279,21 +280,31 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
         if (layer.n_neurons <= 0) {
           why.push_back("the layer captured no activations, nothing to draw");
         } else {
+          const std::string name = stem[layer.name] + sfx + ext;
+          const auto keep = [&rep, &out_dir, &name](std::string& slot, const char* prefix) -> std::string {
+            slot = prefix + name;
+            rep.files.push_back(slot);
+            return (out_dir / slot).string();
+          };
+          // The original tool's views first (from the sample rows), then ours (from the statistics).
+          const std::int64_t rows = sample_rows(layer).rows;
+          if (rows > 0) draw_activation_heatmap(keep(files.heatmap, "pytorch_groups_heatmap_"), opt.format, layer, order, at);
+          else why.push_back("no sample rows stored for this layer (reservoir_size 0), so no activation heatmap");
+          if (rows >= 3) draw_sample_scatter(keep(files.scatter, "pytorch_groups_scatter_"), opt.format, layer, at, opt.seed);
+          else if (rows > 0) why.push_back("fewer than 3 sample rows, so no sample scatter");
           if (has_matrix) {
-            files.heatmap = "pytorch_groups_heatmap_" + stem[layer.name] + sfx + ext;
-            draw_layer_heatmap((out_dir / files.heatmap).string(), opt.format, layer, order, at);
-            rep.files.push_back(files.heatmap);
+            draw_layer_heatmap(keep(files.correlation, "pytorch_groups_correlation_"), opt.format, layer, order, at);
+            draw_network(keep(files.network, "pytorch_groups_network_"), opt.format, layer, at);
           } else {
-            why.push_back("no correlation matrix stored for this layer (store_correlation(false)), so no heatmap");
+            why.push_back("no correlation matrix stored for this layer (store_correlation(false)), so no correlation "
+                          "heatmap and no network");
           }
           if (embedding) {
-            files.scatter = "pytorch_groups_scatter_" + stem[layer.name] + sfx + ext;
             files.scatter_method = embedding->method;
-            draw_scatter((out_dir / files.scatter).string(), opt.format, layer, order, *embedding, at);
-            rep.files.push_back(files.scatter);
+            draw_scatter(keep(files.neuron_scatter, "pytorch_neurons_scatter_"), opt.format, layer, order, *embedding, at);
             if (!embedding->note.empty()) why.push_back(embedding->note);
           } else {
-            why.push_back("fewer than two neurons, so no scatter");
+            why.push_back("fewer than two neurons, so no neuron scatter");
           }
         }
         files.correlation_stored = has_matrix;
@@ -301,16 +312,19 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
         for (const auto& w : why) rep.notes.push_back(fmt::format("epoch {}, layer {}: {}", snap.epoch, layer.name, w));
         rep.layer_files[layer.name] = files;
       }
-      if (detail) write_dashboard_layer(details, layer, order, embedding, dashboard_cells);
+      if (detail) write_dashboard_layer(details, layer, order, embedding, dashboard_cells, opt.seed);
     }
     if (detail) details.end_array().end_object();
     if (pictures) {
       if (!snap.layers.empty()) {
         std::vector<const LayerSnapshot*> layers;
         for (const auto& l : snap.layers) layers.push_back(&l);
-        const std::string name = "pytorch_all_layers_heatmap" + sfx + ext;
-        draw_all_layers_heatmap((out_dir / name).string(), opt.format, layers, at);
-        rep.files.push_back(name);
+        const std::string seed_view = "pytorch_all_layers_heatmap" + sfx + ext;
+        draw_size_cohesion((out_dir / seed_view).string(), opt.format, layers, at);
+        rep.files.push_back(seed_view);
+        const std::string ours = "pytorch_all_layers_correlation" + sfx + ext;
+        draw_all_layers_heatmap((out_dir / ours).string(), opt.format, layers, at);
+        rep.files.push_back(ours);
       }
       for (auto& l : snap.layers) {
         // The reports need none of the big arrays.

@@ -25,6 +25,7 @@ import neuronmap
 prefix = os.path.realpath(sys.argv[1])
 assert os.path.realpath(neuronmap.__file__).startswith(prefix), neuronmap.__file__
 assert os.path.realpath(neuronmap._core.__file__).startswith(prefix), neuronmap._core.__file__
+assert os.path.realpath(neuronmap._analysis.__file__).startswith(prefix), neuronmap._analysis.__file__
 with open("/proc/self/maps") as maps:
     libs = {line.split()[-1] for line in maps if "libneuronmap.so" in line}
 assert libs and all(os.path.realpath(p).startswith(prefix) for p in libs), libs

@@ -59,6 +59,10 @@ def test_every_key_and_attribute(tmp_path):
     for name, path in results["visualizations"].items():
         assert os.path.isfile(path), name
     assert "multi_layer" in results["visualizations"] and "fc1_scatter" in results["visualizations"]
+    # The original's views under its names, ours beside them.
+    for key in ("fc1_heatmap", "fc1_network", "pytorch_groups_correlation_fc1", "pytorch_neurons_scatter_fc1",
+                "pytorch_all_layers_correlation"):
+        assert key in results["visualizations"], sorted(results["visualizations"])
     assert results["dashboard"] is None or results["dashboard"].endswith("pytorch_interactive_dashboard.html")
     assert isinstance(results["report"], str) and results["report"].endswith(".json")
     assert os.path.isfile(results["text_report"]) and os.path.isfile(results["run_file"])
@@ -101,8 +105,9 @@ def test_bad_input(tmp_path):
     groups = {"fc1": vis.identify_neuron_groups_pytorch(x, "fc1", correlation_threshold=0.3, min_group_size=2)}
     with pytest.raises(neuronmap.UsageError, match="method='pie'"):
         vis.visualize_pytorch_groups(acts, groups, method="pie")
-    with pytest.raises(NotImplementedError, match="network"):
-        vis.visualize_pytorch_groups(acts, groups, method="network")
+    with pytest.raises(neuronmap.UsageError, match="neuron 999"):
+        vis.visualize_pytorch_groups(acts, {"fc1": [PyTorchNeuronGroup(0, [1, 999], "fc1", None, None, 2, 1.0)]},
+                                     method="network")
     with pytest.raises(neuronmap.LayerNotFound, match="layer_name='fc9'"):
         vis.visualize_pytorch_groups(acts, groups, method="scatter", layer_name="fc9")
     with pytest.raises(neuronmap.UsageError, match="output_format"):

@@ -145,6 +145,22 @@ inline LayerSnapshot planted_layer(const LayerPlan& plan, int snapshot, int grou
     if (g % 3 == 0) group.skill_category = "mathematical";
     l.groups.push_back(std::move(group));
   }
+  // Sample rows (the reservoir) that follow the plan: a group's members share one signal per row, with
+  // the group's strength; dead neurons stay at 0. Its own random stream, so the values above stay as they were.
+  std::mt19937_64 rows_rng(seed * 31 + static_cast<std::uint64_t>(snapshot) * 7 + static_cast<std::uint64_t>(n));
+  constexpr int kRows = 48;
+  for (int r = 0; r < kRows; ++r) {
+    std::vector<double> signal(static_cast<std::size_t>(std::max(groups, 0)));
+    for (auto& v : signal) v = normal(rows_rng);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      const auto g = member[k];
+      const double shared = g >= 0 ? std::sqrt(strength(g)) * signal[static_cast<std::size_t>(g)] : 0.0;
+      const double own = (g >= 0 ? std::sqrt(1.0 - strength(g)) : 1.0) * normal(rows_rng);
+      l.reservoir.push_back(dead[k] ? 0.0f : static_cast<float>(l.mean[k] + l.stddev[k] * (shared + own)));
+    }
+    l.reservoir_ids.push_back(r * 16);
+  }
   l.counters.captured_batches = 40;
   l.counters.rows = l.samples;
   return l;

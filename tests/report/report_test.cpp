@@ -62,7 +62,8 @@ Picture load_png(const std::string& path) {
 }
 
 /// A picture that decodes, has a sensible size and is not blank or a single flat colour.
-void expect_picture(const std::string& path, std::size_t min_colors = 16) {
+/// `min_inked`: the share of non-white pixels below which it counts as blank (line drawings ink little).
+void expect_picture(const std::string& path, std::size_t min_colors = 16, double min_inked = 0.05) {
   SCOPED_TRACE(path);
   ASSERT_TRUE(fs::exists(path));
   const Picture p = load_png(path);
@@ -71,7 +72,7 @@ void expect_picture(const std::string& path, std::size_t min_colors = 16) {
   EXPECT_GE(p.height, 400);
   EXPECT_LE(p.width, 2200);
   EXPECT_GE(p.colors, min_colors);
-  EXPECT_GT(p.inked, 0.05);
+  EXPECT_GT(p.inked, min_inked);
 }
 
 /// Runs a Python check on a file: the script gets the path as sys.argv[1] and fails with a message.
@@ -115,20 +116,29 @@ TEST_F(Report, DefaultWritesTheOriginalToolsFilesAndReports) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << "no progress line when stderr is not a terminal";
   for (const std::string layer : {"conv1", "features_3", "fc1"}) {
+    // The original tool's views (from the sample rows), then ours (from the statistics).
     expect_picture(out + "/pytorch_groups_heatmap_" + layer + ".png", 64);
     expect_picture(out + "/pytorch_groups_scatter_" + layer + ".png");
+    expect_picture(out + "/pytorch_groups_correlation_" + layer + ".png", 64);
+    expect_picture(out + "/pytorch_neurons_scatter_" + layer + ".png");
+    expect_picture(out + "/pytorch_groups_network_" + layer + ".png", 16, 0.01);
   }
-  // No matrix stored for head/out: a scatter from its statistics, but no heatmap.
-  EXPECT_FALSE(fs::exists(out + "/pytorch_groups_heatmap_head_out.png"));
+  // No matrix stored for head/out: its sample views and a neuron scatter from its statistics, but no
+  // correlation heatmap and no network.
+  expect_picture(out + "/pytorch_groups_heatmap_head_out.png");
   expect_picture(out + "/pytorch_groups_scatter_head_out.png");
-  expect_picture(out + "/pytorch_all_layers_heatmap.png", 64);
+  expect_picture(out + "/pytorch_neurons_scatter_head_out.png");
+  EXPECT_FALSE(fs::exists(out + "/pytorch_groups_correlation_head_out.png"));
+  EXPECT_FALSE(fs::exists(out + "/pytorch_groups_network_head_out.png"));
+  expect_picture(out + "/pytorch_all_layers_heatmap.png");
+  expect_picture(out + "/pytorch_all_layers_correlation.png", 64);
   expect_picture(out + "/pytorch_timeline.png");
   EXPECT_TRUE(fs::exists(out + "/pytorch_neuron_group_analysis_report.json"));
   EXPECT_TRUE(fs::exists(out + "/pytorch_neuron_group_analysis_report.txt"));
   EXPECT_EQ(fs::exists(out + "/pytorch_interactive_dashboard.html"), !report::find_echarts().empty());
 
   // Small layers: a heatmap of 640 px for the matrix plus margins; the whole picture stays compact.
-  const Picture heat = load_png(out + "/pytorch_groups_heatmap_fc1.png");
+  const Picture heat = load_png(out + "/pytorch_groups_correlation_fc1.png");
   EXPECT_GE(heat.width, 640 + 100);
   EXPECT_LE(heat.width, 1024);
   EXPECT_GE(heat.height, 640 + 100);
@@ -156,7 +166,12 @@ assert g['size'] == len(g['neuron_indices'])
 assert any('skill_category' in x for x in fc1['groups_detail'])
 assert any('learning_phase' in x for x in fc1['groups_detail'])
 assert fc1['files']['heatmap'] == 'pytorch_groups_heatmap_fc1.png'
-assert la['head/out']['files']['heatmap'] is None and la['head/out']['correlation_stored'] is False
+assert fc1['files']['correlation'] == 'pytorch_groups_correlation_fc1.png'
+assert fc1['files']['network'] == 'pytorch_groups_network_fc1.png'
+assert fc1['files']['neuron_scatter'] == 'pytorch_neurons_scatter_fc1.png'
+ho = la['head/out']
+assert ho['files']['correlation'] is None and ho['files']['network'] is None and ho['correlation_stored'] is False
+assert ho['files']['heatmap'] == 'pytorch_groups_heatmap_head_out.png'
 lp = d['learning_patterns']
 assert lp['total_events'] == 0 and lp['events'] == [] and 'events_note' in lp
 assert lp['group_skill_distribution'].get('mathematical', 0) > 0
@@ -185,6 +200,7 @@ TEST_F(Report, SvgFormatWritesWellFormedSvg) {
   report_here(options);
   std::vector<std::string> files;
   for (const std::string f : {"pytorch_groups_heatmap_fc1.svg", "pytorch_groups_scatter_fc1.svg",
+                              "pytorch_groups_correlation_fc1.svg", "pytorch_groups_network_fc1.svg",
                               "pytorch_all_layers_heatmap.svg", "pytorch_timeline.svg"}) {
     const std::string path = options.out_dir + "/" + f;
     ASSERT_TRUE(fs::exists(path)) << f;
@@ -367,12 +383,14 @@ TEST(ReportLarge, LargeLayersAreDownsampledToAtMost1024Pixels) {
   options.run_path = path;
   const auto run = Run::open(path);
   const auto result = report::write_report(run, options);
-  const Picture heat = load_png(options.out_dir + "/pytorch_groups_heatmap_wide_layer.png");
+  const Picture heat = load_png(options.out_dir + "/pytorch_groups_correlation_wide_layer.png");
   ASSERT_TRUE(heat.decoded);
   EXPECT_LE(heat.width, 1024 + 300);
   EXPECT_LE(heat.height, 1024 + 200);
   EXPECT_GE(heat.colors, 64u);
   expect_picture(options.out_dir + "/pytorch_groups_scatter_wide_layer.png");
+  expect_picture(options.out_dir + "/pytorch_groups_heatmap_wide_layer.png", 64);
+  expect_picture(options.out_dir + "/pytorch_groups_network_wide_layer.png", 16, 0.01);
   if (result.dashboard_written) {
     // The embedded matrix is reduced too: the file stays small.
     EXPECT_LT(fs::file_size(options.out_dir + "/pytorch_interactive_dashboard.html"), 4u << 20);
@@ -510,11 +528,13 @@ TEST_F(Report, DashboardRendersInHeadlessChromium) {
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   const auto selftest = dom.out.find("nm-selftest");
   ASSERT_NE(selftest, std::string::npos) << dom.out.substr(0, 2000);
-  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:7\""), std::string::npos) << dom.out.substr(0, 400);
+  // 11 charts: correlation, neuron scatter, activations, sample scatter, group sizes, per-sample group
+  // lines and the five timelines.
+  EXPECT_NE(dom.out.find("data-neuronmap=\"ok:11\""), std::string::npos) << dom.out.substr(0, 400);
   EXPECT_NE(dom.out.find("data-neuronmap-selftest=\"pass:"), std::string::npos) << dom.out.substr(selftest, 2000);
   std::size_t canvases = 0;
   for (auto at = dom.out.find("<canvas"); at != std::string::npos; at = dom.out.find("<canvas", at + 1)) ++canvases;
-  EXPECT_GE(canvases, 7u);
+  EXPECT_GE(canvases, 11u);
   EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
   // 4 layers and 4 embedded snapshots: every switch changes what the charts show.
   EXPECT_NE(dom.out.find("\"checks\":[{"), std::string::npos);

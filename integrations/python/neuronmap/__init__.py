@@ -10,282 +10,32 @@
         print(snap.epoch, [(l.name, len(l.groups)) for l in snap.layers])
 
 Python forward hooks hand each output to the C++ engine (the same queue, workers, statistics,
-grouping and run file as the C++ SDK). `import torch` happens first, so the process loads one LibTorch.
+grouping and run file as the C++ SDK). The package has two halves: `_analysis` (grouping, the original
+tool's per-sample events, pictures; NumPy only) and `_session` / `compat` (PyTorch models, run files).
+`import neuronmap` loads only the first; the PyTorch names load torch, then `_core`, on first use.
 """
-import math as _math
+import importlib as _importlib
 
-import torch as _torch  # must come before _core: it loads the LibTorch that _core shares
-from torch import nn as _nn
+import numpy as _np
 
-from . import _core
+from . import _analysis
+from ._analysis import Error, FileError, LayerNotFound, UsageError
 
-__version__ = _core.__version__
-Error = _core.Error
-LayerNotFound = _core.LayerNotFound
-UsageError = _core.UsageError
-FileError = _core.FileError
-
-# Modules whose output is [B, C, spatial...] (channels first); the others are [B, F] or [B, T, F].
-_CHANNELS_FIRST = (
-    _nn.modules.conv._ConvNd,
-    _nn.modules.batchnorm._BatchNorm,
-    _nn.modules.instancenorm._InstanceNorm,
-    _nn.GroupNorm,
-    _nn.LocalResponseNorm,
-    _nn.modules.pooling._MaxPoolNd,
-    _nn.modules.pooling._AvgPoolNd,
-    _nn.modules.pooling._AdaptiveMaxPoolNd,
-    _nn.modules.pooling._AdaptiveAvgPoolNd,
-    _nn.Dropout2d,
-    _nn.Dropout3d,
-)
+__version__ = _analysis.__version__
 
 
-def _type_name(module):
-    t = type(module)
-    return f"{t.__module__}.{t.__qualname__}"
-
-
-def _layouts(model, names, overrides):
-    """features_last or channels_first per probed name. A parameter-free module (ReLU, Dropout, ...)
-    takes the layout of the sibling just before it in its parent (it runs on that one's output)."""
-    modules = dict(model.named_modules())
-    order = list(modules)
-
-    def layout_of(name):
-        if name in overrides:
-            return overrides[name]
-        module = modules[name]
-        if isinstance(module, _CHANNELS_FIRST):
-            return "channels_first"
-        has_params = any(True for _ in module.parameters(recurse=False))
-        if not has_params and not list(module.children()):
-            parent = name.rpartition(".")[0]
-            siblings = [n for n in order if n and n.rpartition(".")[0] == parent]
-            i = siblings.index(name)
-            if i > 0:
-                return layout_of(siblings[i - 1])
-        return "features_last"
-
-    out = []
-    for name in names:
-        layout = layout_of(name)
-        if layout not in ("features_last", "channels_first"):
-            raise UsageError(f"layouts['{name}']='{layout}': use 'features_last' or 'channels_first'")
-        out.append(layout)
-    return out
-
-
-def _device_of(model):
-    for p in model.parameters():
-        return str(p.device)
-    for b in model.buffers():
-        return str(b.device)
-    return "cpu"
-
-
-def _first_tensor(output):
-    """What a forward hook sees -> the tensor to analyse (LSTM/GRU/attention: element 0)."""
-    while isinstance(output, (tuple, list)) and output:
-        output = output[0]
-    return output if isinstance(output, _torch.Tensor) else None
-
-
-class Session:
-    """Probes on named submodules of an eager nn.Module, feeding NeuronMap's C++ engine.
-
-    Use neuronmap.attach(). Options (keyword arguments) are the C++ Options': every, file, overwrite,
-    queue_capacity, overflow ('block'|'drop_newest'), workers, analysis_threads, max_batches,
-    spatial ('mean'|'max'), sequence ('per_token'|'mean_over_time'), reservoir_size, seed, tag_names,
-    gradients, store_correlation, method ('correlation'|'kmeans'|'hierarchical'|'components'), threshold,
-    min_group_size, n_groups, n_init, grouping_seed; plus layouts={name: 'features_last'|'channels_first'}.
-    """
-
-    def __init__(self, model, layers, every=5, file="outputs/run.h5", layouts=None, **options):
-        if not isinstance(model, _nn.Module):
-            raise UsageError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(layers, str):
-            layers = [layers]
-        layers = list(layers)
-        if not layers:
-            raise UsageError("attach: no layers given")
-        if len(set(layers)) != len(layers):
-            raise UsageError(f"attach: a layer is named twice in {layers}")
-        valid = [n for n, _ in model.named_modules() if n]
-        missing = [n for n in layers if n not in valid]
-        if missing:
-            raise LayerNotFound(
-                f"no submodule named {', '.join(repr(n) for n in missing)} in {type(model).__name__}; "
-                f"valid names: {', '.join(valid) if valid else '(the model has no submodules)'}")
-        if isinstance(model, _torch.jit.ScriptModule):
-            raise UsageError("attach: Python forward hooks do not run on ScriptModules; use the C++ "
-                             "neuronmap::attach(torch::jit::Module&) or attach to the eager model")
-        modules = [model.get_submodule(n) for n in layers]
-        options = dict(options, every=every, file=str(file))
-        self._gradients = bool(options.get("gradients", False))
-        self._model = model
-        self._core = _core.Session(layers, [_type_name(m) for m in modules],
-                                   _layouts(model, layers, dict(layouts or {})), _device_of(model), options)
-        self._handles = []
-        try:
-            for i, module in enumerate(modules):
-                self._handles.append(module.register_forward_hook(self._hook(i)))
-        except BaseException:
-            self.close()
-            raise
-
-    def _hook(self, index):
-        core = self._core
-        gradients = self._gradients
-
-        def hook(module, inputs, output):
-            if not core.capturing:
-                return
-            t = _first_tensor(output)
-            if t is None:
-                return
-            core.capture(index, t)
-            if gradients and t.requires_grad:
-                a = t.detach()
-                t.register_hook(lambda g: core.capture_gradient(index, a, g))
-
-        return hook
-
-    def end_epoch(self, epoch, loss=float("nan")):
-        """Call once after each epoch (epochs strictly increasing); snapshots at multiples of `every`."""
-        if isinstance(loss, _torch.Tensor):
-            loss = loss.item()
-        self._core.end_epoch(int(epoch), float(loss) if loss is not None else _math.nan)
-
-    def observe(self, per_sample_loss=None, tags=None):
-        """Per-sample loss (e.g. cross_entropy(..., reduction='none')) and tags of the last forward."""
-        if per_sample_loss is None:
-            per_sample_loss = _torch.empty(0)
-        elif not isinstance(per_sample_loss, _torch.Tensor):  # a list or numpy array
-            per_sample_loss = _torch.as_tensor(per_sample_loss, dtype=_torch.float32)
-        self._core.observe(per_sample_loss.detach(), [int(t) for t in (tags or [])])
-
-    def set_reference(self, reference):
-        """A fixed reference batch (a tensor, run as model(x)) or a function running the model on one.
-        Runs once per snapshot without gradients; its outputs give the CKA between snapshots."""
-        if isinstance(reference, _torch.Tensor):
-            x, model = reference, self._model
-            self._core.set_reference(lambda: model(x))
-        elif callable(reference):
-            self._core.set_reference(reference)
-        else:
-            raise UsageError("set_reference: give a tensor or a function")
-
-    def flush(self):
-        """Blocks until every requested snapshot is written."""
-        self._core.flush()
-
-    def close(self):
-        """Removes the hooks, drains the queue, writes what is pending, closes the file. Idempotent."""
-        for h in getattr(self, "_handles", []):
-            h.remove()
-        self._handles = []
-        if hasattr(self, "_core") and not self._core.closed:
-            self._core.close()
-
-    @property
-    def closed(self):
-        return self._core.closed
-
-    @property
-    def capturing(self):
-        return self._core.capturing
-
-    @property
-    def layers(self):
-        return self._core.layers()
-
-    @property
-    def file(self):
-        return self._core.file()
-
-    def counters(self):
-        return self._core.counters()
-
-    def snapshots_written(self):
-        return self._core.snapshots_written()
-
-    def last_error(self):
-        return self._core.last_error()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-def attach(model, layers, every=5, file="outputs/run.h5", **options):
-    """Attaches NeuronMap to the named submodules of an eager model (names as model.named_modules()
-    gives them). Returns a Session (also a context manager). Raises LayerNotFound listing valid names."""
-    return Session(model, layers, every=every, file=file, **options)
-
-
-class Run:
-    """A run file opened for reading (also while a training process still appends to it)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self._core = _core.Run.open(self.path)
-
-    @property
-    def info(self):
-        return self._core.info
-
-    @property
-    def layers(self):
-        return [layer["name"] for layer in self._core.info["layers"]]
-
-    def __len__(self):
-        return len(self._core)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self._core.snapshot(i) for i in range(*index.indices(len(self)))]
-        return self._core.snapshot(int(index))
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self._core.snapshot(i)
-
-    @property
-    def snapshots(self):
-        """Every committed snapshot, oldest first (each: epoch, loss, layers, groups, statistics)."""
-        return list(self)
-
-    def refresh(self):
-        """Re-reads the commit record; returns the number of snapshots."""
-        return self._core.refresh()
-
-    def close(self):
-        self._core = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __repr__(self):
-        return f"<neuronmap.Run '{self.path}': {len(self)} snapshots, layers {self.layers}>"
-
-
-def open(path):  # noqa: A001 - the package's name for "read a run file"
-    """Opens a run file: neuronmap.open('run.h5').snapshots -> [Snapshot]."""
-    return Run(path)
+def _as_array(x):
+    """A float32/float64 C-contiguous NumPy array of an array, a list or a torch tensor (without importing
+    torch: a tensor is recognised by its detach/cpu/numpy methods)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu()
+        if not x.is_floating_point() or x.element_size() < 4:
+            x = x.double()
+        x = x.numpy()
+    a = _np.asarray(x)
+    if a.dtype not in (_np.float32, _np.float64):
+        a = a.astype(_np.float64)
+    return _np.ascontiguousarray(a)
 
 
 def group_activations(activations, method="correlation", threshold=0.6, min_group_size=3, n_groups=None,
@@ -296,28 +46,69 @@ def group_activations(activations, method="correlation", threshold=0.6, min_grou
     dict: labels, groups (index arrays), patterns, cohesion, min_member_correlation (per group: the
     smallest mean correlation of a member with the rest), loose (per group: cohesion below threshold),
     mean_activation, dead, neuron_mean."""
-    import numpy as np
-    if isinstance(activations, _torch.Tensor):
-        activations = activations.detach().cpu()
-        activations = activations.numpy() if activations.dtype in (_torch.float32, _torch.float64) \
-            else activations.double().numpy()
-    a = np.asarray(activations)
-    if a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float64)
-    return _core.group_activations(np.ascontiguousarray(a), method, float(threshold), int(min_group_size),
-                                   int(n_groups or 0), int(n_init), int(seed))
+    return _analysis.group_activations(_as_array(activations), method, float(threshold), int(min_group_size),
+                                       int(n_groups or 0), int(n_init), int(seed))
 
 
-from .compat import (  # noqa: E402  (the original tool's entry points)
-    PyTorchLearningEvent,
-    PyTorchNeuronGroup,
-    PyTorchNeuronGroupVisualizer,
-    create_pytorch_neuron_group_analysis,
-    infer_skill_type,
-)
+def sample_events(activations, groups, sigma=0.5):
+    """The original tool's per-sample learning events of one layer, computed in C++: the rows of an
+    (n_samples, n_neurons) array on which at least one group (a list of neuron indices) has a mean
+    activation above the row's mean + sigma x std. Returns a dict: samples (row indices), activated
+    (per event: positions in `groups`), strength (per event: the largest group mean on that row)."""
+    return _analysis.sample_events(_as_array(activations), [[int(i) for i in g] for g in groups], float(sigma))
+
+
+def draw(activations, groups, output_dir, dashboard=False, threshold=0.6, epoch=1):
+    """Every picture of `neuronmap report` (and its JSON/text reports; the dashboard if asked) for NumPy
+    activations and given groups, without torch: activations {layer: (n_samples, n_neurons)}, groups
+    {layer: [neuron indices of each group]} (group ids are the positions). Returns the files written."""
+    unknown = [name for name in groups if name not in activations]
+    if unknown:
+        raise LayerNotFound(f"draw: groups for {', '.join(map(repr, unknown))} but no activations; layers: "
+                            f"{', '.join(activations)}")
+    layers = [{"name": name, "activations": _np.ascontiguousarray(_as_array(a), dtype=_np.float32),
+               "groups": [{"id": gid, "members": [int(i) for i in members]}
+                          for gid, members in enumerate(groups.get(name, []))]}
+              for name, a in activations.items()]
+    return _analysis.render(layers, str(output_dir), epoch=int(epoch), dashboard=bool(dashboard),
+                            threshold=float(threshold))["files"]
+
+
+# The PyTorch names, loaded (with torch) on first use.
+_LAZY = {
+    "attach": "_session", "Session": "_session", "open": "_session", "Run": "_session",
+    "PyTorchLearningEvent": "compat", "PyTorchNeuronGroup": "compat", "PyTorchNeuronGroupVisualizer": "compat",
+    "create_pytorch_neuron_group_analysis": "compat", "infer_skill_type": "_events",
+}
+_SUBMODULES = ("_core", "_session", "compat", "standalone", "_events", "_reports", "_pictures")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        try:
+            module = _importlib.import_module("." + _LAZY[name], __name__)
+        except ImportError as e:
+            if getattr(e, "name", None) != "torch":
+                raise
+            raise ImportError(f"neuronmap.{name} needs PyTorch, which cannot be imported here ({e}); "
+                              "without it neuronmap offers group_activations, sample_events and draw "
+                              "on NumPy arrays") from e
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        if name == "_core":  # it shares torch's LibTorch: torch first
+            _importlib.import_module("._session", __name__)
+        return _importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'neuronmap' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
-    "attach", "Session", "open", "Run", "group_activations", "Error", "LayerNotFound", "UsageError",
-    "FileError", "PyTorchNeuronGroup", "PyTorchLearningEvent", "PyTorchNeuronGroupVisualizer",
+    "attach", "Session", "open", "Run", "group_activations", "sample_events", "draw", "Error", "LayerNotFound",
+    "UsageError", "FileError", "PyTorchNeuronGroup", "PyTorchLearningEvent", "PyTorchNeuronGroupVisualizer",
     "create_pytorch_neuron_group_analysis", "infer_skill_type",
 ]

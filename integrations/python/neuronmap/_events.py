@@ -1,12 +1,12 @@
 """The original tool's per-sample learning events (PyTorchLearningEvent) and its skill rule, for
-neuronmap.compat: computed from activations and groups, vectorised per layer (docs/PYTHON.md)."""
+neuronmap.compat: the rule runs in C++ (neuronmap._analysis.sample_events), see docs/PYTHON.md."""
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as _np
 import torch as _torch
 
-from . import _core
+from . import _analysis, _core
 from ._reports import _as_tensor
 
 
@@ -81,17 +81,17 @@ def _check_dicts(activations_dict, groups_dict, what):
 
 
 def learning_events(activations_dict, groups_dict, question_metadata=None, model_epoch=None, loss_values=None):
-    """The original tool's per-sample learning events (PyTorchLearningEvent), vectorised per layer.
+    """The original tool's per-sample learning events (PyTorchLearningEvent), computed in C++ per layer.
     Layers without an entry in groups_dict are skipped (as in the original)."""
     _check_dicts(activations_dict, groups_dict, "analyze_pytorch_learning_patterns")
     events = []
     for layer_name, activations in activations_dict.items():
         if layer_name not in groups_dict:
             continue
-        x = _as_tensor(activations).double()
+        x = _as_tensor(activations)
         if x.dim() != 2:
             x = x.reshape(x.shape[0], -1)
-        x = x.numpy()
+        x = _np.ascontiguousarray(x.numpy() if x.dtype in (_torch.float32, _torch.float64) else x.double().numpy())
         n = x.shape[0]
         groups = list(groups_dict[layer_name])
         if n == 0 or not groups:
@@ -109,17 +109,13 @@ def learning_events(activations_dict, groups_dict, question_metadata=None, model
             if bad or not g.neuron_indices:
                 raise _core.UsageError(f"group {g.group_id} of '{layer_name}': neuron indices {bad or '[]'} outside "
                                        f"0..{x.shape[1] - 1}")
-        # torch.std's default (unbiased, n_neurons - 1), as the original used it.
-        ddof = 1 if x.shape[1] > 1 else 0
-        threshold = x.mean(1) + 0.5 * x.std(1, ddof=ddof)                            # (n,)
-        means = _np.stack([x[:, _np.asarray(g.neuron_indices, dtype=_np.int64)].mean(1) for g in groups], 1)  # (n, g)
-        active = means > threshold[:, None]
-        strength = means.max(1)
-        ids = _np.asarray([g.group_id for g in groups])
-        for s in _np.flatnonzero(active.any(1)).tolist():  # building the result objects; the arithmetic is above
+        # The rule runs in C++ (sdk/learning/sample_events.cpp); here only the result objects are built.
+        found = _analysis.sample_events(x, [[int(i) for i in g.neuron_indices] for g in groups], 0.5)
+        ids = [g.group_id for g in groups]
+        for s, activated, strength in zip(found["samples"].tolist(), found["activated"], found["strength"].tolist()):
             events.append(PyTorchLearningEvent(
-                event_id=len(events), sample_indices=[s], activated_groups=ids[active[s]].tolist(),
-                learning_strength=float(strength[s]), skill_type=skills[s] if skills else "unknown",
+                event_id=len(events), sample_indices=[s], activated_groups=[ids[k] for k in activated.tolist()],
+                learning_strength=float(strength), skill_type=skills[s] if skills else "unknown",
                 temporal_position=s, model_epoch=model_epoch,
                 loss_value=None if losses is None else float(losses[s]), layer_name=layer_name))
     return events

@@ -20,6 +20,7 @@ import torch as _torch
 from . import _core
 from ._events import (SKILL_KEYWORDS, PyTorchLearningEvent, _check_dicts, _skills_from_metadata,  # noqa: F401
                       infer_skill_type, learning_events)
+from ._pictures import _keep, _render, _stem
 from ._reports import _as_tensor, _build_report, _event_json, _write_report  # noqa: F401
 
 _METHODS = {"correlation_clustering": "correlation", "correlation": "correlation", "kmeans": "kmeans",
@@ -74,7 +75,7 @@ def _batch_input(batch):
 
 def _to_rows(output, layout):
     """The engine's reduction of an output to samples x neurons (sdk/probe/rows.cpp to_rows)."""
-    from . import _first_tensor
+    from ._session import _first_tensor
     t = _first_tensor(output)
     if t is None:
         return None
@@ -118,59 +119,6 @@ class _Prepared:
 _PICTURE_METHODS = ("heatmap", "scatter", "network")
 
 
-def _stem(name):
-    """sdk/report/report.cpp sanitize_file_part: the layer name in picture file names."""
-    import re
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "layer"
-
-
-def _holder(names):
-    """An nn.Module whose submodules (nn.Identity, nested for dotted names) carry the given names."""
-    root = _torch.nn.Module()
-    for name in names:
-        parent = root
-        parts = name.split(".")
-        for part in parts[:-1]:
-            if not hasattr(parent, part):
-                parent.add_module(part, _torch.nn.Module())
-            parent = getattr(parent, part)
-        parent.add_module(parts[-1], _torch.nn.Identity())
-    return root
-
-
-def _write_run(activations_dict, path, grouping, skills=None, losses=None, epoch=1, chunk=256):
-    """A run file from in-memory (n_samples, n_neurons) activations, through a Session (the engine's
-    statistics, grouping and run writer): the layers' rows go through nn.Identity probes."""
-    from . import Session
-    names = list(activations_dict)
-    tensors = {n: _as_tensor(activations_dict[n]).float() for n in names}
-    tensors = {n: (t if t.dim() == 2 else t.reshape(t.shape[0], -1)) for n, t in tensors.items()}
-    rows = {t.shape[0] for t in tensors.values()}
-    same_rows = len(rows) == 1
-    n = max(rows)
-    tag_names = sorted(set(skills)) if skills and same_rows else []
-    holder = _holder(names)
-    session = Session(holder, names, every=epoch, file=path, overwrite=True, tag_names=tag_names, **grouping)
-    try:
-        for e in range(1, epoch):
-            session.end_epoch(e)
-        with _torch.no_grad():
-            for lo in range(0, n, chunk):
-                for name in names:
-                    part = tensors[name][lo:lo + chunk]
-                    if part.shape[0]:
-                        holder.get_submodule(name)(part)
-                hi = min(n, lo + chunk)
-                if same_rows and (tag_names or losses is not None):
-                    session.observe(per_sample_loss=None if losses is None else losses[lo:hi],
-                                    tags=[tag_names.index(s) for s in skills[lo:hi]] if tag_names else None)
-        session.end_epoch(epoch)
-    finally:
-        session.close()
-    if session.last_error():
-        raise _core.Error(f"the run file could not be written: {session.last_error()}")
-
-
 class PyTorchNeuronGroupVisualizer:
     """The original tool's visualizer class on NeuronMap: extraction, grouping, learning events,
     pictures and dashboard (drawn by the C++ renderer of `neuronmap report`), reports."""
@@ -186,7 +134,7 @@ class PyTorchNeuronGroupVisualizer:
         (at most max_batches; None = all). The model runs in eval mode on self.device without gradients;
         its training mode and device are restored after. Unknown layer names raise neuronmap.LayerNotFound,
         an empty dataloader neuronmap.UsageError."""
-        from . import LayerNotFound, _layouts
+        from ._session import LayerNotFound, _layouts
         if isinstance(layer_names, str):
             layer_names = [layer_names]
         layer_names = list(layer_names)
@@ -272,57 +220,28 @@ class PyTorchNeuronGroupVisualizer:
         """The original's per-sample learning events (list of PyTorchLearningEvent); see docs/PYTHON.md."""
         return learning_events(activations_dict, groups_dict, question_metadata, model_epoch, loss_values)
 
-    # ---- pictures: a run file of the given activations through the engine, then `neuronmap report` ----
-
-    def _grouping_for(self, names):
-        opts = [self._grouping[n] for n in names if n in self._grouping]
-        return dict(opts[0]) if opts else dict(method="correlation", threshold=0.6, min_group_size=3)
+    # Pictures: the given activations and groups drawn by the report code of `neuronmap report` (_pictures.py).
 
     def _render(self, activations_dict, groups_dict, what, layers=None, skills=None, dashboard=False):
-        """Writes a run file of `activations_dict` and runs `neuronmap report` into a scratch folder.
-        Returns (scratch folder, engine groups per layer). Warns where the engine's groups (what the
-        pictures show) differ from groups_dict."""
-        import subprocess
-        import tempfile
-        import warnings
-        cli = _find_cli()
-        if cli is None:
-            raise _core.Error(f"{what}: the neuronmap executable (the C++ renderer) was not found; set "
-                              "NEURONMAP_CLI or put it on PATH")
-        names = list(layers or activations_dict)
-        scratch = tempfile.mkdtemp(prefix=".neuronmap_render_", dir=self.output_dir)
-        run_path = _os.path.join(scratch, "run.h5")
-        _write_run({n: activations_dict[n] for n in names}, run_path, self._grouping_for(names), skills=skills)
-        cmd = [cli, "report", run_path, "--out", scratch, "--quiet"] + ([] if dashboard else ["--no-dashboard"])
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise _core.Error(f"{what}: `{' '.join(cmd)}` failed: {(p.stderr or p.stdout).strip()}")
-        from . import Run
-        snap = Run(run_path)[0]
-        engine = {n: [list(g.neuron_indices) for g in snap.layer(n).groups] for n in names}
-        for n in names:
-            given = sorted(sorted(int(i) for i in g.neuron_indices) for g in groups_dict.get(n, []))
-            if sorted(sorted(m) for m in engine[n]) != given:
-                warnings.warn(f"neuronmap: {what}: the picture of '{n}' shows the engine's grouping "
-                              f"({self._grouping_for([n])}), which differs from the groups given for it "
-                              "(drawing arbitrary given groups needs the C++ renderer to take them)")
-        return scratch, engine
+        """The pictures (and the dashboard) of the given groups into a scratch folder in output_dir."""
+        return _render(self.output_dir, activations_dict, groups_dict, what, layers=layers, skills=skills,
+                       dashboard=dashboard, device=self.device, threshold=self._threshold_for(layers))
+
+    def _threshold_for(self, names):
+        used = [self._grouping[n]["threshold"] for n in (names or []) if n in self._grouping]
+        return used[0] if used else 0.6
 
     def _keep(self, scratch, name):
-        import shutil
-        src = _os.path.join(scratch, name)
-        if not _os.path.exists(src):
-            raise _core.Error(f"the renderer did not write {name}")
-        dst = _os.path.join(self.output_dir, name)
-        shutil.move(src, dst)
-        return dst
+        return _keep(scratch, self.output_dir, name)
 
     def visualize_pytorch_groups(self, activations_dict, groups_dict, method="heatmap", layer_name=None):
-        """One picture by the C++ renderer; returns its path in output_dir.
-        heatmap + layer_name: pytorch_groups_heatmap_<layer>.png (correlation matrix in group order);
-        heatmap without: pytorch_all_layers_heatmap.png; scatter + layer_name: pytorch_groups_scatter_<layer>.png
-        (neurons placed by PCA, coloured by group); scatter without: one scatter per layer, the first
-        layer's path returned (our renderer has no all-layers scatter). 'network' is not drawn (NotImplementedError)."""
+        """One picture of the given groups by the C++ renderer; returns its path in output_dir.
+        heatmap: pytorch_groups_heatmap_<layer>.png (activations, samples x neurons, neurons ordered by group,
+        a group colour bar above), without layer_name pytorch_all_layers_heatmap.png (per layer, group size
+        and cohesion); scatter: pytorch_groups_scatter_<layer>.png (samples in the PCA of activations,
+        coloured by their most active group, group centres marked); network: pytorch_groups_network_<layer>.png
+        (the grouped neurons joined by |r| >= 0.5). scatter and network without layer_name write every
+        layer's picture and return the first one's path."""
         import shutil
         if method not in _PICTURE_METHODS:
             raise _core.UsageError(f"visualize_pytorch_groups: method='{method}': use 'heatmap', 'scatter' "
@@ -331,12 +250,8 @@ class PyTorchNeuronGroupVisualizer:
         if layer_name is not None and (layer_name not in activations_dict or layer_name not in groups_dict):
             raise _core.LayerNotFound(f"visualize_pytorch_groups: layer_name='{layer_name}' has no activations "
                                       f"and groups; layers: {', '.join(n for n in activations_dict if n in groups_dict)}")
-        if method == "network":
-            raise NotImplementedError("visualize_pytorch_groups(method='network'): NeuronMap's C++ renderer has no "
-                                      "network (graph of neurons joined by correlation) picture; use 'heatmap' or "
-                                      "'scatter', or the dashboard")
         names = [layer_name] if layer_name else [n for n in activations_dict if n in groups_dict]
-        scratch, _ = self._render(activations_dict, groups_dict, "visualize_pytorch_groups", layers=names)
+        scratch = self._render(activations_dict, groups_dict, "visualize_pytorch_groups", layers=names)
         try:
             if method == "heatmap" and layer_name is None:
                 return self._keep(scratch, "pytorch_all_layers_heatmap.png")
@@ -346,15 +261,15 @@ class PyTorchNeuronGroupVisualizer:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def create_pytorch_interactive_dashboard(self, activations_dict, groups_dict, learning_events, metadata=None):
-        """pytorch_interactive_dashboard.html by the C++ renderer (needs ECharts at build time), with the
-        samples tagged by `metadata` (as question_metadata); the learning events go next to it into
-        pytorch_learning_events.json (the C++ dashboard does not show per-sample events yet)."""
+        """pytorch_interactive_dashboard.html of the given groups by the C++ renderer (needs ECharts at build
+        time), with the samples tagged by `metadata` (as question_metadata); the learning events go next to it
+        into pytorch_learning_events.json."""
         import shutil
         _check_dicts(activations_dict, groups_dict, "create_pytorch_interactive_dashboard")
         names = [n for n in activations_dict if n in groups_dict]
         rows = {_as_tensor(activations_dict[n]).shape[0] for n in names}
         skills = _skills_from_metadata(metadata, max(rows)) if metadata is not None else None
-        scratch, _ = self._render(activations_dict, groups_dict, "create_pytorch_interactive_dashboard",
+        scratch = self._render(activations_dict, groups_dict, "create_pytorch_interactive_dashboard",
                                   layers=names, skills=skills, dashboard=True)
         try:
             path = self._keep(scratch, "pytorch_interactive_dashboard.html")
@@ -422,7 +337,7 @@ def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, questio
     loss_fn(output, target) -> per-sample losses (the events' loss_value and the run's loss correlations).
     Returns the original's keys (activations, neuron_groups, learning_events, visualizations, dashboard,
     report, summary) plus ours (groups, engine_groups, run, run_file, text_report, report_data, files)."""
-    from . import Session, Run
+    from ._session import Run, Session
     if isinstance(layer_names, str):
         layer_names = [layer_names]
     layer_names = list(layer_names)
@@ -510,7 +425,7 @@ def create_pytorch_neuron_group_analysis(model, dataloader, layer_names, questio
     if "pytorch_all_layers_heatmap.png" in by_name:
         visualizations["multi_layer"] = by_name["pytorch_all_layers_heatmap.png"]
     for name in layer_names:
-        for kind in ("scatter", "heatmap"):
+        for kind in ("scatter", "heatmap", "network"):
             f = f"pytorch_groups_{kind}_{_stem(name)}.png"
             if f in by_name:
                 visualizations[f"{name}_{kind}"] = by_name[f]

@@ -41,16 +41,16 @@ class StandalonePyTorchVisualizer:
                                                            loss_values)
 
     def create_visualizations(self, activations_dict, groups_dict):
-        """Pictures by the C++ renderer: the all-layers heatmap and each layer's heatmap and scatter plot.
-        Returns their paths (pathlib.Path)."""
+        """Pictures of the given groups by the C++ renderer: the all-layers heatmap (group size and cohesion)
+        and each layer's activation heatmap, sample scatter and network. Returns their paths (pathlib.Path)."""
         import shutil
         _compat._check_dicts(activations_dict, groups_dict, "create_visualizations")
         names = [n for n in activations_dict if n in groups_dict]
-        scratch, _ = self._vis._render(activations_dict, groups_dict, "create_visualizations", layers=names)
+        scratch = self._vis._render(activations_dict, groups_dict, "create_visualizations", layers=names)
         try:
             paths = [self._vis._keep(scratch, "pytorch_all_layers_heatmap.png")]
             for n in names:
-                for kind in ("heatmap", "scatter"):
+                for kind in ("heatmap", "scatter", "network"):
                     f = f"pytorch_groups_{kind}_{_compat._stem(n)}.png"
                     if _os.path.exists(_os.path.join(scratch, f)):
                         paths.append(self._vis._keep(scratch, f))

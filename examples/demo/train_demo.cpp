@@ -69,6 +69,9 @@ TORCH_MODULE(Net);
 int main(int argc, char** argv) {
   const std::string out = argc > 1 ? argv[1] : "outputs/demo/run.h5";
   const int epochs = argc > 2 ? std::stoi(argv[2]) : 20;
+  // Optional third argument "float32": Options::products(float32) (docs/PERFORMANCE.md).
+  const auto products = argc > 3 && std::string(argv[3]) == "float32" ? neuronmap::Products::float32
+                                                                        : neuronmap::Products::float64;
   torch::set_num_threads(2);
 
   const auto train = make_dataset(8192, 1);
@@ -78,8 +81,12 @@ int main(int argc, char** argv) {
   // The one line: probes on four layers (one parameter-free), a snapshot every 5 epochs.
   auto session = neuronmap::attach(
       *net, {"features.0", "features.1", "features.2", "head"},
-      neuronmap::Options{}.every(5).file(out).overwrite(true).tag_names(
-          {kFamilyNames[0], kFamilyNames[1], kFamilyNames[2], kFamilyNames[3]}));
+      neuronmap::Options{}
+          .every(5)
+          .file(out)
+          .overwrite(true)
+          .products(products)
+          .tag_names({kFamilyNames[0], kFamilyNames[1], kFamilyNames[2], kFamilyNames[3]}));
   // A fixed reference batch, evaluated at every snapshot: the CKA between snapshots is measured on it.
   const auto reference = make_dataset(256, 99);
   session.set_reference([&] { net->forward(reference.inputs); });

@@ -33,7 +33,7 @@ int follow_run(const std::string& path, bool json, double idle_exit) {
       reported = s.file;
     }
     ever_read = ever_read || run.reader() != nullptr;
-    for (; printed < s.snapshots; ++printed) {
+    for (; run.reader() != nullptr && printed < s.snapshots; ++printed) {
       if (json) {
         detail::JsonWriter w(detail::JsonLayout::compact);
         write_snapshot_object(w, printed, run.reader()->summary(printed), run.reader()->snapshot_header(printed));

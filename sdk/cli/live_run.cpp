@@ -71,26 +71,26 @@ PollResult LiveRun::poll() {
     status_.writer = writer;
     result.status_changed = true;
   }
-  writer_seen_ = writer_seen_ || writer.held;
 
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
     const int err = errno;
     if (err == ENOENT)
-      set_state(reader_ ? FileState::deleted : FileState::waiting,
-                reader_ ? "the run file was deleted; showing the last state read, waiting for the file to reappear"
+      set_state(had_file_ ? FileState::deleted : FileState::waiting,
+                had_file_ ? "the run file was deleted; showing the last state read, waiting for the file to reappear"
                         : "no run file yet; waiting for it to be created",
                 result);
     else
       set_state(FileState::error, "cannot look at the run file: " + std::string(std::strerror(err)), result);
     return result;
   }
-  const bool same_file = reader_ && static_cast<std::uint64_t>(st.st_dev) == device_ &&
+  const bool same_file = had_file_ && static_cast<std::uint64_t>(st.st_dev) == device_ &&
                          static_cast<std::uint64_t>(st.st_ino) == inode_;
   if (!same_file) {
     try {
       auto fresh = std::make_unique<detail::RunReader>(path_);
-      const bool replacing = reader_ != nullptr;
+      const bool replacing = had_file_;
+      had_file_ = true;
       reader_ = std::move(fresh);
       device_ = static_cast<std::uint64_t>(st.st_dev);
       inode_ = static_cast<std::uint64_t>(st.st_ino);
@@ -110,7 +110,7 @@ PollResult LiveRun::poll() {
       if (result.end > 0) status_.last_commit = reader_->summary(result.end - 1).timestamp;
       set_state(FileState::ok, "", result);
     } catch (const std::exception& e) {
-      if (reader_)
+      if (had_file_)
         set_state(FileState::error, std::string("the path now names a file that cannot be read (") + e.what() +
                                         "); showing the last good state",
                   result);
@@ -135,10 +135,13 @@ PollResult LiveRun::poll() {
     // A file in error (or one that changed while nobody holds its lock: not an append) is reopened,
     // and only taken back when it still holds every snapshot already shown.
     const bool suspicious = changed && !writer.held && status_.file == FileState::ok;
-    if (status_.file == FileState::error || status_.file == FileState::deleted || suspicious) {
+    if (!reader_ || status_.file == FileState::error || status_.file == FileState::deleted || suspicious) {
       const double now = wall_seconds();
       if (!suspicious && now - last_reopen_try_ < kReopenInterval) return result;
       last_reopen_try_ = now;
+      // HDF5 hands out the already open file again for the same inode: close ours first, so that the
+      // file is read from disk anew (what was shown stays in the server's cache meanwhile).
+      reader_.reset();
       auto fresh = std::make_unique<detail::RunReader>(path_);
       if (fresh->size() < status_.snapshots)
         throw FormatError(fmt::format("the run file now holds {} snapshots, fewer than the {} read before",

@@ -73,7 +73,7 @@ class LiveRun {
   std::uint64_t device_ = 0, inode_ = 0;
   std::int64_t file_size_ = -1;
   std::int64_t file_mtime_ns_ = -1;
-  bool writer_seen_ = false;
+  bool had_file_ = false;  // a run file was read at this path once (a new inode is then a new run)
   double last_reopen_try_ = 0;
   LiveStatus status_;
 };

@@ -127,6 +127,8 @@ const char* const kLiveScript = R"NMJS(// neuronmap serve: follows the run throu
     }
     dash.render();
     if (D.details.length) ensureDetail(state.detail);
+    var meta = $('nm-meta');
+    meta.textContent = meta.textContent.replace(/\d+ snapshots?/, D.details.length + ' snapshots');
     statusLine();
   }
 

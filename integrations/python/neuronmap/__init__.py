@@ -316,8 +316,10 @@ from .compat import (  # noqa: E402  (the original tool's entry points)
     infer_skill_type,
 )
 
+from .live import LiveServer, serve  # noqa: E402
+
 __all__ = [
-    "attach", "Session", "open", "Run", "group_activations", "Error", "LayerNotFound", "UsageError",
+    "serve", "LiveServer", "attach", "Session", "open", "Run", "group_activations", "Error", "LayerNotFound", "UsageError",
     "FileError", "PyTorchNeuronGroup", "PyTorchLearningEvent", "PyTorchNeuronGroupVisualizer",
     "create_pytorch_neuron_group_analysis", "infer_skill_type",
 ]

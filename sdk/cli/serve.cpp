@@ -134,6 +134,12 @@ int serve(const ServeOptions& opt) {
   httplib::Server server;
   const unsigned threads = opt.max_clients + 16;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // cpp-httplib's default also sets SO_REUSEPORT: a second server on the same port would then share
+  // it silently. SO_REUSEADDR alone still allows a quick restart.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server.set_payload_max_length(4096);
   server.set_read_timeout(5, 0);
   server.set_write_timeout(5, 0);

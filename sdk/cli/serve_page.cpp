@@ -114,18 +114,30 @@ const char* const kLiveScript = R"NMJS(// neuronmap serve: follows the run throu
       return r.json();
     }).then(function (detail) {
       D.details[k] = detail;
-      if (state.detail === k) dash.render();
+      if (state.detail === k && !drawQueued) { drawQueued = true; setTimeout(draw, 0); }
     }).catch(function () { /* the status line shows what is wrong with the file */ }).then(function () {
       delete loading[k];
     });
   }
 
+  // Drawing waits for the browser's next turn, so that snapshots arriving together are drawn once; the
+  // matrix and scatter are drawn again only when what they show changed (a new selection, a detail that
+  // arrived), the timelines and events for every snapshot.
+  var drawn = null, drawQueued = false;
+  function draw() {
+    drawQueued = false;
+    var d = D.details[state.detail];
+    var key = state.layer + '|' + state.detail + '|' + (d && d.pending ? 'pending' : 'ready');
+    if (key !== drawn) dash.render();
+    else { dash.renderTimelines(); dash.renderEvents(); }
+    drawn = key;
+  }
   function show() {
     if (live.follow && D.details.length) {
       state.detail = D.details.length - 1;
       $('nm-snapshot').value = String(state.detail);
     }
-    dash.render();
+    if (!drawQueued) { drawQueued = true; setTimeout(draw, 0); }
     if (D.details.length) ensureDetail(state.detail);
     var meta = $('nm-meta');
     meta.textContent = meta.textContent.replace(/\d+ snapshots?/, D.details.length + ' snapshots');

@@ -143,9 +143,11 @@ class SessionImpl {
     options.validate();
     // A distributed session's other ranks never touch the run file: rank 0 writes it.
     if (!options.communicator() || options.communicator()->rank() == 0) {
-      // The lock comes first: a file another live session writes is refused even with overwrite(true).
-      lock_.emplace(options.file());
+      // A file another live session writes is refused, even with overwrite(true), naming that process;
+      // otherwise the path's own problems (exists, not writable, ...) are reported first, then locked.
+      if (RunLock::probe(options.file()).held) lock_.emplace(options.file());
       RunWriter::check_path(options.file(), options.overwrite());
+      lock_.emplace(options.file());
     }
     probes_ = make_probes(sink_);
 

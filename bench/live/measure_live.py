@@ -82,6 +82,24 @@ def rss_kb(pid, key="VmRSS"):
     return -1
 
 
+def server_memory(cli, writer, args):
+    rss_path = os.path.join(args.dir, "many.h5")
+    subprocess.run([writer, rss_path, "--count", str(args.rss_snapshots)], stdout=subprocess.DEVNULL, check=True)
+    server, url = start_server(cli, rss_path)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        with urllib.request.urlopen(url + "api/status") as r:
+            if json.loads(r.read())["snapshots"] >= args.rss_snapshots:
+                break
+        time.sleep(0.2)
+    with urllib.request.urlopen(url + "api/snapshots") as r:
+        listed = len(json.loads(r.read()))
+    rss, hwm = rss_kb(server.pid), rss_kb(server.pid, "VmHWM")
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=20)
+    return rss, hwm, listed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -93,6 +111,7 @@ def main():
     ap.add_argument("--rss-snapshots", type=int, default=1000)
     ap.add_argument("--dir", default="/tmp/neuronmap-live-bench")
     ap.add_argument("--screenshot", default="")
+    ap.add_argument("--no-alone", action="store_true", help="skip the run without clients")
     args = ap.parse_args()
     cli = os.path.join(args.build, "bin", "neuronmap")
     child = os.path.join(args.build, "tests", "session", "training_child")
@@ -138,6 +157,8 @@ def main():
     for c in clients:
         c.stop = True
     server_rss_kb = rss_kb(server.pid)
+    with urllib.request.urlopen(url + "api/status") as r:
+        live_cache_bytes = json.loads(r.read())["cache_bytes"]
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=20)
 
@@ -148,26 +169,20 @@ def main():
     bad_clients = [k for k, c in enumerate(clients)
                    if [i for (i, _, _) in c.received] != list(range(args.snapshots))]
 
+    with open(os.path.join(args.dir, "latencies.json"), "w") as f:
+        json.dump({"page": page, "sse": [c.received for c in clients]}, f)
+
     # 2. The same training alone.
-    alone = training(child, os.path.join(args.dir, "alone.h5"), args.snapshots, args.pace, args.steps, args.width)
-    alone_ms = step_ms(alone)
+    alone_ms = float("nan")
+    if not args.no_alone:
+        alone = training(child, os.path.join(args.dir, "alone.h5"), args.snapshots, args.pace, args.steps, args.width)
+        alone_ms = step_ms(alone)
 
     # 3. Server memory after many snapshots (a fast writer, the server following, every snapshot read once
     #    through the API).
-    rss_path = os.path.join(args.dir, "many.h5")
-    subprocess.run([writer, rss_path, "--count", str(args.rss_snapshots)], stdout=subprocess.DEVNULL, check=True)
-    server, url = start_server(cli, rss_path)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        with urllib.request.urlopen(url + "api/status") as r:
-            if json.loads(r.read())["snapshots"] >= args.rss_snapshots:
-                break
-        time.sleep(0.2)
-    with urllib.request.urlopen(url + "api/snapshots") as r:
-        listed = len(json.loads(r.read()))
-    many_rss_kb, many_hwm_kb = rss_kb(server.pid), rss_kb(server.pid, "VmHWM")
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=20)
+    many_rss_kb = many_hwm_kb = listed = -1
+    if args.rss_snapshots > 0:
+        many_rss_kb, many_hwm_kb, listed = server_memory(cli, writer, args)
 
     result = {
         "snapshots": args.snapshots, "pace_ms": args.pace, "clients": args.clients,
@@ -178,8 +193,8 @@ def main():
         "sse": {"clients_with_missing_or_duplicates": bad_clients,
                 "p50_s": round(percentile(sse_latency, 50), 3), "p95_s": round(percentile(sse_latency, 95), 3)},
         "step_ms": {"with_clients": with_clients_ms, "alone": alone_ms,
-                    "ratio": round(with_clients_ms / alone_ms, 4)},
-        "server_rss_kb_after_live_run": server_rss_kb,
+                    "ratio": round(with_clients_ms / alone_ms, 4) if alone_ms == alone_ms else None},
+        "server_after_live_run": {"rss_kb": server_rss_kb, "cache_bytes": live_cache_bytes},
         "rss": {"snapshots": args.rss_snapshots, "listed": listed, "rss_kb": many_rss_kb, "hwm_kb": many_hwm_kb},
     }
     print(json.dumps(result, indent=2))

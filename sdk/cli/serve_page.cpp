@@ -167,10 +167,51 @@ const char* const kLiveScript = R"NMJS(// neuronmap serve: follows the run throu
   }
   setInterval(statusLine, 1000);
 
+  // A page served before the run file existed learns the run's layers when it appears (no reload, so
+  // that the first snapshots are not late); a file replaced by a new run reloads the page instead.
+  var early = [], runFetch = null;
+  function initRun(run) {
+    D.live.ready = true;
+    ['file', 'device', 'torch_version', 'library_version', 'created'].forEach(function (k) { D.run[k] = run[k]; });
+    var names = run.layers.map(function (l) { return l.name; });
+    D.run.layers = names;
+    T.layers = names;
+    ['groups', 'cohesion', 'dead_rate', 'cka'].forEach(function (k) { T[k] = names.map(function () { return []; }); });
+    var select = $('nm-layer');
+    select.innerHTML = '';
+    names.forEach(function (name) {
+      var o = document.createElement('option'); o.value = name; o.textContent = name; select.appendChild(o);
+    });
+    state.layer = names.length ? names[0] : null;
+    if (state.layer !== null) select.value = state.layer;
+    $('nm-meta').textContent = [run.file, 'device ' + (run.device || '-'), 'torch ' + (run.torch_version || '-'),
+      'NeuronMap ' + run.library_version, '0 snapshots', names.length + ' layers',
+      'created ' + (run.created || '-')].join(' \u00b7 ');
+  }
+  function ensureRun() {
+    if (runFetch) return;
+    runFetch = fetch('/api/run').then(function (r) {
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.json();
+    }).then(function (run) {
+      if (run.generation !== generation) { location.reload(); return; }
+      initRun(run);
+      var queued = early;
+      early = [];
+      queued.forEach(add);
+      show();
+    }).catch(function () { runFetch = null; });
+  }
+  function onSnapshot(s) {
+    if (!D.live.ready) { early.push(s); ensureRun(); return; }
+    if (add(s)) show();
+  }
+
   function onStatus(s) {
     live.status = s;
     statusAt = Date.now();
-    if (s.generation !== generation || (!D.live.ready && s.state === 'ok')) { location.reload(); return; }
+    if (s.generation !== generation) { location.reload(); return; }
+    if (!D.live.ready && s.state === 'ok') ensureRun();
     statusLine();
   }
 
@@ -185,7 +226,7 @@ const char* const kLiveScript = R"NMJS(// neuronmap serve: follows the run throu
     var source = new EventSource('/events?after=' + after + '&generation=' + generation);
     source.addEventListener('snapshot', function (e) {
       live.received++;
-      if (add(JSON.parse(e.data))) show();
+      onSnapshot(JSON.parse(e.data));
     });
     source.addEventListener('status', function (e) { onStatus(JSON.parse(e.data)); });
     source.addEventListener('reload', function () { source.close(); location.reload(); });

@@ -237,7 +237,7 @@ struct RunReader::State {
       }
     }
     // Data rows are read only below the commit count: without a new commit nothing else changed
-    // that a reader may look at, and a poll costs one refresh (docs/FORMAT.md, live readers).
+    // that a reader may look at, and a poll without news costs one refresh (neuronmap serve polls).
     if (commits.size() == known && known > 0) return;
     for (Table* t : tables()) {
       if (t == &snapshots) continue;

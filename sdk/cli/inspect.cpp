@@ -1,4 +1,4 @@
-// `neuronmap inspect RUN.h5 [--json] [--events]`: run metadata, layers, a row per snapshot and layer
+// `neuronmap inspect RUN.h5 [--json] [--events] [--follow [--idle-exit N]]`: run metadata, layers, a row per snapshot and layer
 // (with the snapshot's learning phase and number of events) and, with --events or --json, the events.
 // The file is read in a child process: a damaged file that crashes HDF5 yields an error, not a crash.
 #include <algorithm>
@@ -14,12 +14,13 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/inspect_follow.hpp"
 #include "cli/isolated.hpp"
+#include "cli/run_json.hpp"
 #include "cli/verbs.hpp"
 #include "detail/json_writer.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
-#include "report/counters_json.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::cli {
@@ -29,66 +30,15 @@ namespace {
 using Reader = detail::RunReader;
 using detail::JsonWriter;
 
-void write_groups(JsonWriter& w, const std::vector<GroupSummary>& groups) {
-  w.begin_array();
-  for (const auto& g : groups) {
-    w.begin_object();
-    w.field("group_id", g.group_id).field("size", g.size).field("cohesion", g.cohesion_score);
-    w.field("min_member_correlation", g.min_member_correlation).field("loose", g.loose);
-    w.end_object();
-  }
-  w.end_array();
-}
-
-void write_event(JsonWriter& w, const Event& e) {
-  w.begin_object();
-  w.field("epoch", e.epoch).field("layer", e.layer).field("kind", e.kind);
-  w.key("lineages").array(e.lineages);
-  w.field("strength", e.strength).field("skill_category", e.skill_category).field("loss_change", e.loss_change);
-  w.end_object();
-}
-
 std::string render_json(const std::string& path, const Reader& run, const std::function<void()>& tick) {
-  const auto& info = run.info();
   JsonWriter w;
   w.begin_object();
-  w.field("file", path).field("format_version", info.format_version);
-  w.field("library_version", info.library_version).field("torch_version", info.torch_version);
-  w.field("device", info.device).field("created", info.created).field("options_json", info.options_json);
-  w.key("tag_names").array(info.tag_names);
-  w.key("layers").begin_array();
-  for (const auto& l : info.layers) {
-    w.begin_object();
-    w.field("name", l.name).field("module_type", l.module_type).field("reduction", l.reduction);
-    w.end_object();
-  }
-  w.end_array();
+  write_run_fields(w, path, run.info());
   w.field("size", run.size());
   w.key("snapshots").begin_array();
   for (std::int64_t i = 0; i < run.size(); ++i) {
     tick();
-    const auto s = run.summary(i);
-    const auto header = run.snapshot_header(i);
-    w.begin_object();
-    w.field("index", i).field("epoch", s.epoch).field("loss", s.loss).field("timestamp", s.timestamp);
-    w.field("phase", header.phase).field("n_events", header.events.size());
-    w.key("events").begin_array();
-    for (const auto& e : header.events) write_event(w, e);
-    w.end_array();
-    w.key("layers").begin_array();
-    for (const auto& l : s.layers) {
-      w.begin_object();
-      w.field("name", l.name).field("n_neurons", l.n_neurons).field("samples", l.samples).field("groups", l.groups);
-      w.field("loose_groups", l.loose_groups()).field("mean_cohesion", l.mean_cohesion).field("dead", l.dead);
-      w.field("dropped_batches", l.counters.dropped_batches).field("reference_rows", l.reference_rows);
-      w.key("counters");
-      report::write_counters(w, l.counters);
-      w.key("groups_detail");
-      write_groups(w, l.group_summaries);
-      w.end_object();
-    }
-    w.end_array();
-    w.end_object();
+    write_snapshot_object(w, i, run.summary(i), run.snapshot_header(i));
   }
   w.end_array();
   w.end_object();
@@ -243,13 +193,24 @@ void add_inspect(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   auto events = std::make_shared<bool>(false);
   auto timeout = std::make_shared<unsigned>(30);
+  auto follow = std::make_shared<bool>(false);
+  auto idle_exit = std::make_shared<double>(0);
   cmd->add_option("run", *path, "the run file (e.g. outputs/run.h5)")->required();
   cmd->add_flag("--json", *json, "print JSON instead of tables (always lists the events)");
   cmd->add_flag("--events", *events, "list the learning events of every snapshot");
   cmd->add_option("--timeout", *timeout, "give up when one read takes longer than this many seconds (damaged files)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
-  cmd->callback([path, json, events, timeout] {
+  cmd->add_flag("--follow", *follow,
+                "then print a row (with --json: one JSON line) per snapshot as it is committed, until interrupted");
+  cmd->add_option("--idle-exit", *idle_exit, "with --follow: stop when no snapshot came for this many seconds (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
+  cmd->callback([path, json, events, timeout, follow, idle_exit] {
+    if (*follow) {
+      set_exit_code(follow_run(*path, *json, *idle_exit));
+      return;
+    }
     Isolation how;
     how.verb = "inspect";
     how.action = "reading '" + *path + "'";

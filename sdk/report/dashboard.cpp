@@ -285,6 +285,12 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
   w.end_object();
 }
 
+std::string dashboard_html(const std::string& echarts_js, const std::string& title, const std::string& data_json) {
+  return fill(kDashboardTemplate, {{"{{NEURONMAP_TITLE}}", html_escape(title)},
+                                   {"{{NEURONMAP_DATA}}", data_json},
+                                   {"/*{{NEURONMAP_ECHARTS}}*/", script_safe(echarts_js)}});
+}
+
 void write_dashboard(const std::string& path, const std::string& echarts_path, const std::string& title,
                      const std::string& data_json) {
   std::ifstream in(echarts_path, std::ios::binary);
@@ -292,9 +298,7 @@ void write_dashboard(const std::string& path, const std::string& echarts_path, c
   echarts << in.rdbuf();
   if (!in || echarts.str().size() < 1000)
     throw Error("report: cannot read ECharts from '" + echarts_path + "' (set NEURONMAP_ECHARTS_JS to echarts.min.js)");
-  const std::string html = fill(kDashboardTemplate, {{"{{NEURONMAP_TITLE}}", html_escape(title)},
-                                                      {"{{NEURONMAP_DATA}}", data_json},
-                                                      {"/*{{NEURONMAP_ECHARTS}}*/", script_safe(echarts.str())}});
+  const std::string html = dashboard_html(echarts.str(), title, data_json);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << html;
   out.close();

@@ -33,6 +33,9 @@ void write_dashboard_events(JsonWriter& w, const std::vector<Event>& events);
 void write_dashboard(const std::string& path, const std::string& echarts_path, const std::string& title,
                      const std::string& data_json);
 
+/// The page itself: the template filled with the title, `echarts_js` (the library's text) and `data_json`.
+std::string dashboard_html(const std::string& echarts_js, const std::string& title, const std::string& data_json);
+
 /// The HTML template (generated from dashboard/dashboard.html at build time).
 extern const char* const kDashboardTemplate;
 

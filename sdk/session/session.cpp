@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <mutex>
+#include <optional>
 
 #include <fmt/format.h>
 #include <ATen/record_function.h>
@@ -20,6 +21,7 @@
 #include "session/make_session.hpp"
 #include "session/testing.hpp"
 #include "store/run_file.hpp"
+#include "store/run_lock.hpp"
 #include "stream/engine.hpp"
 
 namespace neuronmap {
@@ -141,7 +143,13 @@ class SessionImpl {
       : sink_(std::make_shared<EngineSink>()) {
     options.validate();
     // A distributed session's other ranks never touch the run file: rank 0 writes it.
-    if (!options.communicator() || options.communicator()->rank() == 0) RunWriter::check_path(options.file(), options.overwrite());
+    if (!options.communicator() || options.communicator()->rank() == 0) {
+      // A file another live session writes is refused, even with overwrite(true), naming that process;
+      // otherwise the path's own problems (exists, not writable, ...) are reported first, then locked.
+      if (RunLock::probe(options.file()).held) lock_.emplace(options.file());
+      RunWriter::check_path(options.file(), options.overwrite());
+      lock_.emplace(options.file());
+    }
     probes_ = make_probes(sink_);
 
     RunInfo info;
@@ -173,11 +181,13 @@ class SessionImpl {
     if (engine_) engine_->close();
     // Probes go after the engine has drained: a forward still running captures into a closed window.
     probes_.reset();
+    lock_.reset();  // the file is closed: another session may write it now
   }
 
   Engine& engine() { return *engine_; }
 
  private:
+  std::optional<RunLock> lock_;  // first member: released after everything else
   std::shared_ptr<EngineSink> sink_;
   std::unique_ptr<ProbeSet> probes_;
   std::unique_ptr<Engine> engine_;

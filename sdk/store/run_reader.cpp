@@ -228,6 +228,7 @@ struct RunReader::State {
   void refresh() {
     if (H5Drefresh(snapshots.dset.get()) < 0) fail("cannot refresh /snapshots");
     const std::uint64_t n = current_extent(snapshots);
+    const std::size_t known = commits.size();
     if (n > commits.size()) {
       const std::uint64_t old = commits.size();
       snapshots.extent = n;
@@ -237,6 +238,9 @@ struct RunReader::State {
         commits.push_back(row);
       }
     }
+    // Data rows are read only below the commit count: without a new commit nothing else changed
+    // that a reader may look at, and a poll without news costs one refresh (neuronmap serve polls).
+    if (commits.size() == known && known > 0) return;
     for (Table* t : tables()) {
       if (t == &snapshots) continue;
       if (H5Drefresh(t->dset.get()) < 0) fail(std::string("cannot refresh ") + t->name);

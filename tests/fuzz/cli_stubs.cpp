@@ -1,5 +1,9 @@
 // What the CLI fuzzer links instead of the report renderer (cairo) and the TorchScript runner (torch):
 // they are tested on their own; the fuzzer is about argument handling and the verbs' input checks.
+#include <CLI/CLI.hpp>
+
+#include "cli/inspect_follow.hpp"
+#include "cli/verbs.hpp"
 #include "cli_support.hpp"
 #include "neuronmap/errors.hpp"
 #include "report/report.hpp"
@@ -19,3 +23,13 @@ std::string torchscript_cli::layers(const std::string&, const std::string&) {
 }
 
 }  // namespace neuronmap
+
+namespace neuronmap::cli {
+
+void add_serve(CLI::App& app) {
+  app.add_subcommand("serve", "not in the fuzz build")->callback([] { throw Error("fuzz build: no server"); });
+}
+
+int follow_run(const std::string&, bool, double) { throw Error("fuzz build: no --follow"); }
+
+}  // namespace neuronmap::cli

@@ -90,7 +90,10 @@ int main(int argc, char** argv) {
   const auto x = torch::randn({batch, 32});
   const auto y = torch::randint(0, 10, {batch});
 
-  auto session = nm::attach(*net, {"fc1", "fc2", "head"},
+  // A refused attach (e.g. another live session writes PATH) is reported on stderr, exit code 3.
+  auto session = [&]() -> nm::Session {
+    try {
+      return nm::attach(*net, {"fc1", "fc2", "head"},
                             nm::Options{}
                                 .file(path)
                                 .overwrite(true)
@@ -99,6 +102,11 @@ int main(int argc, char** argv) {
                                 .overflow(overflow)
                                 .workers(1)
                                 .reservoir_size(64));
+    } catch (const nm::Error& e) {
+      std::fprintf(stderr, "attach failed: %s\n", e.what());
+      std::exit(3);
+    }
+  }();
   neuronmap::detail::set_worker_delay(session, delay);
   if (fsize >= 0) {
     std::signal(SIGXFSZ, SIG_IGN);

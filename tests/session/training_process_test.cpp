@@ -358,3 +358,38 @@ TEST(TrainingProcess, BackpressureDropsAndCountsOrBlocksWithinTheMemoryBound) {
               drop.dropped, drop.captured - drop.dropped, big_kb / 1024, big_queue.dropped, queue, block_kb / 1024,
               idle.step_ms, drop.step_ms, block.step_ms);
 }
+
+// Two training processes, one path, both with overwrite(true), as a new user tried it: the second is
+// refused with a FileError naming the first process, whose file stays intact; once the first is killed
+// (kill -9: its lock is never released by hand) a third attaches at once.
+TEST(TrainingProcess, SecondWriterOfOneFileIsRefusedUntilTheFirstDies) {
+  const std::string dir = test_dir();
+  const std::string path = dir + "/same.h5";
+  ChildProcess first({NEURONMAP_TRAINING_CHILD, path, "--every", "1", "--steps", "2", "--pace", "20", "--flush"});
+  std::string line;
+  bool committed = false;
+  while (!committed && first.read_line(line, 60000)) committed = line.rfind("committed ", 0) == 0;
+  ASSERT_TRUE(committed) << "the first writer never committed a snapshot";
+
+  const ProcessResult second = run_process({NEURONMAP_TRAINING_CHILD, path, "--epochs", "2"}, 120);
+  EXPECT_EQ(second.exit_code, 3) << second.err;
+  EXPECT_NE(second.err.find("process " + std::to_string(first.pid())), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("is in use"), std::string::npos) << second.err;
+
+  // The first writer's file is still the one at the path, and it keeps growing.
+  const auto before = nm::Run::open(path).size();
+  std::int64_t later = before;
+  for (int i = 0; i < 600 && later <= before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    later = nm::Run::open(path).size();
+  }
+  EXPECT_GT(later, before) << "the first writer no longer writes the file at the path";
+
+  first.kill(SIGKILL);
+  first.wait();
+  const ProcessResult third = run_process({NEURONMAP_TRAINING_CHILD, path, "--epochs", "2"}, 120);
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.out.find("snapshots=2"), std::string::npos) << third.out;
+  EXPECT_EQ(nm::Run::open(path).size(), 2);
+  EXPECT_FALSE(fs::exists(path + ".lock")) << "a closed session leaves its lock file behind";
+}

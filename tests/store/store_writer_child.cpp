@@ -1,9 +1,10 @@
 // A writer process for the crash tests: appends sample snapshots and prints "writing <i>" before and
 // "committed <i> <microseconds>" (flushed) after each append, so the parent knows what must survive a
 // kill and can aim a kill into the middle of the next append.
-//   store_writer_child PATH [--count N] [--stdin] [--fsize BYTES] [--io-error-after N] [--scale K]
+//   store_writer_child PATH [--count N] [--stdin] [--fsize BYTES] [--io-error-after N] [--scale K] [--lock]
 // --count N: stop after N snapshots (default: never); --stdin: then append one more per input line
 // until EOF; --fsize: limit the file size (RLIMIT_FSIZE, SIGXFSZ ignored) to simulate a full disk;
+// --lock: hold the run file's lock for the process's life, as a session does (store/run_lock.hpp);
 // --io-error-after N: after N snapshots every pwrite to PATH fails with EIO, as on a dying disk (the writer's
 // space reservation, posix_fallocate, still succeeds); --scale K: K times wider fc1 layers.
 #include <sys/resource.h>
@@ -19,11 +20,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "neuronmap/errors.hpp"
 #include "sample_run.hpp"
 #include "store/run_file.hpp"
+#include "store/run_lock.hpp"
 
 namespace {
 std::atomic<ino_t> g_failing_inode{0};  // writes to this file fail
@@ -46,7 +49,7 @@ int main(int argc, char** argv) {
   }
   const std::string path = argv[1];
   long long count = -1, fsize = -1, scale = 1, io_error_after = -1;
-  bool from_stdin = false;
+  bool from_stdin = false, lock = false;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--count" && i + 1 < argc) count = std::atoll(argv[++i]);
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
     else if (arg == "--scale" && i + 1 < argc) scale = std::atoll(argv[++i]);
     else if (arg == "--io-error-after" && i + 1 < argc) io_error_after = std::atoll(argv[++i]);
     else if (arg == "--stdin") from_stdin = true;
+    else if (arg == "--lock") lock = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 64;
@@ -67,8 +71,10 @@ int main(int argc, char** argv) {
       return 65;
     }
   }
+  std::optional<neuronmap::detail::RunLock> held;
   std::unique_ptr<neuronmap::detail::RunWriter> writer;
   try {
+    if (lock) held.emplace(path);
     writer = std::make_unique<neuronmap::detail::RunWriter>(path, neuronmap::test::sample_info(), true);
   } catch (const std::exception& e) {
     std::printf("create-failed %s\n", e.what());

@@ -79,8 +79,9 @@ _LAZY = {
     "attach": "_session", "Session": "_session", "open": "_session", "Run": "_session",
     "PyTorchLearningEvent": "compat", "PyTorchNeuronGroup": "compat", "PyTorchNeuronGroupVisualizer": "compat",
     "create_pytorch_neuron_group_analysis": "compat", "infer_skill_type": "_events",
+    "serve": "live", "LiveServer": "live",
 }
-_SUBMODULES = ("_core", "_session", "compat", "standalone", "_events", "_reports", "_pictures")
+_SUBMODULES = ("_core", "_session", "compat", "standalone", "_events", "_reports", "_pictures", "live")
 
 
 def __getattr__(name):
@@ -108,7 +109,7 @@ def __dir__():
 
 
 __all__ = [
-    "attach", "Session", "open", "Run", "group_activations", "sample_events", "draw", "Error", "LayerNotFound",
+    "serve", "LiveServer", "attach", "Session", "open", "Run", "group_activations", "sample_events", "draw", "Error", "LayerNotFound",
     "UsageError", "FileError", "PyTorchNeuronGroup", "PyTorchLearningEvent", "PyTorchNeuronGroupVisualizer",
     "create_pytorch_neuron_group_analysis", "infer_skill_type",
 ]

@@ -20,6 +20,7 @@ import torch as _torch
 from . import _core
 from ._events import (SKILL_KEYWORDS, PyTorchLearningEvent, _check_dicts, _skills_from_metadata,  # noqa: F401
                       infer_skill_type, learning_events)
+from ._cli import _find_cli  # noqa: F401  (tests patch compat._find_cli)
 from ._pictures import _keep, _render, _stem
 from ._reports import _as_tensor, _build_report, _event_json, _write_report  # noqa: F401
 
@@ -287,19 +288,6 @@ class PyTorchNeuronGroupVisualizer:
         _check_dicts(activations_dict, groups_dict, "generate_pytorch_report")
         report = _build_report(self.device, activations_dict, groups_dict, learning_events, model_info)
         return _write_report(report, self.output_dir, output_format)
-
-
-def _find_cli():
-    """The `neuronmap` executable: $NEURONMAP_CLI, next to this package in a build tree, or on PATH."""
-    import shutil
-    env = _os.environ.get("NEURONMAP_CLI")
-    if env and _os.access(env, _os.X_OK):
-        return env
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    built = _os.path.join(here, "..", "..", "bin", "neuronmap")  # <build>/python/neuronmap -> <build>/bin
-    if _os.access(built, _os.X_OK):
-        return _os.path.normpath(built)
-    return shutil.which("neuronmap")
 
 
 def _pictures(run_path, output_dir):

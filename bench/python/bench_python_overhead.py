@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cost of the Python path: the same eager model's training step plain, attached during a captured
-epoch, and attached during an uncaptured epoch (hooks installed, capture off). The variants' steps are
-interleaved in one run; medians.
+epoch, and attached during an uncaptured epoch (hooks installed, capture off). The variants run in
+blocks of 10 steps, the order rotating every round, in one run; after a captured block the workers
+finish its batches (untimed), so that their work does not land in another variant's steps; medians.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python/bench_python_overhead.py [--steps 60] [--model mlp|cnn]
 """
@@ -66,11 +67,25 @@ def main():
     for v in models:  # warm-up
         for _ in range(5):
             step(v)
+    
+    def drain():
+        # Untimed: wait until the captured session's workers have every batch, so that its work does
+        # not run into the next variant's timed steps.
+        c = sessions["captured"].counters()
+        while c["rows"] + c["nonfinite_rows"] < c["captured_batches"] * shape[0]:
+            time.sleep(0.001)
+            c = sessions["captured"].counters()
+
+    drain()  # the warm-up's batches
     times = {v: [] for v in models}
     order = list(models)
-    for i in range(args.steps):
+    block = 10  # steps per variant in a row; the order rotates every round
+    for i in range(max(1, args.steps // block)):
         for v in order[i % 3:] + order[:i % 3]:
-            times[v].append(step(v))
+            for _ in range(block):
+                times[v].append(step(v))
+            if v == "captured":
+                drain()
     for s in sessions.values():
         s.end_epoch(1)
         s.close()

@@ -11,10 +11,15 @@
 #include "report/dashboard.hpp"
 #include "report/embedding.hpp"
 #include "report/layout.hpp"
+#include "report/report.hpp"
 #include "store/run_file.hpp"
 
 namespace neuronmap::cli {
 namespace {
+
+// The seed `neuronmap report` uses by default (ReportOptions::seed): the live page draws the same
+// layouts as the static dashboard of the same file.
+const std::uint64_t kDashboardSeed = report::ReportOptions{}.seed;
 
 constexpr int kSummary = 0;
 constexpr int kDetail = 1;
@@ -31,8 +36,8 @@ std::string detail_json(const detail::RunReader& reader, std::int64_t index, std
   for (const auto& layer : snap.layers) {
     const report::GroupOrder order = report::order_by_group(layer);
     std::optional<report::Embedding> embedding;
-    if (layer.n_neurons >= 2) embedding = report::embed_layer(layer, false, 42);
-    report::write_dashboard_layer(w, layer, order, embedding, max_cells);
+    if (layer.n_neurons >= 2) embedding = report::embed_layer(layer, false, kDashboardSeed);
+    report::write_dashboard_layer(w, layer, order, embedding, max_cells, kDashboardSeed);
   }
   w.end_array();
   w.end_object();

@@ -112,6 +112,12 @@ def step_ratio(cli, child, args):
     train = training(child, path, args.ratio_epochs, args.pace, args.steps, args.width)
     assert train.stdout.readline().strip() == "attached"
     browser = None if args.no_browser else cdp_pipe.Browser()
+    if browser:
+        # The page stays loaded; unwatched blocks pause its event stream (window.neuronmapLive.pause),
+        # so that the comparison is of watching, not of loading the page.
+        browser.navigate(url)
+        browser.wait_for("window.neuronmapLive && window.neuronmapLive.status", timeout=60)
+        browser.evaluate("window.neuronmapLive.pause()")
     clients, attached, times = [], False, {True: [], False: []}
     for line in train.stdout:
         m = re.match(r"epoch (\d+) step_ms=([0-9.]+)", line)
@@ -127,12 +133,12 @@ def step_ratio(cli, child, args):
                 for c in clients:
                     c.start()
                 if browser:
-                    browser.navigate(url)
+                    browser.evaluate("window.neuronmapLive.resume()")
             else:
                 for c in clients:
                     c.stop = True
                 if browser:
-                    browser.navigate("about:blank")
+                    browser.evaluate("window.neuronmapLive.pause()")
     train.wait()
     if browser:
         browser.close()

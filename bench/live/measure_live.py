@@ -33,14 +33,16 @@ def percentile(values, p):
 
 
 class SseClient(threading.Thread):
-    def __init__(self, url):
+    def __init__(self, url, after=-1):
         super().__init__(daemon=True)
         self.url = url
+        self.after = after
         self.received = []  # (index, timestamp, wall time received)
         self.stop = False
 
     def run(self):
-        with urllib.request.urlopen(self.url + "events?after=-1", timeout=60) as r:
+        query = "" if self.after is None else f"?after={self.after}"
+        with urllib.request.urlopen(self.url + "events" + query, timeout=60) as r:
             event, data = None, None
             for raw in r:
                 if self.stop:
@@ -100,6 +102,58 @@ def server_memory(cli, writer, args):
     return rss, hwm, listed
 
 
+def step_ratio(cli, child, args):
+    """Training step time with and without the clients, interleaved in one training run: blocks of
+    --block epochs alternate between 20 SSE clients + Chromium on the page and nobody watching (the
+    server keeps following), so that the VM's changing load falls on both sides alike. The first block
+    is a warm-up."""
+    path = os.path.join(args.dir, "ratio.h5")
+    server, url = start_server(cli, path)
+    train = training(child, path, args.ratio_epochs, args.pace, args.steps, args.width)
+    assert train.stdout.readline().strip() == "attached"
+    browser = None if args.no_browser else cdp_pipe.Browser()
+    if browser:
+        # The page stays loaded; unwatched blocks pause its event stream (window.neuronmapLive.pause),
+        # so that the comparison is of watching, not of loading the page.
+        browser.navigate(url)
+        browser.wait_for("window.neuronmapLive && window.neuronmapLive.status", timeout=60)
+        browser.evaluate("window.neuronmapLive.pause()")
+    clients, attached, times = [], False, {True: [], False: []}
+    for line in train.stdout:
+        m = re.match(r"epoch (\d+) step_ms=([0-9.]+)", line)
+        if not m:
+            continue
+        epoch, ms = int(m.group(1)), float(m.group(2))
+        if epoch > args.block:
+            times[attached].append(ms)
+        if epoch % args.block == 0:
+            attached = not attached
+            if attached:
+                clients = [SseClient(url, after=None) for _ in range(args.clients)]
+                for c in clients:
+                    c.start()
+                if browser:
+                    browser.evaluate("window.neuronmapLive.resume()")
+            else:
+                for c in clients:
+                    c.stop = True
+                if browser:
+                    browser.evaluate("window.neuronmapLive.pause()")
+    train.wait()
+    if browser:
+        browser.close()
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=20)
+    with_mean, without_mean = statistics.mean(times[True]), statistics.mean(times[False])
+    return {"epochs_each": [len(times[True]), len(times[False])], "block": args.block,
+            "browser": not args.no_browser, "clients": args.clients,
+            "with_clients_mean_ms": round(with_mean, 3), "without_mean_ms": round(without_mean, 3),
+            "with_clients_median_ms": round(statistics.median(times[True]), 3),
+            "without_median_ms": round(statistics.median(times[False]), 3),
+            "ratio_of_means": round(with_mean / without_mean, 4),
+            "ratio_of_medians": round(statistics.median(times[True]) / statistics.median(times[False]), 4)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -112,12 +166,20 @@ def main():
     ap.add_argument("--dir", default="/tmp/neuronmap-live-bench")
     ap.add_argument("--screenshot", default="")
     ap.add_argument("--no-alone", action="store_true", help="skip the run without clients")
+    ap.add_argument("--ratio-epochs", type=int, default=0, help="also measure the step ratio interleaved (e.g. 60)")
+    ap.add_argument("--block", type=int, default=5, help="epochs per block of the interleaved ratio")
+    ap.add_argument("--only-ratio", action="store_true")
+    ap.add_argument("--no-browser", action="store_true", help="interleaved ratio with the SSE clients only")
     args = ap.parse_args()
     cli = os.path.join(args.build, "bin", "neuronmap")
     child = os.path.join(args.build, "tests", "session", "training_child")
     writer = os.path.join(args.build, "tests", "store", "store_writer_child")
     shutil.rmtree(args.dir, ignore_errors=True)
     os.makedirs(args.dir)
+
+    if args.only_ratio:
+        print(json.dumps(step_ratio(cli, child, args), indent=2))
+        return 0
 
     # 1. Training with the server, SSE clients and Chromium, all started first: the page waits for the
     #    file and every snapshot reaches it live.
@@ -184,6 +246,7 @@ def main():
     if args.rss_snapshots > 0:
         many_rss_kb, many_hwm_kb, listed = server_memory(cli, writer, args)
 
+    interleaved = step_ratio(cli, child, args) if args.ratio_epochs > 0 else None
     result = {
         "snapshots": args.snapshots, "pace_ms": args.pace, "clients": args.clients,
         "page": {"shown": len(page), "contiguous": page_indices == list(range(args.snapshots)),
@@ -194,6 +257,7 @@ def main():
                 "p50_s": round(percentile(sse_latency, 50), 3), "p95_s": round(percentile(sse_latency, 95), 3)},
         "step_ms": {"with_clients": with_clients_ms, "alone": alone_ms,
                     "ratio": round(with_clients_ms / alone_ms, 4) if alone_ms == alone_ms else None},
+        "step_ms_interleaved": interleaved,
         "server_after_live_run": {"rss_kb": server_rss_kb, "cache_bytes": live_cache_bytes},
         "rss": {"snapshots": args.rss_snapshots, "listed": listed, "rss_kb": many_rss_kb, "hwm_kb": many_hwm_kb},
     }

@@ -40,7 +40,7 @@ struct ServeOptions {
   unsigned max_clients = 32;  ///< event streams at once; more get 503
 };
 
-/// A query's integer parameter: absent, or a decimal in [-1, 2^53]; anything else is a 400.
+/// A query's integer parameter: absent, or a decimal of at most 17 characters, -1 or more; else a 400.
 struct Query {
   bool ok = true;
   std::string error;

@@ -49,22 +49,22 @@ std::string detail_json(const detail::RunReader& reader, std::int64_t index, std
 Text ByteCache::get(int kind, std::int64_t index) {
   const auto it = entries_.find({kind, index});
   if (it == entries_.end()) return nullptr;
-  order_.splice(order_.begin(), order_, it->second.second);
+  if (it->second.second != order_.end()) order_.splice(order_.begin(), order_, it->second.second);
   return it->second.first;
 }
 
-void ByteCache::put(int kind, std::int64_t index, Text text) {
+void ByteCache::put(int kind, std::int64_t index, Text text, bool pinned) {
   const Key key{kind, index};
   if (const auto it = entries_.find(key); it != entries_.end()) {
     bytes_ -= it->second.first->size();
-    order_.erase(it->second.second);
+    if (it->second.second != order_.end()) order_.erase(it->second.second);
     entries_.erase(it);
   }
   bytes_ += text->size();
-  order_.push_front(key);
-  entries_.emplace(key, std::make_pair(std::move(text), order_.begin()));
+  if (!pinned) order_.push_front(key);
+  entries_.emplace(key, std::make_pair(std::move(text), pinned ? order_.end() : order_.begin()));
   // The newest entry stays even when it alone is over the budget.
-  while (bytes_ > budget_ && order_.size() > 1) {
+  while (bytes_ > budget_ && order_.size() > (pinned ? 0u : 1u)) {
     const auto victim = entries_.find(order_.back());
     bytes_ -= victim->second.first->size();
     entries_.erase(victim);
@@ -192,7 +192,7 @@ void LiveHub::poll_once() {
     Text text = render(kSummary, i);
     if (!text) break;
     std::lock_guard<std::mutex> lock(mutex_);
-    cache_.put(kSummary, i, std::move(text));
+    cache_.put(kSummary, i, std::move(text), true);
     published = i + 1;
   }
   Text run_text;
@@ -243,7 +243,7 @@ void LiveHub::run_jobs() {
       text = render(job.kind, job.index);
       if (text) {
         std::lock_guard<std::mutex> lock(mutex_);
-        cache_.put(job.kind, job.index, text);
+        cache_.put(job.kind, job.index, text, job.kind == kSummary);
       }
     }
     job.result.set_value(std::move(text));

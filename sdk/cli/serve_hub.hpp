@@ -22,12 +22,14 @@ namespace neuronmap::cli {
 
 using Text = std::shared_ptr<const std::string>;
 
-/// Rendered JSON by (kind, snapshot index), least recently used first out when over `budget` bytes.
+/// Rendered JSON by (kind, snapshot index): over `budget` bytes, the least recently used entry that is
+/// not pinned goes first. Pinned entries (the snapshot summaries: the last good state, which must stay
+/// servable when the file goes bad) are never evicted; they count towards bytes().
 class ByteCache {
  public:
   explicit ByteCache(std::size_t budget) : budget_(budget) {}
   Text get(int kind, std::int64_t index);
-  void put(int kind, std::int64_t index, Text text);
+  void put(int kind, std::int64_t index, Text text, bool pinned = false);
   void clear();
   std::size_t bytes() const noexcept { return bytes_; }
 
@@ -35,7 +37,7 @@ class ByteCache {
   using Key = std::pair<int, std::int64_t>;
   std::size_t budget_;
   std::size_t bytes_ = 0;
-  std::list<Key> order_;  // front: most recent
+  std::list<Key> order_;  // unpinned entries, front: most recent; pinned ones point at order_.end()
   std::map<Key, std::pair<Text, std::list<Key>::iterator>> entries_;
 };
 

@@ -232,6 +232,9 @@ const char* const kLiveScript = R"NMJS(// neuronmap serve: follows the run throu
     source.addEventListener('reload', function () { source.close(); location.reload(); });
     live.source = source;
   }
+  // For measurements: stop and resume following without reloading the page.
+  live.pause = function () { if (live.source) live.source.close(); live.source = null; };
+  live.resume = function () { if (!live.source) connect(D.details.length - 1); };
 
   fetch('/api/status').then(function (r) { return r.json(); }).then(onStatus).then(function () {
     return D.live.ready ? fetch('/api/snapshots?generation=' + generation).then(function (r) {

@@ -190,9 +190,15 @@ TEST(Serve, CacheStaysWithinItsByteBudget) {
   const auto status = server.status();
   EXPECT_LE(status["cache_bytes"].GetUint64(), 1u << 20);
   EXPECT_GT(status["cache_bytes"].GetUint64(), 0u);
-  // Evicted snapshots are read again on demand.
+  // Evicted details are read again on demand.
   EXPECT_EQ(indices(server.get("/api/snapshots?after=37").second), (std::vector<std::int64_t>{38, 39}));
   EXPECT_EQ(server.get("/api/detail?index=0").first, 200);
+  // The summaries are never evicted: with the file gone bad, every snapshot is still listed.
+  const auto listed = server.get("/api/snapshots").second;
+  fs::resize_file(path, fs::file_size(path) / 3);
+  ASSERT_TRUE(eventually([&] { return state_of(server) == "error"; }));
+  EXPECT_EQ(server.get("/api/snapshots").second, listed);
+  EXPECT_EQ(indices(listed).size(), 40u);
 }
 
 TEST(InspectFollow, PrintsAJsonLinePerNewSnapshotAndStopsWhenIdle) {

@@ -5,7 +5,7 @@
 //                       [--overflow block|drop] [--delay SECONDS] [--flush] [--fsize BYTES] [--pace MS]
 // --pace: sleep MS milliseconds after each epoch (a writer that grows its file at a bounded rate).
 // --fsize: a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) after attach, as a full disk.
-// Lines: "attached", "epoch <e>" after each end_epoch, with --flush "committed <i>" once snapshot i is
+// Lines: "attached", "epoch <e> step_ms=<mean step of that epoch>" after each end_epoch, with --flush "committed <i>" once snapshot i is
 // in the file (a flush after each snapshot epoch), and at the end
 // "done captured=<c> dropped=<d> rows=<r> snapshots=<n> hwm_kb=<peak RSS> base_kb=<RSS after attach>
 //  step_ms=<mean training step> error=<last_error>".
@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
   double step_seconds = 0.0;
   long long step_count = 0;
   for (long long epoch = 1; epoch <= epochs; ++epoch) {
+    const double epoch_start_seconds = step_seconds;
     for (long long s = 0; s < steps; ++s) {
       const auto start = std::chrono::steady_clock::now();
       optimizer.zero_grad();
@@ -131,7 +132,8 @@ int main(int argc, char** argv) {
       ++step_count;
     }
     session.end_epoch(epoch, 1.0 / static_cast<double>(epoch));
-    std::printf("epoch %lld\n", epoch);
+    std::printf("epoch %lld step_ms=%.4f\n", epoch,
+                1000.0 * (step_seconds - epoch_start_seconds) / static_cast<double>(std::max<long long>(steps, 1)));
     if (flush && epoch % every == 0) {
       session.flush();
       std::printf("committed %lld\n", static_cast<long long>(session.snapshots_written() - 1));

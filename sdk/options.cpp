@@ -14,6 +14,9 @@ const char* to_string(Overflow value) noexcept {
 const char* to_string(Products value) noexcept {
   return value == Products::float64 ? "float64" : "float32";
 }
+const char* to_string(WorkerPriority value) noexcept {
+  return value == WorkerPriority::idle ? "idle" : "normal";
+}
 const char* to_string(SpatialReduction value) noexcept {
   return value == SpatialReduction::mean ? "mean" : "max";
 }

@@ -29,6 +29,12 @@ enum class SequenceReduction {
   mean_over_time,  ///< B samples, the mean over T
 };
 
+/// How the worker threads are scheduled.
+enum class WorkerPriority {
+  idle,    ///< Linux SCHED_IDLE: they run on cores the training leaves free, never taking one from it
+  normal,  ///< the default policy of the process, as the training's threads
+};
+
 /// The precision of each captured batch's centred product before it joins the float64 totals.
 enum class Products {
   float64,  ///< dsyrk on float64 values: exact (the default)
@@ -77,6 +83,10 @@ class Options {
   NEURONMAP_OPTION(Overflow, overflow, Overflow::block);
   /// Worker threads that accumulate statistics.
   NEURONMAP_OPTION(int, workers, 1);
+  /// `idle` (the default) lets the training's threads, LibTorch's BLAS threads among them, preempt the
+  /// workers at once, so that watching costs the cores the training does not use
+  /// (docs/PERFORMANCE.md). Under Overflow::block a full queue still makes the training wait for them.
+  NEURONMAP_OPTION(WorkerPriority, worker_priority, WorkerPriority::idle);
   /// Threads the analysis (correlation, grouping) may use.
   NEURONMAP_OPTION(int, analysis_threads, 1);
   /// Precision of each batch's co-moment product; the totals are float64 either way
@@ -145,6 +155,7 @@ class Options {
 
 const char* to_string(Overflow value) noexcept;
 const char* to_string(Products value) noexcept;
+const char* to_string(WorkerPriority value) noexcept;
 const char* to_string(SpatialReduction value) noexcept;
 const char* to_string(SequenceReduction value) noexcept;
 

@@ -97,6 +97,9 @@ Options options_from(const py::dict& kw) {
       o.overflow(parse_enum<Overflow>("overflow", v.cast<std::string>(),
                                       {{"block", Overflow::block}, {"drop_newest", Overflow::drop_newest}}));
     else if (key == "workers") o.workers(v.cast<int>());
+    else if (key == "worker_priority")
+      o.worker_priority(parse_enum<WorkerPriority>("worker_priority", v.cast<std::string>(),
+                                                   {{"idle", WorkerPriority::idle}, {"normal", WorkerPriority::normal}}));
     else if (key == "products")
       o.products(parse_enum<Products>("products", v.cast<std::string>(),
                                       {{"float64", Products::float64}, {"float32", Products::float32}}));
@@ -123,7 +126,8 @@ Options options_from(const py::dict& kw) {
     else if (key == "grouping_seed") g.seed = v.cast<std::uint64_t>();
     else
       throw UsageError("unknown option '" + key +
-                       "' (known: every, file, overwrite, queue_capacity, overflow, workers, products, overhead_budget, "
+                       "' (known: every, file, overwrite, queue_capacity, overflow, workers, worker_priority, products, "
+                       "overhead_budget, "
                        "analysis_threads, "
                        "max_batches, spatial, sequence, reservoir_size, seed, tag_names, gradients, "
                        "store_correlation, method, threshold, min_group_size, n_groups, n_init, grouping_seed)");

@@ -45,6 +45,7 @@ std::string options_json(const Options& o) {
   w.field("every", o.every()).field("file", o.file()).field("overwrite", o.overwrite());
   w.field("queue_capacity", o.queue_capacity()).field("overflow", to_string(o.overflow()));
   w.field("workers", o.workers()).field("analysis_threads", o.analysis_threads());
+  w.field("worker_priority", to_string(o.worker_priority()));
   w.field("products", to_string(o.products())).field("overhead_budget", o.overhead_budget());
   w.field("max_batches", o.max_batches()).field("spatial", to_string(o.spatial()));
   w.field("sequence", to_string(o.sequence())).field("reservoir_size", o.reservoir_size()).field("seed", o.seed());

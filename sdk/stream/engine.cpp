@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <fmt/format.h>
 
@@ -25,6 +26,17 @@ void name_this_thread(const char* name) noexcept {
   pthread_setname_np(pthread_self(), name);
 #else
   (void)name;
+#endif
+}
+
+// SCHED_IDLE: the thread runs only on a core no other thread of normal priority wants, and yields it
+// at once when one does. LibTorch's BLAS threads spin-wait for each other inside a product: a worker
+// that held their core for a scheduler slice stalled the whole product (docs/PERFORMANCE.md).
+void schedule_this_thread_idle() noexcept {
+#ifdef __linux__
+  sched_param param{};
+  param.sched_priority = 0;
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
 #endif
 }
 
@@ -83,6 +95,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
     s.workers.emplace_back([this, w] {
       name_this_thread("nm-worker");
       auto& st = *state_;
+      if (st.options.worker_priority() == WorkerPriority::idle) schedule_this_thread_idle();
       Batch* batch = nullptr;
       for (;;) {
         st.queue.pop(batch);

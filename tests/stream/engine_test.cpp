@@ -3,9 +3,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <thread>
+
+#include <sched.h>
 
 #include "neuronmap/errors.hpp"
 #include "neuronmap/run.hpp"
@@ -294,4 +297,27 @@ TEST(Engine, WorkersAddNoThreadsBeyondTheirOwn) {
   while (engine->counters().rows < 20 * 128) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(threads(), before + 2);
   engine->close();
+}
+
+// Options::worker_priority: idle (the default) schedules the workers SCHED_IDLE, normal leaves them
+// as the training's threads.
+TEST(Engine, WorkersRunAtIdlePriorityByDefault) {
+  auto worker_policies = [] {
+    std::vector<int> policies;
+    for (const auto& entry : fs::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(entry.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name == "nm-worker") policies.push_back(sched_getscheduler(std::stoi(entry.path().filename().string())));
+    }
+    return policies;
+  };
+  {
+    auto engine = make_engine("idle", nm::Options{}.every(1).workers(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the workers set their policy as they start
+    EXPECT_EQ(worker_policies(), (std::vector<int>{SCHED_IDLE, SCHED_IDLE}));
+  }
+  auto engine = make_engine("normal", nm::Options{}.every(1).worker_priority(nm::WorkerPriority::normal));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(worker_policies(), std::vector<int>{SCHED_OTHER});
 }

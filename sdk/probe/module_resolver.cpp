@@ -268,7 +268,8 @@ ResolvedModule ModuleResolver::track_parametric(const std::string& name, const s
 ResolvedModule ModuleResolver::track_chained(const std::string& name, const std::shared_ptr<Module>& module,
                                              const ModuleKind& kind) {
   const ResolvedModule producer = producer_of_input(
-      name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other");
+      name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other",
+      /*members_too=*/true);
   TrackedModule t;
   t.name = name;
   t.module_type = module->name();
@@ -280,18 +281,24 @@ ResolvedModule ModuleResolver::track_chained(const std::string& name, const std:
   return ResolvedModule{index, tracked_[index].layout};
 }
 
-// The tracked module whose output is `name`'s input: its previous sibling in a Sequential (or,
-// for a first child, whatever feeds that Sequential).
-ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const std::string& why_needed) {
+// The tracked module whose output is `name`'s input: its previous sibling in a Sequential (or, for a
+// first child, whatever feeds that Sequential). With `members_too`, also a member that a custom forward
+// calls directly: its input is taken to be the output of the sibling registered just before it (the
+// Sequential rule generalised; models register members in the order their forward calls them).
+ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const std::string& why_needed,
+                                                 bool members_too) {
   const std::string parent_name = parent_of(name);
   Module& parent = parent_name.empty() ? root_ : *modules_.at(parent_name);
   const std::string parent_label = parent_name.empty() ? "the model" : "'" + parent_name + "'";
+  const bool sequential = is<torch::nn::SequentialImpl>(parent);
   auto fail = [&](const std::string& reason) -> UnsupportedModule {
-    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed + ", so it is found only as the "
-                             "next op on its previous sibling's output inside a torch::nn::Sequential, and " +
+    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed +
+                             ", so it is found only as the next op on the output of the sibling registered just "
+                             "before it (in a torch::nn::Sequential, or in a custom forward that calls its members "
+                             "in the order they were registered), and " +
                              reason);
   };
-  if (!is<torch::nn::SequentialImpl>(parent)) {
+  if (!sequential && !members_too) {
     throw fail(parent_label + " (" + parent.name() +
                ") is not a Sequential: its forward calls it directly and nothing marks that call. "
                "Probe the layer that feeds it instead, or put both in a torch::nn::Sequential.");
@@ -307,10 +314,15 @@ ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const 
       throw fail("the sibling before it cannot be probed either: " + std::string(e.what()));
     }
   }
+  if (!sequential) {
+    throw fail("it is the first member of " + parent_label + " (" + parent.name() +
+               "), whose forward calls it directly: nothing ties its op to it. Probe the layer that feeds it "
+               "instead, register it after that layer, or put both in a torch::nn::Sequential.");
+  }
   if (parent_name.empty()) {
     throw fail("it is the first module of the model, so its input is the model's input. Probe a later layer.");
   }
-  return producer_of_input(parent_name, why_needed);
+  return producer_of_input(parent_name, why_needed, members_too);
 }
 
 void ModuleResolver::check_not_shared(const std::string& name, const Module& module, const ModuleKind& kind) const {
@@ -347,8 +359,9 @@ std::string ModuleResolver::unknown_kind_message(const std::string& name) const 
   return describe(name) +
          " cannot be probed: NeuronMap does not know which op computes this module type's output. Supported: "
          "Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, EmbeddingBag, LayerNorm, GroupNorm, "
-         "BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LSTM, GRU, RNN, Sequential, and activations, dropout, "
-         "pooling, Flatten and Identity inside a Sequential.";
+         "BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LSTM, GRU, RNN, MultiheadAttention, Sequential, Identity "
+         "inside a Sequential, and activations, dropout, pooling and Flatten after the sibling registered before "
+         "them.";
 }
 
 }  // namespace neuronmap::detail

@@ -1,6 +1,7 @@
 // Which op of a C++ frontend model computes a named submodule's output, and how to recognise it: by
-// the storage of the module's own parameters, or, for parameter-free children of a Sequential, as the
-// next op on the previous sibling's output. Says why when a module cannot be recognised.
+// the storage of the module's own parameters, or, for parameter-free modules, as the next op of their
+// kind on the output of the sibling registered before them (in a Sequential or a custom forward).
+// Says why when a module cannot be recognised.
 #pragma once
 
 #include <cstdint>
@@ -77,7 +78,7 @@ class ModuleResolver {
                                   const ModuleKind& kind);
   ResolvedModule track_chained(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                const ModuleKind& kind);
-  ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed);
+  ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed, bool members_too = false);
   void check_not_shared(const std::string& name, const torch::nn::Module& module, const ModuleKind& kind) const;
   std::string unknown_kind_message(const std::string& name) const;
 

@@ -23,8 +23,9 @@ struct ModuleKind {
     chained,                // parameter-free: the op consuming the previous Sequential sibling's output
     alias_input,            // Identity: its output is its input
     alias_last_child,       // Sequential: its output is its last child's output
+    attention,              // MultiheadAttention: the softmax within the span of its parameters' ops
   };
-  enum class LayoutRule { features_last, channels_first, inherit };
+  enum class LayoutRule { features_last, channels_first, attention_heads, inherit };
 
   Role role;
   std::vector<std::string> ops;  // outermost op names that compute the output (output 0)
@@ -48,6 +49,7 @@ const ModuleKind* kind_of(const Module& m) {
   constexpr auto C = LayoutRule::channels_first;
   constexpr auto I = LayoutRule::inherit;
   static const std::vector<std::pair<P, ModuleKind>> kinds = {
+      {&is<MultiheadAttentionImpl>, {Role::attention, {"aten::softmax"}, LayoutRule::attention_heads}},
       {&is<LinearImpl>, {Role::linear, {"aten::addmm", "aten::matmul"}, F}},
       {&is<Conv1dImpl>, {Role::parametric, {"aten::conv1d"}, C}},
       {&is<Conv2dImpl>, {Role::parametric, {"aten::conv2d"}, C}},
@@ -134,6 +136,7 @@ std::string join_name(const std::string& parent, const std::string& key) {
 }
 
 LayerLayout fixed_layout(LayoutRule rule) {
+  if (rule == LayoutRule::attention_heads) return LayerLayout::attention_heads;
   return rule == LayoutRule::channels_first ? LayerLayout::channels_first : LayerLayout::features_last;
 }
 
@@ -225,6 +228,8 @@ ResolvedModule ModuleResolver::resolve_uncached(const std::string& name) {
     }
     case Role::alias_input:
       return producer_of_input(name, "its output is its input");
+    case Role::attention:
+      return track_attention(name, module, *kind);
     case Role::linear:
     case Role::parametric:
     case Role::parametric_or_chained:
@@ -265,11 +270,40 @@ ResolvedModule ModuleResolver::track_parametric(const std::string& name, const s
   return r;
 }
 
+ResolvedModule ModuleResolver::track_attention(const std::string& name, const std::shared_ptr<Module>& module,
+                                              const ModuleKind& kind) {
+  const auto& attention = dynamic_cast<torch::nn::MultiheadAttentionImpl&>(*module);
+  if (own_tensors(*module).empty() || !attention.out_proj) {
+    throw UnsupportedModule(describe(name) + " cannot be probed: it has no in-projection parameters to recognise "
+                            "its ops by.");
+  }
+  check_not_shared(name, *module, kind);
+  for (std::size_t i = 0; i < tracked_.size(); ++i) {
+    if (tracked_[i].attention_heads > 0 && tracked_[i].module == module) {
+      return ResolvedModule{static_cast<int>(i), LayerLayout::attention_heads};
+    }
+  }
+  TrackedModule t;
+  t.name = name;
+  t.module_type = module->name();
+  t.module = module;
+  t.ops = &kind.ops;
+  t.attention_heads = static_cast<int>(attention.options.num_heads());
+  t.layout = LayerLayout::attention_heads;
+  tracked_.push_back(std::move(t));
+  return ResolvedModule{static_cast<int>(tracked_.size()) - 1, LayerLayout::attention_heads};
+}
+
 ResolvedModule ModuleResolver::track_chained(const std::string& name, const std::shared_ptr<Module>& module,
                                              const ModuleKind& kind) {
   const ResolvedModule producer = producer_of_input(
       name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other",
       /*members_too=*/true);
+  if (tracked_[producer.tracked].attention_heads > 0) {
+    throw UnsupportedModule(describe(name) + " cannot be probed: the sibling registered before it is a "
+                            "MultiheadAttention, whose probe sees attention weights, not the tensor this module "
+                            "consumes. Probe the layer after it.");
+  }
   TrackedModule t;
   t.name = name;
   t.module_type = module->name();

@@ -33,6 +33,9 @@ struct TrackedModule {
   const std::vector<std::string>* ops = nullptr;  ///< outermost op names that compute its output (output 0)
   bool by_storage = false;         ///< else found by chaining from a predecessor
   bool linear_bias = false;        ///< Linear whose matmul path ends with add_(out, bias)
+  /// > 0: a MultiheadAttention with this many heads. Its output is its per-head weights [B, H, T, S]: the
+  /// first softmax after an op on its own (in-projection) parameters, before one on out_proj's.
+  int attention_heads = 0;
   std::vector<int> probe_indices;  ///< empty: tracked only so that a successor can be found
   std::vector<int> successors;     ///< chained modules consuming this one's output
   LayerLayout layout = LayerLayout::features_last;
@@ -76,6 +79,8 @@ class ModuleResolver {
   ResolvedModule resolve_uncached(const std::string& name);
   ResolvedModule track_parametric(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                   const ModuleKind& kind);
+  ResolvedModule track_attention(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
+                                 const ModuleKind& kind);
   ResolvedModule track_chained(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                const ModuleKind& kind);
   ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed, bool members_too = false);

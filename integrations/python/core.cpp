@@ -7,9 +7,11 @@
 #include <stdexcept>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include <ATen/record_function.h>
 #include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor (libtorch_python)
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
@@ -129,6 +131,27 @@ Options options_from(const py::dict& kw) {
   return o;
 }
 
+class PySession;
+
+// The per-head weights of an eager nn.MultiheadAttention: from its forward pre-hook to its forward
+// hook, a RecordFunction callback on this thread only takes the first outermost softmax, [B*H, T, S]
+// (F.multi_head_attention_forward runs nothing else between them that could be a softmax). A fused
+// kernel (the module's inference fast path) computes the weights inside one op: counted, not captured.
+struct AttentionSpan {
+  PySession* session = nullptr;
+  int index = -1;
+  int heads = 0;
+  int depth = 0;
+  bool taking = false;
+  bool taken = false;
+  std::string fused;
+  at::CallbackHandle handle = 0;
+};
+thread_local AttentionSpan t_span;
+
+std::unique_ptr<at::ObserverContext> span_start(const at::RecordFunction& fn);
+void span_end(const at::RecordFunction& fn, at::ObserverContext* ctx);
+
 // One session of a Python model. Python owns the hooks; this owns the engine.
 class PySession {
  public:
@@ -145,7 +168,8 @@ class PySession {
       t.layout = parse_enum<LayerLayout>(
           "layout of '" + names[i] + "'", layouts[i],
           {{"features_last", LayerLayout::features_last},
-           {"channels_first", LayerLayout::channels_first}});
+           {"channels_first", LayerLayout::channels_first},
+           {"attention_heads", LayerLayout::attention_heads}});
       targets.push_back(std::move(t));
     }
     Options o = options_from(options);
@@ -172,6 +196,59 @@ class PySession {
     if (!output.defined()) return;
     py::gil_scoped_release release;
     sink_->on_output(index, output);
+  }
+
+  // Forward pre-hook of a probed nn.MultiheadAttention (see AttentionSpan).
+  void attention_begin(int index, int heads) {
+    attention_end();
+    if (!enabled_->load(std::memory_order_relaxed)) return;
+    check_index(index);
+    if (heads <= 0) throw UsageError("attention_begin: heads must be positive");
+    t_span = AttentionSpan{};
+    t_span.session = this;
+    t_span.index = index;
+    t_span.heads = heads;
+    t_span.handle = at::addThreadLocalCallback(
+        at::RecordFunctionCallback(&span_start, &span_end).needsOutputs(true).scopes({at::RecordScope::FUNCTION}));
+  }
+
+  // Its forward hook (also safe without a span).
+  void attention_end() {
+    if (t_span.session != this || t_span.handle == 0) return;
+    at::removeCallback(t_span.handle);
+    if (!t_span.fused.empty() && !t_span.taken) {
+      attention_fused_.fetch_add(1);
+      std::lock_guard<std::mutex> lock(attention_mutex_);
+      attention_error_ = "'" + session_->layers()[static_cast<std::size_t>(t_span.index)] +
+                         "' ran PyTorch's fused attention (" + t_span.fused +
+                         "), which computes the weights inside one kernel: nothing captured for that call (it is "
+                         "taken in inference without autograd; train, or run with autograd on)";
+    }
+    t_span = AttentionSpan{};
+  }
+
+  // The weights a span took: to the sink, as [B, H, T, S].
+  void take_attention(const at::Tensor& softmax) noexcept {
+    const int index = t_span.index;
+    const int heads = t_span.heads;
+    if (softmax.dim() != 3 || softmax.size(0) % heads != 0) return;
+    at::Tensor weights = softmax.detach().view({softmax.size(0) / heads, heads, softmax.size(1), softmax.size(2)});
+    if (keep_attention_) {
+      std::lock_guard<std::mutex> lock(attention_mutex_);
+      kept_attention_.push_back(weights.clone());
+    }
+    sink_->on_output(index, weights);
+  }
+
+  std::uint64_t attention_fused() const noexcept { return attention_fused_.load(); }
+  std::string attention_error() const {
+    std::lock_guard<std::mutex> lock(attention_mutex_);
+    return attention_error_;
+  }
+  void keep_attention_for_testing(bool on) { keep_attention_ = on; }
+  std::vector<at::Tensor> take_kept_attention() {
+    std::lock_guard<std::mutex> lock(attention_mutex_);
+    return std::move(kept_attention_);
   }
 
   void capture_gradient(int index, const at::Tensor& output, const at::Tensor& gradient) {
@@ -214,6 +291,10 @@ class PySession {
 
   void close() noexcept {
     enabled_->store(false);
+    if (t_span.session == this && t_span.handle != 0) {
+      at::removeCallback(t_span.handle);
+      t_span = AttentionSpan{};
+    }
     if (session_) session_->close();
     closed_ = true;
   }
@@ -235,7 +316,38 @@ class PySession {
   std::unique_ptr<Session> session_;
   int n_ = 0;
   bool closed_ = false;
+  std::atomic<std::uint64_t> attention_fused_{0};
+  mutable std::mutex attention_mutex_;
+  std::string attention_error_;
+  bool keep_attention_ = false;
+  std::vector<at::Tensor> kept_attention_;
 };
+
+bool fused_attention(const char* op) {
+  return std::strstr(op, "multi_head_attention") != nullptr || std::strstr(op, "aten::_transformer_") != nullptr ||
+         std::strstr(op, "scaled_dot_product") != nullptr;
+}
+
+std::unique_ptr<at::ObserverContext> span_start(const at::RecordFunction& fn) {
+  if (t_span.depth++ != 0 || t_span.taken) return nullptr;
+  if (std::strcmp(fn.name(), "aten::softmax") == 0) {
+    t_span.taking = true;
+  } else if (fused_attention(fn.name())) {
+    t_span.fused = fn.name();
+  }
+  return nullptr;
+}
+
+void span_end(const at::RecordFunction& fn, at::ObserverContext* /*ctx*/) {
+  if (--t_span.depth > 0 || !t_span.taking) return;
+  t_span.depth = 0;
+  t_span.taking = false;
+  t_span.taken = true;
+  const auto& outputs = fn.outputs();
+  if (outputs.empty() || !outputs[0].isTensor() || t_span.session == nullptr) return;
+  at::RecordFunctionGuard no_recording(false);
+  t_span.session->take_attention(outputs[0].toTensor());
+}
 
 py::dict counters_dict(const Counters& c) {
   py::dict d;
@@ -342,6 +454,12 @@ PYBIND11_MODULE(_core, m) {
            py::arg("names"), py::arg("module_types"), py::arg("layouts"), py::arg("device"), py::arg("options"))
       .def_property_readonly("capturing", &PySession::capturing)
       .def("capture", &PySession::capture, py::arg("index"), py::arg("output"))
+      .def("attention_begin", &PySession::attention_begin, py::arg("index"), py::arg("heads"))
+      .def("attention_end", &PySession::attention_end)
+      .def_property_readonly("attention_fused", &PySession::attention_fused)
+      .def("attention_error", &PySession::attention_error)
+      .def("_keep_attention_for_testing", &PySession::keep_attention_for_testing)
+      .def("_take_kept_attention", &PySession::take_kept_attention)
       .def("capture_gradient", &PySession::capture_gradient, py::arg("index"), py::arg("output"), py::arg("gradient"))
       .def("end_epoch", &PySession::end_epoch, py::arg("epoch"), py::arg("loss"))
       .def("observe", &PySession::observe, py::arg("per_sample_loss"), py::arg("tags"))
@@ -352,9 +470,18 @@ PYBIND11_MODULE(_core, m) {
         s.close();
       })
       .def_property_readonly("closed", &PySession::closed)
-      .def("counters", [](const PySession& s) { return counters_dict(s.session().counters()); })
+      .def("counters",
+           [](const PySession& s) {
+             py::dict d = counters_dict(s.session().counters());
+             d["attention_fused"] = s.attention_fused();  // attention calls whose weights a fused kernel kept
+             return d;
+           })
       .def("snapshots_written", [](const PySession& s) { return s.session().snapshots_written(); })
-      .def("last_error", [](const PySession& s) { return s.session().last_error(); })
+      .def("last_error",
+           [](const PySession& s) {
+             std::string e = s.session().last_error();
+             return e.empty() ? s.attention_error() : e;
+           })
       .def("layers", [](const PySession& s) { return s.session().layers(); })
       .def("file", [](const PySession& s) { return s.session().file(); })
       // Test-only (underscore: not part of the Python API): a deliberately slow consumer.

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <ATen/record_function.h>
 #include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor (libtorch_python)
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
@@ -24,6 +23,7 @@
 #include "neuronmap/run.hpp"
 #include "neuronmap/session.hpp"
 #include "neuronmap/version.hpp"
+#include "probe/attention_span.hpp"
 #include "probe/probe_set.hpp"
 #include "probe/sink.hpp"
 #include "session/make_session.hpp"
@@ -131,27 +131,6 @@ Options options_from(const py::dict& kw) {
   return o;
 }
 
-class PySession;
-
-// The per-head weights of an eager nn.MultiheadAttention: from its forward pre-hook to its forward
-// hook, a RecordFunction callback on this thread only takes the first outermost softmax, [B*H, T, S]
-// (F.multi_head_attention_forward runs nothing else between them that could be a softmax). A fused
-// kernel (the module's inference fast path) computes the weights inside one op: counted, not captured.
-struct AttentionSpan {
-  PySession* session = nullptr;
-  int index = -1;
-  int heads = 0;
-  int depth = 0;
-  bool taking = false;
-  bool taken = false;
-  std::string fused;
-  at::CallbackHandle handle = 0;
-};
-thread_local AttentionSpan t_span;
-
-std::unique_ptr<at::ObserverContext> span_start(const at::RecordFunction& fn);
-void span_end(const at::RecordFunction& fn, at::ObserverContext* ctx);
-
 // One session of a Python model. Python owns the hooks; this owns the engine.
 class PySession {
  public:
@@ -198,46 +177,36 @@ class PySession {
     sink_->on_output(index, output);
   }
 
-  // Forward pre-hook of a probed nn.MultiheadAttention (see AttentionSpan).
+  // Forward pre-hook of a probed nn.MultiheadAttention: its per-head weights go to the sink as [B, H, T, S]
+  // (probe/attention_span.hpp).
   void attention_begin(int index, int heads) {
     attention_end();
     if (!enabled_->load(std::memory_order_relaxed)) return;
     check_index(index);
     if (heads <= 0) throw UsageError("attention_begin: heads must be positive");
-    t_span = AttentionSpan{};
-    t_span.session = this;
-    t_span.index = index;
-    t_span.heads = heads;
-    t_span.handle = at::addThreadLocalCallback(
-        at::RecordFunctionCallback(&span_start, &span_end).needsOutputs(true).scopes({at::RecordScope::FUNCTION}));
+    detail::begin_attention_span(heads, [this, index](const at::Tensor& weights) {
+      if (keep_attention_) {
+        std::lock_guard<std::mutex> lock(attention_mutex_);
+        kept_attention_.push_back(weights.clone());
+      }
+      sink_->on_output(index, weights);
+    });
+    span_index_ = index;
   }
 
   // Its forward hook (also safe without a span).
   void attention_end() {
-    if (t_span.session != this || t_span.handle == 0) return;
-    at::removeCallback(t_span.handle);
-    if (!t_span.fused.empty() && !t_span.taken) {
+    if (span_index_ < 0) return;
+    const std::string fused = detail::end_attention_span();
+    if (!fused.empty()) {
       attention_fused_.fetch_add(1);
       std::lock_guard<std::mutex> lock(attention_mutex_);
-      attention_error_ = "'" + session_->layers()[static_cast<std::size_t>(t_span.index)] +
-                         "' ran PyTorch's fused attention (" + t_span.fused +
+      attention_error_ = "'" + session_->layers()[static_cast<std::size_t>(span_index_)] +
+                         "' ran PyTorch's fused attention (" + fused +
                          "), which computes the weights inside one kernel: nothing captured for that call (it is "
                          "taken in inference without autograd; train, or run with autograd on)";
     }
-    t_span = AttentionSpan{};
-  }
-
-  // The weights a span took: to the sink, as [B, H, T, S].
-  void take_attention(const at::Tensor& softmax) noexcept {
-    const int index = t_span.index;
-    const int heads = t_span.heads;
-    if (softmax.dim() != 3 || softmax.size(0) % heads != 0) return;
-    at::Tensor weights = softmax.detach().view({softmax.size(0) / heads, heads, softmax.size(1), softmax.size(2)});
-    if (keep_attention_) {
-      std::lock_guard<std::mutex> lock(attention_mutex_);
-      kept_attention_.push_back(weights.clone());
-    }
-    sink_->on_output(index, weights);
+    span_index_ = -1;
   }
 
   std::uint64_t attention_fused() const noexcept { return attention_fused_.load(); }
@@ -291,9 +260,9 @@ class PySession {
 
   void close() noexcept {
     enabled_->store(false);
-    if (t_span.session == this && t_span.handle != 0) {
-      at::removeCallback(t_span.handle);
-      t_span = AttentionSpan{};
+    if (span_index_ >= 0) {
+      detail::end_attention_span();
+      span_index_ = -1;
     }
     if (session_) session_->close();
     closed_ = true;
@@ -320,34 +289,10 @@ class PySession {
   mutable std::mutex attention_mutex_;
   std::string attention_error_;
   bool keep_attention_ = false;
+  int span_index_ = -1;  // the probe whose span is open on the thread that opened it
   std::vector<at::Tensor> kept_attention_;
 };
 
-bool fused_attention(const char* op) {
-  return std::strstr(op, "multi_head_attention") != nullptr || std::strstr(op, "aten::_transformer_") != nullptr ||
-         std::strstr(op, "scaled_dot_product") != nullptr;
-}
-
-std::unique_ptr<at::ObserverContext> span_start(const at::RecordFunction& fn) {
-  if (t_span.depth++ != 0 || t_span.taken) return nullptr;
-  if (std::strcmp(fn.name(), "aten::softmax") == 0) {
-    t_span.taking = true;
-  } else if (fused_attention(fn.name())) {
-    t_span.fused = fn.name();
-  }
-  return nullptr;
-}
-
-void span_end(const at::RecordFunction& fn, at::ObserverContext* /*ctx*/) {
-  if (--t_span.depth > 0 || !t_span.taking) return;
-  t_span.depth = 0;
-  t_span.taking = false;
-  t_span.taken = true;
-  const auto& outputs = fn.outputs();
-  if (outputs.empty() || !outputs[0].isTensor() || t_span.session == nullptr) return;
-  at::RecordFunctionGuard no_recording(false);
-  t_span.session->take_attention(outputs[0].toTensor());
-}
 
 py::dict counters_dict(const Counters& c) {
   py::dict d;

@@ -14,6 +14,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "probe/attention_span.hpp"
+
 namespace neuronmap::detail {
 namespace {
 
@@ -166,12 +168,6 @@ void add_pending(ThreadState& ts, std::uint64_t table_id, const at::Tensor& tens
   p.push_back(Pending{table_id, WeakTensor(tensor.getIntrusivePtr()), tracked, linear_add});
 }
 
-// A fused kernel that computes attention weights inside one op (PyTorch's inference fast paths).
-bool fused_attention(const char* op) {
-  return std::strstr(op, "multi_head_attention") != nullptr || std::strstr(op, "aten::_transformer_") != nullptr ||
-         std::strstr(op, "scaled_dot_product") != nullptr;
-}
-
 // MultiheadAttention: an op on its own (in-projection) parameters opens its span on this thread, the
 // first softmax after that is its per-head weights, an op on out_proj's parameters closes the span.
 // Nothing else runs in between (its forward is one function), so the softmax is the module's own.
@@ -200,7 +196,7 @@ int match_attention(ThreadState& ts, const Table& table, const char* op, c10::Ar
   };
   if (end >= 0) close(end);
   if (begin < 0) return -1;
-  if (fused_attention(op)) {
+  if (fused_attention_op(op)) {
     close(begin);
     table.core->record_error(std::string("'") + (*table.tracked)[begin].name + "' ran PyTorch's fused attention (" +
                              op + "), which computes the weights inside one kernel: nothing captured for that call "

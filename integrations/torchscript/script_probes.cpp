@@ -365,7 +365,7 @@ struct ScriptProbes::State {
 };
 
 ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::string>& names,
-                           std::shared_ptr<CaptureSink> sink, bool gradients)
+                           std::shared_ptr<CaptureSink> sink, bool gradients, bool attention_weights)
     : state_(std::make_unique<State>()) {
   if (!sink) throw UsageError("ScriptProbes: no sink");
   check_layer_names(names);
@@ -390,7 +390,7 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
     target.name = names[i];
     target.module_type = script_type_name(module.type()->name()->qualifiedName());
     target.layout = guess_layout(index, st.resolved[i]);
-    if (target.module_type == "torch.nn.modules.activation.MultiheadAttention") {
+    if (attention_weights && target.module_type == "torch.nn.modules.activation.MultiheadAttention") {
       if (!module.hasattr("num_heads") || !module.attr("num_heads").isInt() || module.attr("num_heads").toInt() <= 0) {
         throw UnsupportedModule(fmt::format("'{}' ({}) cannot be probed: it has no num_heads attribute", names[i],
                                             target.module_type));

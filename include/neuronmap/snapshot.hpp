@@ -53,6 +53,18 @@ struct HeadStatistics {
   double previous_token() const noexcept { return offset_weight.empty() ? 0.0 : offset_weight[kOffsets - 1]; }
 };
 
+/// The role a head plays, from its statistics: none (no queries), collapsed, uniform, previous-token
+/// (mean weight on key i - 1 >= 0.5), self (on key i >= 0.5), else mixed.
+inline const char* head_role(const HeadStatistics& h) noexcept {
+  if (h.queries == 0) return "none";
+  if (h.collapsed) return "collapsed";
+  if (h.uniform) return "uniform";
+  const auto k = static_cast<std::size_t>(HeadStatistics::kOffsets);
+  if (h.offset_weight.size() > k && h.offset_weight[k - 1] >= 0.5) return "previous-token";
+  if (h.offset_weight.size() > k && h.offset_weight[k] >= 0.5) return "self";
+  return "mixed";
+}
+
 /// One layer in one snapshot.
 struct LayerSnapshot {
   std::string name;

@@ -8,5 +8,5 @@
 
 namespace neuronmap {
 /// Run files carry this number as the root attribute `format_version`; readers refuse newer ones.
-inline constexpr int kFormatVersion = 4;
+inline constexpr int kFormatVersion = 5;
 }  // namespace neuronmap

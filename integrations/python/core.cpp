@@ -455,6 +455,22 @@ PYBIND11_MODULE(_core, m) {
                (g.loose ? ", loose" : "") + ">";
       });
 
+  py::class_<HeadStatistics>(m, "HeadStatistics", "One attention head over a snapshot's window (docs/HEADS.md)")
+      .def_readonly("queries", &HeadStatistics::queries)
+      .def_readonly("entropy_mean", &HeadStatistics::entropy_mean)
+      .def_readonly("entropy_std", &HeadStatistics::entropy_std)
+      .def_readonly("distance_mean", &HeadStatistics::distance_mean)
+      .def_property_readonly("offset_weight", [](const HeadStatistics& h) { return to_numpy(h.offset_weight); })
+      .def_property_readonly("previous_token", &HeadStatistics::previous_token)
+      .def_readonly("concentration", &HeadStatistics::concentration)
+      .def_readonly("collapsed_fraction", &HeadStatistics::collapsed_fraction)
+      .def_readonly("uniform", &HeadStatistics::uniform)
+      .def_readonly("collapsed", &HeadStatistics::collapsed)
+      .def_readonly("role", &HeadStatistics::role)
+      .def("__repr__", [](const HeadStatistics& h) {
+        return "<HeadStatistics " + h.role + " entropy " + std::to_string(h.entropy_mean) + " previous-token " +
+               std::to_string(h.previous_token()) + ">";
+      });
   py::class_<LayerSnapshot>(m, "LayerSnapshot")
       .def_readonly("name", &LayerSnapshot::name)
       .def_readonly("output_shape", &LayerSnapshot::output_shape)
@@ -485,6 +501,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("labels", [](const LayerSnapshot& l) { return to_numpy(l.labels); })
       .def_readonly("groups", &LayerSnapshot::groups)
       .def_property_readonly("counters", [](const LayerSnapshot& l) { return counters_dict(l.counters); })
+      .def_readonly("heads", &LayerSnapshot::heads)
       .def("__repr__", [](const LayerSnapshot& l) {
         return "<LayerSnapshot '" + l.name + "': " + std::to_string(l.n_neurons) + " neurons, " +
                std::to_string(l.samples) + " samples, " + std::to_string(l.groups.size()) + " groups>";

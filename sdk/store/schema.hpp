@@ -41,6 +41,14 @@ inline constexpr const char* kLayerCka = "/data/layer_cka";             // float
 inline constexpr const char* kLossCurve = "/data/loss_curve";           // LossRow
 // format_version >= 3
 inline constexpr const char* kReference = "/data/reference";            // float32
+// format_version >= 5
+inline constexpr const char* kHeads = "/data/heads";                    // float64, kHeadFields per head
+
+/// A head's statistics in /data/heads, in this order: queries, entropy_mean, entropy_std, distance_mean,
+/// concentration, collapsed_fraction, uniform (0/1), collapsed (0/1), then the weights on offsets
+/// -4 ... +4 (HeadStatistics::offset_weight). The role is derived from them when read.
+inline constexpr int kHeadOffsets = 9;
+inline constexpr int kHeadFields = 8 + kHeadOffsets;
 
 inline constexpr int kMaxDims = 8;
 inline constexpr int kLabelLen = 32;  // learning_phase / skill_category: NUL-padded, longer is truncated
@@ -107,6 +115,9 @@ struct LayerRow {
   std::uint64_t reference_offset;  // into /data/reference
   std::uint64_t reference_count;   // floats: reference_rows x n_neurons
   std::int64_t reference_rows;
+  // format_version >= 5 (zero in memory for older files: see version4_defaults)
+  std::uint64_t heads_offset;  // into /data/heads
+  std::uint64_t heads_count;   // doubles: heads x kHeadFields (0: not an attention layer)
 };
 
 inline constexpr std::uint8_t kHasGradMeanAbs = 1;
@@ -206,6 +217,11 @@ inline void version3_defaults(GroupRow& r) {
 template <class Row>
 void version3_defaults(Row&) {}
 
+/// Files before version 5 hold no head statistics.
+inline void version4_defaults(LayerRow& r) { r.heads_offset = r.heads_count = 0; }
+template <class Row>
+void version4_defaults(Row&) {}
+
 /// Elements per chunk: 1 MiB for the correlation matrices (the notes' measured sweet spot), less for
 /// the rest so that a short run stays a small file (every chunk is allocated whole).
 inline constexpr std::uint64_t kCommitChunk = 256;       // 97 B rows (packed) -> 24 KiB
@@ -223,5 +239,6 @@ inline constexpr std::uint64_t kLineageChunk = 4096;     // int64 -> 32 KiB
 inline constexpr std::uint64_t kLayerCkaChunk = 4096;    // float64 -> 32 KiB
 inline constexpr std::uint64_t kLossChunk = 2048;        // 16 B -> 32 KiB
 inline constexpr std::uint64_t kReferenceChunk = 65536;  // float32 -> 256 KiB
+inline constexpr std::uint64_t kHeadsChunk = 4096;       // float64 -> 32 KiB
 
 }  // namespace neuronmap::detail::schema

@@ -132,16 +132,4 @@ std::vector<HeadStatistics> HeadAccumulator::finish() const {
   return out;
 }
 
-const char* head_role(const HeadStatistics& h) noexcept {
-  if (h.queries == 0) return "none";
-  if (h.collapsed) return "collapsed";
-  if (h.uniform) return "uniform";
-  const double previous = h.offset_weight.size() > HeadStatistics::kOffsets - 1
-                              ? h.offset_weight[HeadStatistics::kOffsets - 1] : 0.0;
-  const double self = h.offset_weight.size() > HeadStatistics::kOffsets ? h.offset_weight[HeadStatistics::kOffsets] : 0.0;
-  if (previous >= 0.5) return "previous-token";
-  if (self >= 0.5) return "self";
-  return "mixed";
-}
-
 }  // namespace neuronmap::detail

@@ -31,8 +31,4 @@ struct HeadAccumulator {
   std::vector<HeadStatistics> finish() const;
 };
 
-/// The role a head plays, from its statistics: collapsed, uniform, previous-token (weight on i - 1 >= 0.5),
-/// self (on i >= 0.5), else mixed.
-const char* head_role(const HeadStatistics& h) noexcept;
-
 }  // namespace neuronmap::detail

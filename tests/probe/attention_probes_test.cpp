@@ -11,6 +11,7 @@
 #include "neuronmap/errors.hpp"
 #include "probe/module_probes.hpp"
 #include "probe/rows.hpp"
+#include "neuronmap/neuronmap.hpp"
 #include "neuronmap/options.hpp"
 #include "test_dir.hpp"
 
@@ -211,6 +212,51 @@ TEST(AttentionProbes, EqualPythonsPerHeadWeightsWithinRounding) {
               << (torch::equal(got, want) ? " (bit-identical)" : "") << "\n";
     EXPECT_LE(diff, 1e-6) << name;
     EXPECT_TRUE(torch::equal(got == 0, want == 0)) << name << ": masked entries differ";
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The whole way: a session on a C++ MultiheadAttention stores per-head statistics that equal the ones
+// computed directly from the module's own weights, and its heads are the layer's neurons.
+TEST(AttentionSession, HeadStatisticsInTheRunFileEqualTheModulesWeights) {
+  torch::manual_seed(34);
+  const std::string dir = neuronmap::test::fresh_test_dir("probe");
+  auto model = std::make_shared<Block>();
+  const Inputs in = make_inputs();
+  std::vector<at::Tensor> weights;
+  {
+    auto session = neuronmap::attach(*model, {"self_attn"}, neuronmap::Options{}.every(1).file(dir + "/run.h5"));
+    model->eval();
+    for (int step = 0; step < 3; ++step) model->forward(in.x + 0.1 * step, in.memory, in.causal, in.padding);
+    session.end_epoch(1, 0.5);
+  }
+  for (int step = 0; step < 3; ++step) {
+    const auto x = in.x + 0.1 * step;
+    weights.push_back(own_weights(*model->self_attn, x, x, at::Tensor(), in.causal));
+  }
+  const auto snapshot = neuronmap::Run::open(dir + "/run.h5").snapshot(0);
+  const auto& layer = snapshot.layers.at(0);
+  ASSERT_EQ(layer.n_neurons, 4);  // heads
+  ASSERT_EQ(layer.heads.size(), 4u);
+  EXPECT_EQ(layer.samples, 3 * 3 * 7 * 7);
+  // Direct computation over every (step, sample, query): entropy normalised by log(keys) for queries
+  // with at least two keys, weight on the previous key, the largest weight.
+  const auto all = torch::cat(weights, 0).to(torch::kDouble);  // [3*B, H, T, S]
+  for (std::int64_t h = 0; h < 4; ++h) {
+    const auto w = all.select(1, h);  // [N, T, S]
+    const auto keys = (w > 0).sum(-1).to(torch::kDouble);
+    const auto plogp = torch::where(w > 0, w * torch::log(w), torch::zeros_like(w)).sum(-1);
+    const auto open = keys > 1;
+    const auto entropy = (-plogp / torch::log(keys)).masked_select(open);
+    const auto& stats = layer.heads[static_cast<std::size_t>(h)];
+    EXPECT_EQ(stats.queries, 3 * 3 * 7);
+    EXPECT_NEAR(stats.entropy_mean, entropy.mean().item<double>(), 1e-6) << h;
+    EXPECT_NEAR(stats.concentration, std::get<0>(w.max(-1)).masked_select(open).mean().item<double>(), 1e-6) << h;
+    EXPECT_NEAR(stats.previous_token(), torch::diagonal(w, -1, 1, 2).mean().item<double>(), 1e-6) << h;
+    EXPECT_FALSE(stats.role.empty());
   }
 }
 

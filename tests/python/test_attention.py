@@ -97,3 +97,39 @@ def test_fused_fast_path_is_counted_not_zeros(tmp_path):
         s.end_epoch(1, 0.0)
     layer = neuronmap.open(tmp_path / "run.h5").snapshots[0].layers[0]
     assert layer.samples == 0  # nothing captured, nothing invented
+
+
+def test_run_and_cli_expose_head_statistics(tmp_path):
+    import json
+    import os
+    import subprocess
+    torch.manual_seed(6)
+    model = Model(batch_first=False)
+    t, b = 8, 4
+    x = torch.randn(t, b, 16)
+    with neuronmap.attach(model, ["attn", "head"], every=1, file=tmp_path / "run.h5") as s:
+        for epoch in (1, 2):
+            model(x, attn_mask=causal(t)).sum().backward()
+            s.end_epoch(epoch, 0.0)
+    heads = neuronmap.open(tmp_path / "run.h5").snapshots[1].layers[0].heads
+    assert len(heads) == 4
+    for h in heads:
+        assert h.queries == b * t
+        assert 0.0 < h.entropy_mean <= 1.0
+        assert h.offset_weight.shape == (9,)
+        assert h.role in ("previous-token", "self", "uniform", "collapsed", "mixed")
+    assert neuronmap.open(tmp_path / "run.h5").snapshots[1].layers[1].heads == []
+    cli = os.environ.get("NEURONMAP_CLI")
+    if not cli:
+        pytest.skip("NEURONMAP_CLI not set")
+    out = subprocess.run([cli, "heads", str(tmp_path / "run.h5"), "--epoch", "2", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    doc = json.loads(out)
+    assert [s["epoch"] for s in doc["snapshots"]] == [2]
+    assert [h["head"] for h in doc["snapshots"][0]["heads"]] == [0, 1, 2, 3]
+    assert doc["snapshots"][0]["heads"][0]["entropy_mean"] == pytest.approx(heads[0].entropy_mean)
+    text = subprocess.run([cli, "heads", str(tmp_path / "run.h5"), "--layer", "attn"], check=True,
+                          capture_output=True, text=True).stdout
+    assert "epoch 1  layer attn" in text and "epoch 2  layer attn" in text
+    bad = subprocess.run([cli, "heads", str(tmp_path / "run.h5"), "--layer", "head"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no head statistics for layer 'head'" in bad.stderr

@@ -133,3 +133,9 @@ def test_run_and_cli_expose_head_statistics(tmp_path):
     assert "epoch 1  layer attn" in text and "epoch 2  layer attn" in text
     bad = subprocess.run([cli, "heads", str(tmp_path / "run.h5"), "--layer", "head"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no head statistics for layer 'head'" in bad.stderr
+    report = tmp_path / "report"
+    subprocess.run([cli, "report", str(tmp_path / "run.h5"), "--out", str(report)], check=True, capture_output=True)
+    doc = json.loads((report / "pytorch_neuron_group_analysis_report.json").read_text())
+    assert [h["head"] for h in doc["attention_heads"][0]["heads"]] == [0, 1, 2, 3]
+    assert "Attention heads (reported snapshot)" in (report / "pytorch_neuron_group_analysis_report.txt").read_text()
+    assert (report / "pytorch_heads_attn.png").stat().st_size > 0

@@ -496,7 +496,8 @@ std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) 
     for (const auto& p : module.parameters(/*recurse=*/true)) d.parameter_count += p.numel();
     d.probeable = index.calls_of.count(name) > 0;
     if (d.probeable) {
-      d.layout = guess_layout(index, name);
+      d.layout = d.module_type == "torch.nn.modules.activation.MultiheadAttention" ? LayerLayout::attention_heads
+                                                                                  : guess_layout(index, name);
       d.neurons = neuron_words(d.layout);
     } else {
       d.why_not = never_called_message(index, name);

@@ -14,6 +14,8 @@ namespace neuronmap {
 enum class LayerLayout {
   features_last,   ///< [B, F] as is; [B, T, F] -> B*T samples x F neurons (one sample per token)
   channels_first,  ///< [B, C, spatial...] -> B samples x C neurons (mean over the spatial dims)
+  /// Per-head attention weights [B, H, T, S] -> B*T*S samples (sample, query, key) x H neurons (heads)
+  attention_heads,
 };
 
 /// One submodule of a model, as attach() would see it, before attaching (once probed, the run file
@@ -34,7 +36,12 @@ struct LayerDescription {
 };
 
 inline const char* to_string(LayerLayout layout) noexcept {
-  return layout == LayerLayout::channels_first ? "channels_first" : "features_last";
+  switch (layout) {
+    case LayerLayout::channels_first: return "channels_first";
+    case LayerLayout::attention_heads: return "attention_heads";
+    case LayerLayout::features_last: break;
+  }
+  return "features_last";
 }
 
 /// Every submodule of a C++ frontend model, in named_modules() order (the root excluded).

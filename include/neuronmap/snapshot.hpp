@@ -35,6 +35,38 @@ struct Counters {
   }
 };
 
+/// One attention head over every (sample, query) of a snapshot's window (docs/HEADS.md). A query's
+/// keys are those with a nonzero weight (masked keys get exactly 0); entropy, concentration and the
+/// collapsed fraction are over the queries with at least two keys.
+struct HeadStatistics {
+  static constexpr int kOffsets = 4;  ///< offset_weight covers key - query = -kOffsets ... +kOffsets
+  std::int64_t queries = 0;           ///< (sample, query) pairs seen
+  double entropy_mean = 0.0;          ///< entropy per query / log(its keys); 0 with one key
+  double entropy_std = 0.0;           ///< spread of that over the queries (population)
+  double distance_mean = std::numeric_limits<double>::quiet_NaN();  ///< mean of sum_j w_ij |i - j| (self-attention: T == S)
+  std::vector<double> offset_weight;  ///< 2 * kOffsets + 1 values: mean weight on key i + o over the queries
+                                      ///< that have that key (NaN where none); [kOffsets - 1] is the previous token
+  double concentration = 0.0;         ///< mean of the largest weight per query
+  double collapsed_fraction = 0.0;    ///< fraction of queries whose largest weight is >= 0.95
+  bool uniform = false;               ///< entropy_mean >= 0.95
+  bool collapsed = false;             ///< collapsed_fraction >= 0.9
+  std::string role;                   ///< previous-token, self, uniform, collapsed or mixed (docs/HEADS.md)
+
+  double previous_token() const noexcept { return offset_weight.empty() ? 0.0 : offset_weight[kOffsets - 1]; }
+};
+
+/// The role a head plays, from its statistics: none (no queries), collapsed, uniform, previous-token
+/// (mean weight on key i - 1 >= 0.5), self (on key i >= 0.5), else mixed.
+inline const char* head_role(const HeadStatistics& h) noexcept {
+  if (h.queries == 0) return "none";
+  if (h.collapsed) return "collapsed";
+  if (h.uniform) return "uniform";
+  const auto k = static_cast<std::size_t>(HeadStatistics::kOffsets);
+  if (h.offset_weight.size() > k && h.offset_weight[k - 1] >= 0.5) return "previous-token";
+  if (h.offset_weight.size() > k && h.offset_weight[k] >= 0.5) return "self";
+  return "mixed";
+}
+
 /// One layer in one snapshot.
 struct LayerSnapshot {
   std::string name;
@@ -64,6 +96,8 @@ struct LayerSnapshot {
   std::vector<std::int32_t> labels;        ///< per neuron: group id or -1 (ungrouped)
   std::vector<Group> groups;
   Counters counters;                       ///< what happened to this layer's batches in this snapshot's window
+  /// Attention layers (LayerLayout::attention_heads): per head; the neurons are the heads. Else empty.
+  std::vector<HeadStatistics> heads;
 
   std::int64_t dead_count() const noexcept {
     std::int64_t n = 0;

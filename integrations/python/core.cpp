@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "neuronmap/run.hpp"
 #include "neuronmap/session.hpp"
 #include "neuronmap/version.hpp"
+#include "probe/attention_span.hpp"
 #include "probe/probe_set.hpp"
 #include "probe/sink.hpp"
 #include "session/make_session.hpp"
@@ -152,7 +154,8 @@ class PySession {
       t.layout = parse_enum<LayerLayout>(
           "layout of '" + names[i] + "'", layouts[i],
           {{"features_last", LayerLayout::features_last},
-           {"channels_first", LayerLayout::channels_first}});
+           {"channels_first", LayerLayout::channels_first},
+           {"attention_heads", LayerLayout::attention_heads}});
       targets.push_back(std::move(t));
     }
     Options o = options_from(options);
@@ -179,6 +182,49 @@ class PySession {
     if (!output.defined()) return;
     py::gil_scoped_release release;
     sink_->on_output(index, output);
+  }
+
+  // Forward pre-hook of a probed nn.MultiheadAttention: its per-head weights go to the sink as [B, H, T, S]
+  // (probe/attention_span.hpp).
+  void attention_begin(int index, int heads) {
+    attention_end();
+    if (!enabled_->load(std::memory_order_relaxed)) return;
+    check_index(index);
+    if (heads <= 0) throw UsageError("attention_begin: heads must be positive");
+    detail::begin_attention_span(heads, [this, index](const at::Tensor& weights) {
+      if (keep_attention_) {
+        std::lock_guard<std::mutex> lock(attention_mutex_);
+        kept_attention_.push_back(weights.clone());
+      }
+      sink_->on_output(index, weights);
+    });
+    span_index_ = index;
+  }
+
+  // Its forward hook (also safe without a span).
+  void attention_end() {
+    if (span_index_ < 0) return;
+    const std::string fused = detail::end_attention_span();
+    if (!fused.empty()) {
+      attention_fused_.fetch_add(1);
+      std::lock_guard<std::mutex> lock(attention_mutex_);
+      attention_error_ = "'" + session_->layers()[static_cast<std::size_t>(span_index_)] +
+                         "' ran PyTorch's fused attention (" + fused +
+                         "), which computes the weights inside one kernel: nothing captured for that call (it is "
+                         "taken in inference without autograd; train, or run with autograd on)";
+    }
+    span_index_ = -1;
+  }
+
+  std::uint64_t attention_fused() const noexcept { return attention_fused_.load(); }
+  std::string attention_error() const {
+    std::lock_guard<std::mutex> lock(attention_mutex_);
+    return attention_error_;
+  }
+  void keep_attention_for_testing(bool on) { keep_attention_ = on; }
+  std::vector<at::Tensor> take_kept_attention() {
+    std::lock_guard<std::mutex> lock(attention_mutex_);
+    return std::move(kept_attention_);
   }
 
   void capture_gradient(int index, const at::Tensor& output, const at::Tensor& gradient) {
@@ -221,6 +267,10 @@ class PySession {
 
   void close() noexcept {
     enabled_->store(false);
+    if (span_index_ >= 0) {
+      detail::end_attention_span();
+      span_index_ = -1;
+    }
     if (session_) session_->close();
     closed_ = true;
   }
@@ -242,7 +292,14 @@ class PySession {
   std::unique_ptr<Session> session_;
   int n_ = 0;
   bool closed_ = false;
+  std::atomic<std::uint64_t> attention_fused_{0};
+  mutable std::mutex attention_mutex_;
+  std::string attention_error_;
+  bool keep_attention_ = false;
+  int span_index_ = -1;  // the probe whose span is open on the thread that opened it
+  std::vector<at::Tensor> kept_attention_;
 };
+
 
 py::dict counters_dict(const Counters& c) {
   py::dict d;
@@ -292,6 +349,12 @@ PYBIND11_MODULE(_core, m) {
            py::arg("names"), py::arg("module_types"), py::arg("layouts"), py::arg("device"), py::arg("options"))
       .def_property_readonly("capturing", &PySession::capturing)
       .def("capture", &PySession::capture, py::arg("index"), py::arg("output"))
+      .def("attention_begin", &PySession::attention_begin, py::arg("index"), py::arg("heads"))
+      .def("attention_end", &PySession::attention_end)
+      .def_property_readonly("attention_fused", &PySession::attention_fused)
+      .def("attention_error", &PySession::attention_error)
+      .def("_keep_attention_for_testing", &PySession::keep_attention_for_testing)
+      .def("_take_kept_attention", &PySession::take_kept_attention)
       .def("capture_gradient", &PySession::capture_gradient, py::arg("index"), py::arg("output"), py::arg("gradient"))
       .def("end_epoch", &PySession::end_epoch, py::arg("epoch"), py::arg("loss"))
       .def("observe", &PySession::observe, py::arg("per_sample_loss"), py::arg("tags"))
@@ -302,9 +365,18 @@ PYBIND11_MODULE(_core, m) {
         s.close();
       })
       .def_property_readonly("closed", &PySession::closed)
-      .def("counters", [](const PySession& s) { return counters_dict(s.session().counters()); })
+      .def("counters",
+           [](const PySession& s) {
+             py::dict d = counters_dict(s.session().counters());
+             d["attention_fused"] = s.attention_fused();  // attention calls whose weights a fused kernel kept
+             return d;
+           })
       .def("snapshots_written", [](const PySession& s) { return s.session().snapshots_written(); })
-      .def("last_error", [](const PySession& s) { return s.session().last_error(); })
+      .def("last_error",
+           [](const PySession& s) {
+             std::string e = s.session().last_error();
+             return e.empty() ? s.attention_error() : e;
+           })
       .def("layers", [](const PySession& s) { return s.session().layers(); })
       .def("file", [](const PySession& s) { return s.session().file(); })
       // Test-only (underscore: not part of the Python API): a deliberately slow consumer.
@@ -333,6 +405,22 @@ PYBIND11_MODULE(_core, m) {
                (g.loose ? ", loose" : "") + ">";
       });
 
+  py::class_<HeadStatistics>(m, "HeadStatistics", "One attention head over a snapshot's window (docs/HEADS.md)")
+      .def_readonly("queries", &HeadStatistics::queries)
+      .def_readonly("entropy_mean", &HeadStatistics::entropy_mean)
+      .def_readonly("entropy_std", &HeadStatistics::entropy_std)
+      .def_readonly("distance_mean", &HeadStatistics::distance_mean)
+      .def_property_readonly("offset_weight", [](const HeadStatistics& h) { return to_numpy(h.offset_weight); })
+      .def_property_readonly("previous_token", &HeadStatistics::previous_token)
+      .def_readonly("concentration", &HeadStatistics::concentration)
+      .def_readonly("collapsed_fraction", &HeadStatistics::collapsed_fraction)
+      .def_readonly("uniform", &HeadStatistics::uniform)
+      .def_readonly("collapsed", &HeadStatistics::collapsed)
+      .def_readonly("role", &HeadStatistics::role)
+      .def("__repr__", [](const HeadStatistics& h) {
+        return "<HeadStatistics " + h.role + " entropy " + std::to_string(h.entropy_mean) + " previous-token " +
+               std::to_string(h.previous_token()) + ">";
+      });
   py::class_<LayerSnapshot>(m, "LayerSnapshot")
       .def_readonly("name", &LayerSnapshot::name)
       .def_readonly("output_shape", &LayerSnapshot::output_shape)
@@ -384,6 +472,7 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("sigma") = 0.5,
          "The original tool's per-sample events on the stored sample rows (reservoir) and groups: samples "
          "(row positions), sample_ids, activated (group ids), strength.")
+      .def_readonly("heads", &LayerSnapshot::heads)
       .def("__repr__", [](const LayerSnapshot& l) {
         return "<LayerSnapshot '" + l.name + "': " + std::to_string(l.n_neurons) + " neurons, " +
                std::to_string(l.samples) + " samples, " + std::to_string(l.groups.size()) + " groups>";

@@ -64,7 +64,8 @@ Capture capture_once(torch::jit::Module& model, const std::vector<std::string>& 
   Capture capture;
   capture.layers = layers;
   {
-    ScriptProbes probes(model, layers, sink);
+    // What forward hooks see: an attention module's output 0, not its per-head weights.
+    ScriptProbes probes(model, layers, sink, /*gradients=*/false, /*attention_weights=*/false);
     probes.enable(true);
     try {
       torch::AutoGradMode grad_mode(autograd);

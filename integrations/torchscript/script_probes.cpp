@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include "neuronmap/errors.hpp"
+#include "probe/attention_span.hpp"
 #include "probe/probe_core.hpp"
 #include "script_model.hpp"
 
@@ -42,6 +43,7 @@ struct Route {
   const c10::ivalue::Object* module = nullptr;  // the probed instance (a graph may serve several)
   std::shared_ptr<Core> core;
   std::vector<int> probes;  // its probe index (the one entry)
+  int heads = 0;            // > 0: an nn.MultiheadAttention whose per-head weights are captured
 };
 using RouteTable = std::unordered_map<std::string, std::vector<Route>>;
 
@@ -50,6 +52,7 @@ struct Instrumented {
   std::shared_ptr<Graph> graph;  // keeps the node alive while the entry exists
   std::string site;
   std::vector<Node*> added;      // in insertion order
+  bool attention = false;        // a neuronmap::attention_begin precedes the call
   Value* original = nullptr;     // the call's output
   Value* replacement = nullptr;  // what the call's later uses read instead (null: observe only)
   int users = 0;
@@ -116,15 +119,51 @@ void deliver(const Route& route, const c10::IValue& output) noexcept {
   core.release();
 }
 
+void deliver_weights(const Route& route, const at::Tensor& weights) noexcept {
+  Core& core = *route.core;
+  if (!core.enabled.load(std::memory_order_relaxed) || !core.acquire()) return;
+  try {
+    deliver_output(core, route.probes, core.names[static_cast<std::size_t>(route.probes.front())], weights);
+  } catch (const std::exception& e) {
+    core.record_error(fmt::format("probe '{}': {}", core.names[static_cast<std::size_t>(route.probes.front())],
+                                  first_line(e.what())));
+  } catch (...) {
+    core.record_error("probe: unknown error");
+  }
+  core.release();
+}
+
+// Closes the attention span of a call (probe/attention_span.hpp) and says so if a fused kernel kept
+// the weights.
+void end_span(const std::vector<const Route*>& attention_routes) noexcept {
+  const std::string fused = end_attention_span();
+  if (fused.empty()) return;
+  for (const Route* route : attention_routes) {
+    Core& core = *route->core;
+    if (!core.enabled.load(std::memory_order_relaxed)) continue;
+    core.record_error(fmt::format("probe '{}' ran PyTorch's fused attention ({}), which computes the weights inside "
+                                  "one kernel: nothing captured for that call (it is taken in inference without "
+                                  "autograd; train, or run with autograd on)",
+                                  core.names[static_cast<std::size_t>(route->probes.front())], fused));
+  }
+}
+
 void route_output(const c10::IValue& module, const c10::IValue& site, const c10::IValue& output) noexcept {
   try {
     const std::shared_ptr<const RouteTable> table = std::atomic_load(&registry().routes);
     const auto it = table->find(site.toStringRef());
     if (it == table->end()) return;
     const c10::ivalue::Object* object = module.isObject() ? &module.toObjectRef() : nullptr;
+    std::vector<const Route*> attention_routes;
     for (const Route& route : it->second) {
-      if (route.module == object) deliver(route, output);
+      if (route.module != object) continue;
+      if (route.heads > 0) {
+        attention_routes.push_back(&route);
+      } else {
+        deliver(route, output);
+      }
     }
+    if (!attention_routes.empty()) end_span(attention_routes);
   } catch (...) {
     // Nothing here may reach the training step.
   }
@@ -141,6 +180,37 @@ void capture_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack)
   s.erase(s.end() - 3, s.end() - 1);
 }
 
+// neuronmap::attention_begin(Any module, str site) -> (): before the call of a probed attention module,
+// opens the thread's span that takes its per-head weights.
+void attention_begin_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack) {
+  auto& s = *stack;
+  const auto n = s.size();
+  if (g_enabled_sets.load(std::memory_order_relaxed) > 0) {
+    try {
+      const std::shared_ptr<const RouteTable> table = std::atomic_load(&registry().routes);
+      const auto it = table->find(s[n - 1].toStringRef());
+      const c10::ivalue::Object* object = s[n - 2].isObject() ? &s[n - 2].toObjectRef() : nullptr;
+      std::vector<Route> routes;
+      if (it != table->end()) {
+        for (const Route& route : it->second) {
+          if (route.module == object && route.heads > 0 && route.core->enabled.load(std::memory_order_relaxed)) {
+            routes.push_back(route);
+          }
+        }
+      }
+      if (!routes.empty()) {
+        const int heads = routes.front().heads;
+        begin_attention_span(heads, [routes = std::move(routes)](const at::Tensor& weights) {
+          for (const Route& route : routes) deliver_weights(route, weights);
+        });
+      }
+    } catch (...) {
+      // Nothing here may reach the training step.
+    }
+  }
+  s.resize(n - 2);
+}
+
 // neuronmap::observe(Any module, str site, Any output) -> (): for outputs that are not a tensor or a
 // tuple starting with one (lists, optionals): captured, but without gradients.
 void observe_kernel(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack) {
@@ -154,10 +224,28 @@ namespace {
 
 // Rewriting. All under registry().mutex.
 
-Instrumented& instrument(Registry& reg, const CallSite& site) {
+const c10::Symbol& attention_begin_symbol() {
+  static const c10::Symbol symbol = c10::Symbol::fromQualString("neuronmap::attention_begin");
+  return symbol;
+}
+
+// Before an attention module's call: neuronmap::attention_begin(module, site).
+void add_attention_begin(Instrumented& entry, Node* call) {
+  if (entry.attention) return;
+  Graph& g = *entry.graph;
+  jit::WithInsertPoint insert_point(call);
+  Value* site_value = g.insertConstant(entry.site);
+  Node* begin = g.insertNode(g.create(attention_begin_symbol(), {call->input(0), site_value}, 0));
+  entry.added.push_back(site_value->node());
+  entry.added.push_back(begin);
+  entry.attention = true;
+}
+
+Instrumented& instrument(Registry& reg, const CallSite& site, bool attention) {
   auto found = reg.instrumented.find(site.call);
   if (found != reg.instrumented.end()) {
     ++found->second.users;
+    if (attention) add_attention_begin(found->second, site.call);
     return found->second;
   }
   Graph& g = *site.graph;
@@ -198,7 +286,9 @@ Instrumented& instrument(Registry& reg, const CallSite& site) {
     entry.original->replaceAllUsesAfterNodeWith(entry.replacement->node(), entry.replacement);
   }
   entry.users = 1;
-  return reg.instrumented.emplace(call, std::move(entry)).first->second;
+  Instrumented& added = reg.instrumented.emplace(call, std::move(entry)).first->second;
+  if (attention) add_attention_begin(added, call);
+  return added;
 }
 
 void uninstrument(Registry& reg, Node* call) {
@@ -267,6 +357,7 @@ struct ScriptProbes::State {
   std::vector<std::string> resolved;
   std::vector<Node*> calls;  // instrumented calls this set holds a use of
   std::vector<std::string> sites;
+  std::vector<int> heads;  // per probe: > 0 for an attention module
   std::vector<jit::GraphFunction*> functions;
   std::vector<std::shared_ptr<jit::CompilationUnit>> units;    // keep functions and graphs alive
   std::vector<c10::intrusive_ptr<c10::ivalue::Object>> objects;  // their addresses are route keys
@@ -274,7 +365,7 @@ struct ScriptProbes::State {
 };
 
 ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::string>& names,
-                           std::shared_ptr<CaptureSink> sink, bool gradients)
+                           std::shared_ptr<CaptureSink> sink, bool gradients, bool attention_weights)
     : state_(std::make_unique<State>()) {
   if (!sink) throw UsageError("ScriptProbes: no sink");
   check_layer_names(names);
@@ -299,6 +390,16 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
     target.name = names[i];
     target.module_type = script_type_name(module.type()->name()->qualifiedName());
     target.layout = guess_layout(index, st.resolved[i]);
+    if (attention_weights && target.module_type == "torch.nn.modules.activation.MultiheadAttention") {
+      if (!module.hasattr("num_heads") || !module.attr("num_heads").isInt() || module.attr("num_heads").toInt() <= 0) {
+        throw UnsupportedModule(fmt::format("'{}' ({}) cannot be probed: it has no num_heads attribute", names[i],
+                                            target.module_type));
+      }
+      target.layout = LayerLayout::attention_heads;
+      st.heads.push_back(static_cast<int>(module.attr("num_heads").toInt()));
+    } else {
+      st.heads.push_back(0);
+    }
     st.targets.push_back(std::move(target));
     st.objects.push_back(module._ivalue());
     st.core->names.push_back(names[i]);
@@ -313,10 +414,10 @@ ScriptProbes::ScriptProbes(torch::jit::Module& model, const std::vector<std::str
     std::vector<std::string> route_sites;
     for (std::size_t i = 0; i < st.resolved.size(); ++i) {
       for (const CallSite& site : index.calls_of.at(st.resolved[i])) {
-        const Instrumented& entry = instrument(reg, site);
+        const Instrumented& entry = instrument(reg, site, st.heads[i] > 0);
         st.calls.push_back(site.call);
         route_sites.push_back(entry.site);
-        new_routes.push_back(Route{st.objects[i].get(), st.core, {static_cast<int>(i)}});
+        new_routes.push_back(Route{st.objects[i].get(), st.core, {static_cast<int>(i)}, st.heads[i]});
       }
     }
     publish_routes(reg, [&](RouteTable& table) {
@@ -395,7 +496,8 @@ std::vector<LayerDescription> describe_script_layers(torch::jit::Module& model) 
     for (const auto& p : module.parameters(/*recurse=*/true)) d.parameter_count += p.numel();
     d.probeable = index.calls_of.count(name) > 0;
     if (d.probeable) {
-      d.layout = guess_layout(index, name);
+      d.layout = d.module_type == "torch.nn.modules.activation.MultiheadAttention" ? LayerLayout::attention_heads
+                                                                                  : guess_layout(index, name);
       d.neurons = neuron_words(d.layout);
     } else {
       d.why_not = never_called_message(index, name);
@@ -412,7 +514,9 @@ std::vector<std::string> instrumented_methods(torch::jit::Module& model) {
     bool found = false;
     std::function<void(jit::Block*)> scan = [&](jit::Block* block) {
       for (Node* n : block->nodes()) {
-        if (n->kind() == capture_symbol() || n->kind() == observe_symbol()) found = true;
+        if (n->kind() == capture_symbol() || n->kind() == observe_symbol() || n->kind() == attention_begin_symbol()) {
+          found = true;
+        }
         for (jit::Block* b : n->blocks()) scan(b);
       }
     };
@@ -432,4 +536,6 @@ TORCH_LIBRARY(neuronmap, m) {
   m.def(torch::schema("neuronmap::observe(Any module, str site, Any output) -> ()",
                       c10::AliasAnalysisKind::CONSERVATIVE),
         torch::CppFunction::makeFromBoxedFunction<&neuronmap::detail::observe_kernel>());
+  m.def(torch::schema("neuronmap::attention_begin(Any module, str site) -> ()", c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&neuronmap::detail::attention_begin_kernel>());
 }

@@ -24,10 +24,11 @@ namespace neuronmap::detail {
 /// Attach and detach must not run while another thread runs the same model.
 class ScriptProbes : public ProbeCounters {
  public:
-  /// `gradients`: also hand dLoss/dOutput to sink->on_gradient during backward.
-  /// Throws LayerNotFound (listing the valid names) or UnsupportedModule (saying why).
+  /// `gradients`: also hand dLoss/dOutput to sink->on_gradient during backward. `attention_weights`: an
+  /// nn.MultiheadAttention hands over its per-head weights [B, H, T, S] (else its output 0, what a
+  /// forward hook keeps). Throws LayerNotFound (listing the valid names) or UnsupportedModule (saying why).
   ScriptProbes(torch::jit::Module& model, const std::vector<std::string>& names, std::shared_ptr<CaptureSink> sink,
-               bool gradients = false);
+               bool gradients = false, bool attention_weights = true);
   ~ScriptProbes();
   ScriptProbes(const ScriptProbes&) = delete;
   ScriptProbes& operator=(const ScriptProbes&) = delete;

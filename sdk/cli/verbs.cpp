@@ -15,7 +15,7 @@ int g_exit_code = 0;
 
 const std::vector<VerbRegistrar>& verbs() {
   static const std::vector<VerbRegistrar> all = {add_inspect, add_groups, add_report, add_compare,
-                                                   add_serve, add_capture, add_layers};
+                                                   add_serve, add_capture, add_layers, add_heads};
   return all;
 }
 

@@ -33,5 +33,6 @@ void add_capture(CLI::App& app);
 void add_layers(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_heads(CLI::App& app);
 
 }  // namespace neuronmap::cli

@@ -34,7 +34,9 @@ ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::stri
     resolver.tracked()[r.tracked].probe_indices.push_back(static_cast<int>(i));
     state_->targets.push_back(ProbeTarget{names[i], module->name(), r.layout});
   }
-  for (auto& t : resolver.tracked()) state_->modules.push_back(t.by_storage ? std::move(t.module) : nullptr);
+  for (auto& t : resolver.tracked()) {
+    state_->modules.push_back(t.by_storage || t.attention_heads > 0 ? std::move(t.module) : nullptr);
+  }
   state_->tracked = std::make_shared<const std::vector<TrackedModule>>(std::move(resolver.tracked()));
   state_->core = std::make_shared<ModuleProbeCore>();
   state_->core->sink = std::move(sink);

@@ -23,8 +23,9 @@ struct ModuleKind {
     chained,                // parameter-free: the op consuming the previous Sequential sibling's output
     alias_input,            // Identity: its output is its input
     alias_last_child,       // Sequential: its output is its last child's output
+    attention,              // MultiheadAttention: the softmax within the span of its parameters' ops
   };
-  enum class LayoutRule { features_last, channels_first, inherit };
+  enum class LayoutRule { features_last, channels_first, attention_heads, inherit };
 
   Role role;
   std::vector<std::string> ops;  // outermost op names that compute the output (output 0)
@@ -48,6 +49,7 @@ const ModuleKind* kind_of(const Module& m) {
   constexpr auto C = LayoutRule::channels_first;
   constexpr auto I = LayoutRule::inherit;
   static const std::vector<std::pair<P, ModuleKind>> kinds = {
+      {&is<MultiheadAttentionImpl>, {Role::attention, {"aten::softmax"}, LayoutRule::attention_heads}},
       {&is<LinearImpl>, {Role::linear, {"aten::addmm", "aten::matmul"}, F}},
       {&is<Conv1dImpl>, {Role::parametric, {"aten::conv1d"}, C}},
       {&is<Conv2dImpl>, {Role::parametric, {"aten::conv2d"}, C}},
@@ -134,6 +136,7 @@ std::string join_name(const std::string& parent, const std::string& key) {
 }
 
 LayerLayout fixed_layout(LayoutRule rule) {
+  if (rule == LayoutRule::attention_heads) return LayerLayout::attention_heads;
   return rule == LayoutRule::channels_first ? LayerLayout::channels_first : LayerLayout::features_last;
 }
 
@@ -225,6 +228,8 @@ ResolvedModule ModuleResolver::resolve_uncached(const std::string& name) {
     }
     case Role::alias_input:
       return producer_of_input(name, "its output is its input");
+    case Role::attention:
+      return track_attention(name, module, *kind);
     case Role::linear:
     case Role::parametric:
     case Role::parametric_or_chained:
@@ -265,10 +270,40 @@ ResolvedModule ModuleResolver::track_parametric(const std::string& name, const s
   return r;
 }
 
+ResolvedModule ModuleResolver::track_attention(const std::string& name, const std::shared_ptr<Module>& module,
+                                              const ModuleKind& kind) {
+  const auto& attention = dynamic_cast<torch::nn::MultiheadAttentionImpl&>(*module);
+  if (own_tensors(*module).empty() || !attention.out_proj) {
+    throw UnsupportedModule(describe(name) + " cannot be probed: it has no in-projection parameters to recognise "
+                            "its ops by.");
+  }
+  check_not_shared(name, *module, kind);
+  for (std::size_t i = 0; i < tracked_.size(); ++i) {
+    if (tracked_[i].attention_heads > 0 && tracked_[i].module == module) {
+      return ResolvedModule{static_cast<int>(i), LayerLayout::attention_heads};
+    }
+  }
+  TrackedModule t;
+  t.name = name;
+  t.module_type = module->name();
+  t.module = module;
+  t.ops = &kind.ops;
+  t.attention_heads = static_cast<int>(attention.options.num_heads());
+  t.layout = LayerLayout::attention_heads;
+  tracked_.push_back(std::move(t));
+  return ResolvedModule{static_cast<int>(tracked_.size()) - 1, LayerLayout::attention_heads};
+}
+
 ResolvedModule ModuleResolver::track_chained(const std::string& name, const std::shared_ptr<Module>& module,
                                              const ModuleKind& kind) {
   const ResolvedModule producer = producer_of_input(
-      name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other");
+      name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other",
+      /*members_too=*/true);
+  if (tracked_[producer.tracked].attention_heads > 0) {
+    throw UnsupportedModule(describe(name) + " cannot be probed: the sibling registered before it is a "
+                            "MultiheadAttention, whose probe sees attention weights, not the tensor this module "
+                            "consumes. Probe the layer after it.");
+  }
   TrackedModule t;
   t.name = name;
   t.module_type = module->name();
@@ -280,18 +315,24 @@ ResolvedModule ModuleResolver::track_chained(const std::string& name, const std:
   return ResolvedModule{index, tracked_[index].layout};
 }
 
-// The tracked module whose output is `name`'s input: its previous sibling in a Sequential (or,
-// for a first child, whatever feeds that Sequential).
-ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const std::string& why_needed) {
+// The tracked module whose output is `name`'s input: its previous sibling in a Sequential (or, for a
+// first child, whatever feeds that Sequential). With `members_too`, also a member that a custom forward
+// calls directly: its input is taken to be the output of the sibling registered just before it (the
+// Sequential rule generalised; models register members in the order their forward calls them).
+ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const std::string& why_needed,
+                                                 bool members_too) {
   const std::string parent_name = parent_of(name);
   Module& parent = parent_name.empty() ? root_ : *modules_.at(parent_name);
   const std::string parent_label = parent_name.empty() ? "the model" : "'" + parent_name + "'";
+  const bool sequential = is<torch::nn::SequentialImpl>(parent);
   auto fail = [&](const std::string& reason) -> UnsupportedModule {
-    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed + ", so it is found only as the "
-                             "next op on its previous sibling's output inside a torch::nn::Sequential, and " +
+    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed +
+                             ", so it is found only as the next op on the output of the sibling registered just "
+                             "before it (in a torch::nn::Sequential, or in a custom forward that calls its members "
+                             "in the order they were registered), and " +
                              reason);
   };
-  if (!is<torch::nn::SequentialImpl>(parent)) {
+  if (!sequential && !members_too) {
     throw fail(parent_label + " (" + parent.name() +
                ") is not a Sequential: its forward calls it directly and nothing marks that call. "
                "Probe the layer that feeds it instead, or put both in a torch::nn::Sequential.");
@@ -307,10 +348,15 @@ ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const 
       throw fail("the sibling before it cannot be probed either: " + std::string(e.what()));
     }
   }
+  if (!sequential) {
+    throw fail("it is the first member of " + parent_label + " (" + parent.name() +
+               "), whose forward calls it directly: nothing ties its op to it. Probe the layer that feeds it "
+               "instead, register it after that layer, or put both in a torch::nn::Sequential.");
+  }
   if (parent_name.empty()) {
     throw fail("it is the first module of the model, so its input is the model's input. Probe a later layer.");
   }
-  return producer_of_input(parent_name, why_needed);
+  return producer_of_input(parent_name, why_needed, members_too);
 }
 
 void ModuleResolver::check_not_shared(const std::string& name, const Module& module, const ModuleKind& kind) const {
@@ -347,8 +393,9 @@ std::string ModuleResolver::unknown_kind_message(const std::string& name) const 
   return describe(name) +
          " cannot be probed: NeuronMap does not know which op computes this module type's output. Supported: "
          "Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, EmbeddingBag, LayerNorm, GroupNorm, "
-         "BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LSTM, GRU, RNN, Sequential, and activations, dropout, "
-         "pooling, Flatten and Identity inside a Sequential.";
+         "BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LSTM, GRU, RNN, MultiheadAttention, Sequential, Identity "
+         "inside a Sequential, and activations, dropout, pooling and Flatten after the sibling registered before "
+         "them.";
 }
 
 }  // namespace neuronmap::detail

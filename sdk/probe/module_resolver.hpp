@@ -1,6 +1,7 @@
 // Which op of a C++ frontend model computes a named submodule's output, and how to recognise it: by
-// the storage of the module's own parameters, or, for parameter-free children of a Sequential, as the
-// next op on the previous sibling's output. Says why when a module cannot be recognised.
+// the storage of the module's own parameters, or, for parameter-free modules, as the next op of their
+// kind on the output of the sibling registered before them (in a Sequential or a custom forward).
+// Says why when a module cannot be recognised.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,9 @@ struct TrackedModule {
   const std::vector<std::string>* ops = nullptr;  ///< outermost op names that compute its output (output 0)
   bool by_storage = false;         ///< else found by chaining from a predecessor
   bool linear_bias = false;        ///< Linear whose matmul path ends with add_(out, bias)
+  /// > 0: a MultiheadAttention with this many heads. Its output is its per-head weights [B, H, T, S]: the
+  /// first softmax after an op on its own (in-projection) parameters, before one on out_proj's.
+  int attention_heads = 0;
   std::vector<int> probe_indices;  ///< empty: tracked only so that a successor can be found
   std::vector<int> successors;     ///< chained modules consuming this one's output
   LayerLayout layout = LayerLayout::features_last;
@@ -75,9 +79,11 @@ class ModuleResolver {
   ResolvedModule resolve_uncached(const std::string& name);
   ResolvedModule track_parametric(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                   const ModuleKind& kind);
+  ResolvedModule track_attention(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
+                                 const ModuleKind& kind);
   ResolvedModule track_chained(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                const ModuleKind& kind);
-  ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed);
+  ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed, bool members_too = false);
   void check_not_shared(const std::string& name, const torch::nn::Module& module, const ModuleKind& kind) const;
   std::string unknown_kind_message(const std::string& name) const;
 

@@ -14,6 +14,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "probe/attention_span.hpp"
+
 namespace neuronmap::detail {
 namespace {
 
@@ -22,6 +24,8 @@ struct Table {
   std::shared_ptr<ModuleProbeCore> core;
   std::shared_ptr<const std::vector<TrackedModule>> tracked;
   std::unordered_map<const void*, std::vector<int>> by_storage;
+  std::unordered_map<const void*, int> attention_begin;  // a MultiheadAttention's own parameters
+  std::unordered_map<const void*, int> attention_end;    // its out_proj's parameters
 };
 // The tables of every enabled probe set, as one immutable list.
 using EnabledTables = std::vector<std::shared_ptr<const Table>>;
@@ -35,6 +39,14 @@ std::shared_ptr<const Table> build_table(const std::shared_ptr<ModuleProbeCore>&
   table->tracked = tracked;
   for (std::size_t i = 0; i < tracked->size(); ++i) {
     if (!modules[i]) continue;
+    if ((*tracked)[i].attention_heads > 0) {
+      for (const auto& tensor : own_tensors(*modules[i])) table->attention_begin[storage_of(tensor)] = static_cast<int>(i);
+      for (const auto& child : modules[i]->named_children()) {
+        if (child.key() != "out_proj") continue;
+        for (const auto& tensor : own_tensors(*child.value())) table->attention_end[storage_of(tensor)] = static_cast<int>(i);
+      }
+      continue;
+    }
     for (const auto& tensor : own_tensors(*modules[i])) {
       auto& list = table->by_storage[storage_of(tensor)];
       if (std::find(list.begin(), list.end(), static_cast<int>(i)) == list.end()) list.push_back(static_cast<int>(i));
@@ -98,6 +110,7 @@ struct ThreadState {
   std::shared_ptr<const EnabledTables> tables;
   std::vector<Match> current;  // matches of the running outermost op
   std::vector<Pending> pending;
+  std::vector<std::pair<std::uint64_t, int>> attention_open;  // (table id, tracked) spans without their softmax yet
 };
 
 // Trivially destructible thread_locals stay readable until the thread ends, even after the owner
@@ -155,12 +168,53 @@ void add_pending(ThreadState& ts, std::uint64_t table_id, const at::Tensor& tens
   p.push_back(Pending{table_id, WeakTensor(tensor.getIntrusivePtr()), tracked, linear_add});
 }
 
+// MultiheadAttention: an op on its own (in-projection) parameters opens its span on this thread, the
+// first softmax after that is its per-head weights, an op on out_proj's parameters closes the span.
+// Nothing else runs in between (its forward is one function), so the softmax is the module's own.
+int match_attention(ThreadState& ts, const Table& table, const char* op, c10::ArrayRef<const c10::IValue> inputs) {
+  const std::uint64_t id = table.core->id;
+  auto& open = ts.attention_open;
+  if (std::strcmp(op, "aten::softmax") == 0) {
+    for (auto it = open.begin(); it != open.end(); ++it) {
+      if (it->first != id) continue;
+      const int tracked = it->second;
+      open.erase(it);
+      return tracked;
+    }
+    return -1;
+  }
+  int begin = -1;
+  int end = -1;
+  for_each_tensor(inputs, [&](const at::Tensor& t) {
+    const void* storage = storage_of(t);
+    if (auto b = table.attention_begin.find(storage); b != table.attention_begin.end()) begin = b->second;
+    if (auto e = table.attention_end.find(storage); e != table.attention_end.end()) end = e->second;
+    return false;
+  });
+  auto close = [&](int tracked) {
+    open.erase(std::remove(open.begin(), open.end(), std::make_pair(id, tracked)), open.end());
+  };
+  if (end >= 0) close(end);
+  if (begin < 0) return -1;
+  if (fused_attention_op(op)) {
+    close(begin);
+    table.core->record_error(std::string("'") + (*table.tracked)[begin].name + "' ran PyTorch's fused attention (" +
+                             op + "), which computes the weights inside one kernel: nothing captured for that call "
+                             "(it is taken in inference without autograd; train, or run with autograd on)");
+    return -1;
+  }
+  if (std::find(open.begin(), open.end(), std::make_pair(id, begin)) == open.end()) open.emplace_back(id, begin);
+  return -1;
+}
+
 void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const char* op,
               c10::ArrayRef<const c10::IValue> inputs) {
   const auto& tracked = *table->tracked;
   const std::uint64_t id = table->core->id;
   int found = -1;
   bool linear_matmul = false;
+
+  if (!table->attention_begin.empty()) found = match_attention(ts, *table, op, inputs);
 
   // An op consuming a tensor this thread waits on: a chained module, or Linear's bias add_.
   for (std::size_t i = 0; i < ts.pending.size() && found < 0;) {
@@ -214,6 +268,15 @@ void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const 
 void emit(ThreadState& ts, const Table& table, int index, const at::Tensor& out) {
   const TrackedModule& t = (*table.tracked)[index];
   ModuleProbeCore& core = *table.core;
+  if (t.attention_heads > 0) {
+    // softmax over [B*H, T, S]; detached: nothing downstream uses this view, so a gradient hook on it would never fire
+    if (out.dim() != 3 || out.size(0) % t.attention_heads != 0) {
+      throw std::runtime_error("the softmax of '" + t.name + "' is not [batch*heads, queries, keys]");
+    }
+    deliver_output(core, t.probe_indices, t.name,
+                   out.detach().view({out.size(0) / t.attention_heads, t.attention_heads, out.size(1), out.size(2)}));
+    return;
+  }
   deliver_output(core, t.probe_indices, t.name, out);
   for (int successor : t.successors) add_pending(ts, core.id, out, successor, /*linear_add=*/false);
 }

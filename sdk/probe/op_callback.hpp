@@ -28,7 +28,7 @@ void remove_callback_user(const ModuleProbeCore& core);
 
 /// Publishes a table of `tracked` for the callback (`on`), or withdraws it. `modules` is parallel to
 /// `tracked`: the modules found by storage (null for chained ones), whose parameter storages are read
-/// now (a model.to(...) after attach replaces them). Throws on allocation failure.
+/// now (a model.to(...) after attach replaces them). Attention modules are given too. Throws on allocation failure.
 void publish_callback_table(const std::shared_ptr<ModuleProbeCore>& core,
                             const std::shared_ptr<const std::vector<TrackedModule>>& tracked,
                             const std::vector<std::shared_ptr<torch::nn::Module>>& modules, bool on);

@@ -16,6 +16,9 @@ at::Tensor to_rows(const at::Tensor& output, LayerLayout layout, const Options& 
   if (dims == 0) return t.reshape({1, 1});
   if (dims == 1) return t.reshape({t.size(0), 1});
   if (dims == 2) return t;
+  if (layout == LayerLayout::attention_heads && dims == 4) {
+    return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)});  // rows in (sample, query, key) order
+  }
   if (layout == LayerLayout::channels_first) {
     const auto flat = t.reshape({t.size(0), t.size(1), -1});
     return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
@@ -26,6 +29,9 @@ at::Tensor to_rows(const at::Tensor& output, LayerLayout layout, const Options& 
 }
 
 std::string reduction_words(LayerLayout layout, const Options& options) {
+  if (layout == LayerLayout::attention_heads) {
+    return "attention weights [B, H, T, S] -> B*T*S x H (one sample per (sample, query, key), heads as neurons)";
+  }
   if (layout == LayerLayout::channels_first) {
     return fmt::format("[B, C, spatial...] -> B x C by spatial {}; [B, C] as is", to_string(options.spatial()));
   }

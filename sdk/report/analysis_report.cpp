@@ -11,6 +11,7 @@
 
 #include "detail/json_writer.hpp"
 #include "report/counters_json.hpp"
+#include "report/heads_section.hpp"
 
 namespace neuronmap::report {
 namespace {
@@ -269,6 +270,8 @@ std::string render_json_report(const AnalysisInput& in) {
   w.end_object();
   w.end_object();
 
+  write_heads_json(w, snap);
+
   w.key("outputs").begin_object();
   w.key("files").array(in.files);
   w.key("dashboard").begin_object();
@@ -411,6 +414,8 @@ std::string render_text_report(const AnalysisInput& in) {
     }
   }
   out += "\n";
+
+  out += heads_text(snap);
 
   heading("Outputs", '-');
   for (const auto& f : in.files) out += "  " + f + "\n";

@@ -256,6 +256,16 @@ void write_dashboard_layer(JsonWriter& w, const LayerSnapshot& layer, const Grou
   w.end_array();
 
   write_sample_views(w, layer, order, seed);
+  // Attention layers: per head what the heads panel shows over the snapshots (docs/HEADS.md).
+  w.key("heads").begin_array();
+  for (const auto& h : layer.heads) {
+    w.begin_object();
+    w.field("role", h.role).field("entropy", h.entropy_mean).field("previous", h.previous_token());
+    w.field("concentration", h.concentration).field("uniform", h.uniform).field("collapsed", h.collapsed);
+    w.end_object();
+  }
+  w.end_array();
+
   if (!embedding) {
     w.key("scatter").null();
   } else {

@@ -17,6 +17,7 @@
 #include "report/charts.hpp"
 #include "report/dashboard.hpp"
 #include "report/embedding.hpp"
+#include "report/heads_chart.hpp"
 #include "report/layout.hpp"
 #include "report/progress.hpp"
 #include "report/seed_charts.hpp"
@@ -298,6 +299,11 @@ ReportResult write_report(const RunSource& run, const ReportOptions& opt) {
           } else {
             why.push_back("no correlation matrix stored for this layer (store_correlation(false)), so no correlation "
                           "heatmap and no network");
+          }
+          if (!layer.heads.empty()) {
+            const std::string heads = "pytorch_heads_" + stem[layer.name] + sfx + ext;
+            draw_heads_heatmap((out_dir / heads).string(), opt.format, layer, at.epoch);
+            rep.files.push_back(heads);
           }
           if (embedding) {
             files.scatter_method = embedding->method;

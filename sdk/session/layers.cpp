@@ -9,6 +9,11 @@
 namespace neuronmap {
 
 std::string neuron_words(LayerLayout layout, const std::vector<std::int64_t>& shape) {
+  if (layout == LayerLayout::attention_heads) {
+    if (shape.size() != 4) return "attention weights [B, H, T, S] -> B*T*S x H (heads as neurons)";
+    return fmt::format("attention weights [{}] -> {} x {} (heads as neurons)", fmt::join(shape, ", "),
+                       shape[0] * shape[2] * shape[3], shape[1]);
+  }
   if (shape.empty()) {
     return layout == LayerLayout::channels_first
                ? "[B, C, spatial...] -> B x C (mean over the spatial dims); [B, C] as is"

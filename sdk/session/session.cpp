@@ -115,6 +115,7 @@ class EngineSink final : public CaptureSink {
       at::from_blob(dest, {rows.size(0), rows.size(1)}, at::TensorOptions().dtype(at::kFloat)).copy_(rows);
       auto& shape = ticket.batch()->output_shape;
       shape.assign(output.sizes().begin(), output.sizes().end());
+      ticket.batch()->attention = target.layout == LayerLayout::attention_heads && output.dim() == 4;
       engine->submit(std::move(ticket));
     } catch (const std::exception& e) {
       engine->report_probe_error(probe_index, fmt::format("probe '{}': {}",

@@ -15,6 +15,7 @@
 #include "analysis/correlation.hpp"
 #include "analysis/grouping.hpp"
 #include "analysis/moments.hpp"
+#include "learning/head_events.hpp"
 #include "stream/reservoir.hpp"
 
 namespace neuronmap::detail {
@@ -30,6 +31,7 @@ void analyse_layer(LayerAccumulator& acc, const std::string& name, const Options
     out.n_neurons = 0;
     return;
   }
+  if (!acc.heads.empty()) out.heads = acc.heads.finish();
   const Moments& m = *acc.moments;
   const auto n = m.n_neurons();
   const auto neurons = static_cast<std::size_t>(n);
@@ -153,6 +155,13 @@ void learn(const std::vector<ReferenceRows>& reference, const Options& options, 
       problems.push_back(fmt::format("lineages, layer '{}': {}", layer.name, e.what()));
     }
   }
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    const auto* before = previous && l < previous->layers.size() ? &previous->layers[l].heads : nullptr;
+    for (auto& event : neuronmap::learning::head_events(snapshot.layers[l], before, snapshot.epoch)) {
+      event.loss_change = loss_change;
+      snapshot.events.push_back(std::move(event));
+    }
+  }
   snapshot.layer_cka.assign(n_layers * n_layers, nan_value);
   for (std::size_t a = 0; a < n_layers; ++a) {
     for (std::size_t b = a; b < n_layers; ++b) {
@@ -169,7 +178,10 @@ void learn(const std::vector<ReferenceRows>& reference, const Options& options, 
   light.epoch = snapshot.epoch;
   light.loss = snapshot.loss;
   light.layers.resize(n_layers);
-  for (std::size_t l = 0; l < n_layers; ++l) light.layers[l].cka_previous = snapshot.layers[l].cka_previous;
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    light.layers[l].cka_previous = snapshot.layers[l].cka_previous;
+    light.layers[l].heads = snapshot.layers[l].heads;
+  }
   history.previous = std::move(light);
 }
 

@@ -189,7 +189,10 @@ Handle layer_row_type(bool file, std::int64_t version) {
     m.insert(m.end(), {{"reference_offset", offsetof(R, reference_offset), Kind::u64},
                        {"reference_count", offsetof(R, reference_count), Kind::u64},
                        {"reference_rows", offsetof(R, reference_rows), Kind::i64}});
-  if (version >= 5) m.push_back({"budget_skipped_batches", offsetof(R, budget_skipped_batches), Kind::i64});
+  if (version >= 5)
+    m.insert(m.end(), {{"budget_skipped_batches", offsetof(R, budget_skipped_batches), Kind::i64},
+                       {"heads_offset", offsetof(R, heads_offset), Kind::u64},
+                       {"heads_count", offsetof(R, heads_count), Kind::u64}});
   return compound(sizeof(R), m, file);
 }
 

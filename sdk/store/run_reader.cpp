@@ -26,6 +26,28 @@ using h5::Handle;
 
 namespace {
 
+// A layer's heads from its rows of /data/heads (schema::kHeadFields each).
+std::vector<HeadStatistics> heads_from(const std::vector<double>& fields) {
+  std::vector<HeadStatistics> out;
+  for (std::size_t i = 0; i + schema::kHeadFields <= fields.size(); i += schema::kHeadFields) {
+    const double* f = fields.data() + i;
+    HeadStatistics h;
+    h.queries = static_cast<std::int64_t>(f[0]);
+    h.entropy_mean = f[1];
+    h.entropy_std = f[2];
+    h.distance_mean = f[3];
+    h.concentration = f[4];
+    h.collapsed_fraction = f[5];
+    h.uniform = f[6] != 0.0;
+    h.collapsed = f[7] != 0.0;
+    h.offset_weight.assign(f + 8, f + schema::kHeadFields);
+    h.role = head_role(h);
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+
 struct Table {
   const char* name = nullptr;
   Handle dset;
@@ -65,6 +87,7 @@ struct RunReader::State {
   // format_version >= 2 only (not opened for version 1 files)
   Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
   Table reference;  // format_version >= 3 only
+  Table heads;      // format_version >= 5 only
   // HDF5 callocs a type-conversion buffer of H5Pset_buffer's size (default 1 MiB) for every H5Dread
   // that converts; 64 KiB holds over 190 of the largest rows (longer reads convert in strips). Under
   // ASan, where each 1 MiB calloc is a fresh mmap, this made the reader fuzzer 8x faster.
@@ -191,6 +214,7 @@ struct RunReader::State {
       all.insert(all.end(), {&reservoir, &reservoir_ids, &reservoir_tags, &reservoir_loss, &events, &lineages,
                              &layer_cka, &loss_curve});
     if (version >= 3) all.push_back(&reference);
+    if (version >= 5) all.push_back(&heads);
     return all;
   }
 
@@ -402,6 +426,7 @@ RunReader::RunReader(const std::string& path) : state_(std::make_unique<State>()
     specs.push_back({&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)});
   }
   if (s.version >= 3) specs.push_back({&s.reference, schema::kReference, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)});
+  if (s.version >= 5) specs.push_back({&s.heads, schema::kHeads, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)});
   for (auto& spec : specs) {
     auto& t = *spec.table;
     t.name = spec.name;
@@ -511,6 +536,9 @@ Snapshot RunReader::snapshot(std::int64_t index) const {
       s.damaged("a reference batch of snapshot " + std::to_string(index) + " has the wrong size");
     layer.reference = s.read_vector<float>(s.reference, row.reference_offset, row.reference_count);
     layer.reference_rows = row.reference_rows;
+    if (row.heads_count % schema::kHeadFields != 0)
+      s.damaged("the head statistics of snapshot " + std::to_string(index) + " have the wrong size");
+    layer.heads = heads_from(s.read_vector<double>(s.heads, row.heads_offset, row.heads_count));
 
     for (const auto& gr : s.read_vector<schema::GroupRow>(s.groups, row.group_offset, row.n_groups)) {
       Group g;

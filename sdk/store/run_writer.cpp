@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -77,6 +78,21 @@ class NoRoom : public FileError {
   using FileError::FileError;
 };
 
+// The rows of /data/heads for a layer's heads (schema::kHeadFields each).
+std::vector<double> head_fields(const std::vector<HeadStatistics>& heads) {
+  std::vector<double> out;
+  out.reserve(heads.size() * schema::kHeadFields);
+  for (const auto& h : heads) {
+    out.insert(out.end(), {static_cast<double>(h.queries), h.entropy_mean, h.entropy_std, h.distance_mean,
+                           h.concentration, h.collapsed_fraction, h.uniform ? 1.0 : 0.0, h.collapsed ? 1.0 : 0.0});
+    for (int k = 0; k < schema::kHeadOffsets; ++k) {
+      out.push_back(static_cast<std::size_t>(k) < h.offset_weight.size() ? h.offset_weight[static_cast<std::size_t>(k)]
+                                                                          : std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 struct RunWriter::State {
@@ -86,6 +102,7 @@ struct RunWriter::State {
   // format_version 2
   Table reservoir, reservoir_ids, reservoir_tags, reservoir_loss, events, lineages, layer_cka, loss_curve;
   Table reference;  // format_version 3
+  Table heads;      // format_version 5
   std::vector<std::string> layer_names;  // from RunInfo, to fill LayerRow::layer
   bool closed = false;
   std::string broken;  // why HDF5 failed mid-write; the file is detached from then on
@@ -93,7 +110,7 @@ struct RunWriter::State {
   std::vector<Table*> tables() {
     return {&snapshots, &layer_rows,     &neurons,        &corr,   &groups,   &members,   &patterns,
             &text,      &reservoir,      &reservoir_ids,  &reservoir_tags,    &reservoir_loss, &events,
-            &lineages,  &layer_cka,      &loss_curve,     &reference};
+            &lineages,  &layer_cka,      &loss_curve,     &reference,      &heads};
   }
 
   /// After HDF5 failed in the middle of writing, its view of the file no longer matches the disk and
@@ -268,6 +285,7 @@ RunWriter::RunWriter(const std::string& path, const RunInfo& info, bool overwrit
       {&s.layer_cka, schema::kLayerCka, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)},
       {&s.loss_curve, schema::kLossCurve, h5::loss_row_type(false)},
       {&s.reference, schema::kReference, Handle(H5Tcopy(H5T_NATIVE_FLOAT), &H5Tclose)},
+      {&s.heads, schema::kHeads, Handle(H5Tcopy(H5T_NATIVE_DOUBLE), &H5Tclose)},
   };
   for (auto& spec : specs) {
     spec.table->name = spec.name;
@@ -347,6 +365,7 @@ void RunWriter::append(const Snapshot& snapshot) {
   std::vector<schema::EventRow> events;
   std::vector<schema::LossRow> loss_curve;
   std::vector<double> layer_cka;
+  std::vector<double> heads;
   // Appends a string to /data/text; returns its offset there.
   auto add_text = [&](const std::string& value, std::uint32_t& len) {
     const std::uint64_t offset = s.text.committed + text.size();
@@ -425,6 +444,7 @@ void RunWriter::append(const Snapshot& snapshot) {
     add(s.reservoir_loss, reservoir_loss, layer.reservoir_loss, row.reservoir_loss_offset, row.reservoir_loss_count);
     add(s.reference, reference, layer.reference, row.reference_offset, row.reference_count);
     row.reference_rows = layer.reference_rows;
+    add(s.heads, heads, head_fields(layer.heads), row.heads_offset, row.heads_count);
     row.mean_cohesion = layer.mean_cohesion();
     row.dead_count = layer.dead_count();
     layer_rows.push_back(row);
@@ -474,6 +494,7 @@ void RunWriter::append(const Snapshot& snapshot) {
                              {&s.reservoir_tags, reservoir_tags.data(), reservoir_tags.size()},
                              {&s.reservoir_loss, reservoir_loss.data(), reservoir_loss.size()},
                              {&s.reference, reference.data(), reference.size()},
+                             {&s.heads, heads.data(), heads.size()},
                              {&s.lineages, lineages.data(), lineages.size()},
                              {&s.events, events.data(), events.size()},
                              {&s.layer_cka, layer_cka.data(), layer_cka.size()},

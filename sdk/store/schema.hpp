@@ -41,6 +41,14 @@ inline constexpr const char* kLayerCka = "/data/layer_cka";             // float
 inline constexpr const char* kLossCurve = "/data/loss_curve";           // LossRow
 // format_version >= 3
 inline constexpr const char* kReference = "/data/reference";            // float32
+// format_version >= 5
+inline constexpr const char* kHeads = "/data/heads";                    // float64, kHeadFields per head
+
+/// A head's statistics in /data/heads, in this order: queries, entropy_mean, entropy_std, distance_mean,
+/// concentration, collapsed_fraction, uniform (0/1), collapsed (0/1), then the weights on offsets
+/// -4 ... +4 (HeadStatistics::offset_weight). The role is derived from them when read.
+inline constexpr int kHeadOffsets = 9;
+inline constexpr int kHeadFields = 8 + kHeadOffsets;
 
 inline constexpr int kMaxDims = 8;
 inline constexpr int kLabelLen = 32;  // learning_phase / skill_category: NUL-padded, longer is truncated
@@ -109,6 +117,8 @@ struct LayerRow {
   std::int64_t reference_rows;
   // format_version >= 5 (zero in memory for older files: see version4_defaults)
   std::int64_t budget_skipped_batches;
+  std::uint64_t heads_offset;  // into /data/heads
+  std::uint64_t heads_count;   // doubles: heads x kHeadFields (0: not an attention layer)
 };
 
 inline constexpr std::uint8_t kHasGradMeanAbs = 1;
@@ -208,9 +218,12 @@ inline void version3_defaults(GroupRow& r) {
 template <class Row>
 void version3_defaults(Row&) {}
 
-/// The values of the fields version 5 added: older writers had no overhead budget, so nothing was
-/// left out for it.
-inline void version4_defaults(LayerRow& r) { r.budget_skipped_batches = 0; }
+/// The values of the fields version 5 added: older writers had no overhead budget (nothing was left
+/// out for it) and hold no head statistics.
+inline void version4_defaults(LayerRow& r) {
+  r.budget_skipped_batches = 0;
+  r.heads_offset = r.heads_count = 0;
+}
 template <class Row>
 void version4_defaults(Row&) {}
 
@@ -231,5 +244,6 @@ inline constexpr std::uint64_t kLineageChunk = 4096;     // int64 -> 32 KiB
 inline constexpr std::uint64_t kLayerCkaChunk = 4096;    // float64 -> 32 KiB
 inline constexpr std::uint64_t kLossChunk = 2048;        // 16 B -> 32 KiB
 inline constexpr std::uint64_t kReferenceChunk = 65536;  // float32 -> 256 KiB
+inline constexpr std::uint64_t kHeadsChunk = 4096;       // float64 -> 32 KiB
 
 }  // namespace neuronmap::detail::schema

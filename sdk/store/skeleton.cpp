@@ -127,6 +127,7 @@ void build_skeleton(const std::string& tmp, const RunInfo& info) {
   create_table(f, schema::kLayerCka, H5T_IEEE_F64LE, schema::kLayerCkaChunk, kChecksums);
   create_table(f, schema::kLossCurve, h5::loss_row_type(true).get(), schema::kLossChunk, kChecksums);
   create_table(f, schema::kReference, H5T_IEEE_F32LE, schema::kReferenceChunk, kChecksums);
+  create_table(f, schema::kHeads, H5T_IEEE_F64LE, schema::kHeadsChunk, kChecksums);
 
   group.reset();
   if (file.reset() < 0) throw FileError("cannot close '" + tmp + "': " + h5::last_error());

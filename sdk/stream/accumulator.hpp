@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "analysis/moments.hpp"
+#include "stream/head_stats.hpp"
 #include "stream/reservoir.hpp"
 
 namespace neuronmap::detail {
@@ -49,6 +50,7 @@ struct GradientAccumulator {
 // What one worker accumulated for one layer in one window.
 struct LayerAccumulator {
   GradientAccumulator gradients;
+  HeadAccumulator heads;                                  // attention layers only
   std::vector<double> sum_abs;                            // per neuron, over finite rows
   std::unordered_map<std::int64_t, std::int64_t> batch_rows;  // ordinal -> rows, to map rows to samples
   std::optional<Moments> moments;
@@ -103,12 +105,15 @@ inline void merge_accumulator(LayerAccumulator& to, LayerAccumulator&& from) {
   }
   if (!to.moments) {
     GradientAccumulator gradients = std::move(to.gradients);
+    HeadAccumulator heads = std::move(to.heads);
     to = std::move(from);
     to.gradients.merge(gradients);
+    to.heads.merge(heads);
     return;
   }
   if (from.moments->n_neurons() != to.moments->n_neurons()) return;
   to.moments->merge(*from.moments);
+  to.heads.merge(from.heads);
   to.gradients.merge(from.gradients);
   for (std::size_t c = 0; c < to.sum_abs.size() && c < from.sum_abs.size(); ++c) to.sum_abs[c] += from.sum_abs[c];
   to.batch_rows.insert(from.batch_rows.begin(), from.batch_rows.end());

@@ -115,6 +115,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
             window->processed.fetch_add(1, std::memory_order_release);
             continue;
           }
+          if (batch->attention) acc.heads.add(batch->values.data(), batch->rows, batch->cols, batch->output_shape);
           if (st.options.transform()) {
             RowsView view{st.layers[static_cast<std::size_t>(batch->layer)].name, batch->values.data(), batch->rows,
                           batch->cols};

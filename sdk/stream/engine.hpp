@@ -26,6 +26,7 @@ struct Batch {
   std::vector<float> values;               ///< capacity is kept when the batch returns to the pool
   std::vector<std::int64_t> output_shape;  ///< the raw output's shape
   bool gradient = false;                   ///< rows x (2 * neurons): |gradient| then activation x gradient
+  bool attention = false;                  ///< attention weights, rows (sample, query, key) x heads
   struct Window* window = nullptr;
   std::chrono::steady_clock::time_point begun{};  ///< when begin_batch granted it (overhead budget only)
 };

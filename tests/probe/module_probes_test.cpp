@@ -448,6 +448,72 @@ TEST(ModuleProbes, StructModelMembers) {
   check_struct_model<MemberNet>(model, {"conv", "fc1", "fc2", "block"}, [&](MemberNet& m) { return m.forward(img); });
 }
 
+// pytorch/examples' C++ MNIST network: a Dropout2d member called from the model's own forward.
+struct MnistNet : Recorder {
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::Dropout2d conv2_drop{nullptr};
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+  MnistNet() {
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 10, /*kernel_size=*/5)));
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(10, 20, /*kernel_size=*/5)));
+    conv2_drop = register_module("conv2_drop", nn::Dropout2d());
+    fc1 = register_module("fc1", nn::Linear(320, 50));
+    fc2 = register_module("fc2", nn::Linear(50, 10));
+  }
+  at::Tensor forward(at::Tensor x) {
+    x = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
+    x = torch::relu(torch::max_pool2d(keep("conv2_drop", conv2_drop->forward(conv2->forward(x))), 2));
+    x = x.view({-1, 320});
+    x = torch::relu(fc1->forward(x));
+    x = torch::dropout(x, /*p=*/0.5, /*train=*/is_training());
+    x = fc2->forward(x);
+    return torch::log_softmax(x, /*dim=*/1);
+  }
+};
+
+TEST(ModuleProbes, MnistDropout2dMemberInTrainAndEval) {
+  torch::manual_seed(21);
+  auto model = std::make_shared<MnistNet>();
+  auto img = torch::randn({4, 1, 28, 28});
+  check_struct_model<MnistNet>(model, {"conv2_drop"}, [&](MnistNet& m) {
+    // In training some channels are zeroed (p = 0.5): the capture is the dropped-out tensor.
+    auto out = m.forward(img);
+    if (m.is_training()) {
+      EXPECT_TRUE((m.seen["conv2_drop"].back().abs().sum({2, 3}) == 0).any().item<bool>());
+    }
+    return out;
+  });
+}
+
+// Two ReLU members and an affine-free LayerNorm, called in a custom forward in registration order,
+// with functional relus of the same op kind around them.
+struct TwoReluNet : Recorder {
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+  nn::ReLU relu1{nullptr}, relu2{nullptr};
+  nn::LayerNorm norm{nullptr};
+  TwoReluNet() {
+    fc1 = register_module("fc1", nn::Linear(5, 7));
+    relu1 = register_module("relu1", nn::ReLU());
+    fc2 = register_module("fc2", nn::Linear(7, 6));
+    relu2 = register_module("relu2", nn::ReLU(nn::ReLUOptions(true)));
+    norm = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({6}).elementwise_affine(false)));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    auto skip = torch::relu(x);  // the same op kind on another tensor: not relu1's
+    auto h = keep("relu1", relu1(fc1(x)));
+    h = keep("relu2", relu2(fc2(h)));
+    auto o = keep("norm", norm(h));
+    return o.sum() + torch::relu(h).sum() + skip.sum();
+  }
+};
+
+TEST(ModuleProbes, ParameterFreeMembersOfACustomForward) {
+  torch::manual_seed(22);
+  auto model = std::make_shared<TwoReluNet>();
+  auto x = torch::randn({3, 5});
+  check_struct_model<TwoReluNet>(model, {"relu1", "relu2", "norm"}, [&](TwoReluNet& m) { return m.forward(x); });
+}
+
 TEST(ModuleProbes, DisabledProbesCaptureNothing) {
   torch::manual_seed(10);
   auto model = std::make_shared<MemberNet>();
@@ -628,6 +694,18 @@ struct OddNet : nn::Module {
   }
 };
 
+// A dropout on the model's input, registered first, and an affine-free norm after it.
+struct FirstMemberNet : nn::Module {
+  nn::Dropout drop{nullptr};
+  nn::LayerNorm norm{nullptr};
+  nn::Linear fc{nullptr};
+  FirstMemberNet() {
+    drop = register_module("drop", nn::Dropout(0.1));
+    norm = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({3}).elementwise_affine(false)));
+    fc = register_module("fc", nn::Linear(3, 3));
+  }
+};
+
 TEST(ModuleProbes, UnsupportedModulesSayWhy) {
   auto member = std::make_shared<MemberNet>();
   auto sink = std::make_shared<RecordingSink>();
@@ -635,12 +713,17 @@ TEST(ModuleProbes, UnsupportedModulesSayWhy) {
     EXPECT_THROW(nm::ModuleProbes(model, {name}, sink), neuronmap::UnsupportedModule) << name;
     return error_text([&] { nm::ModuleProbes(model, {name}, sink); });
   };
-  auto msg = unsupported(*member, "act");
+  // Parameter-free members called from a custom forward are found after the sibling registered before
+  // them; one registered first has nothing to tie its op to.
+  EXPECT_NO_THROW(nm::ModuleProbes(*member, {"act", "plain_norm"}, sink));
+  FirstMemberNet first;
+  auto msg = unsupported(first, "drop");
   EXPECT_NE(msg.find("has no parameters"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("not a Sequential"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("first member of the model"), std::string::npos) << msg;
   EXPECT_NE(msg.find("Probe the layer that feeds it"), std::string::npos) << msg;
-  msg = unsupported(*member, "plain_norm");
+  msg = unsupported(first, "norm");
   EXPECT_NE(msg.find("layer_norm"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the sibling before it cannot be probed either"), std::string::npos) << msg;
 
   OddNet odd;  // not even held by a shared_ptr: attach must not need one
   msg = unsupported(odd, "custom");
@@ -650,7 +733,7 @@ TEST(ModuleProbes, UnsupportedModulesSayWhy) {
   msg = unsupported(odd, "cell");
   EXPECT_NE(msg.find("does not know which op"), std::string::npos) << msg;
   msg = unsupported(odd, "starts_free.0");
-  EXPECT_NE(msg.find("previous sibling"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the sibling before it cannot be probed either"), std::string::npos) << msg;
   // The ReLU after the Linear is fine; the Sequential's own output is its last child's.
   EXPECT_NO_THROW(nm::ModuleProbes(odd, {"starts_free.2", "starts_free", "custom.inner"}, sink));
 

@@ -27,7 +27,8 @@ def check(path, at_least):
         tables = {k: f[k] for k in ("layer_rows", "data/neuron", "data/corr", "data/groups", "data/members", "data/text",
                                     "data/reservoir", "data/reservoir_ids", "data/reservoir_tags", "data/reservoir_loss",
                                     "data/events", "data/lineages", "data/layer_cka", "data/loss_curve")
-                  + (("data/reference",) if version >= 3 else ())}
+                  + (("data/reference",) if version >= 3 else ())
+                  + (("data/heads",) if version >= 5 else ())}
         text = tables["data/text"]
 
         def string(offset, length):
@@ -99,6 +100,14 @@ def check(path, at_least):
                 ref0 = int(layer["reference_offset"])
                 reference = tables["data/reference"][ref0:ref0 + ref_rows * n].reshape(ref_rows, n)
                 assert w != 0 or ref_rows == 0 or np.isnan(reference[0, 0]), (i, reference)
+
+            # format_version 5: head statistics on layer 2 only (tests/store/sample_run.hpp), 17 values a head.
+            for w, layer in enumerate(layers if version >= 5 else []):
+                n, count = int(layer["n_neurons"]), int(layer["heads_count"])
+                assert count == (17 * n if w == 2 else 0), (i, w, count)
+                h0 = int(layer["heads_offset"])
+                heads = tables["data/heads"][h0:h0 + count].reshape(-1, 17)
+                assert all(1 <= q <= 1000 for q in heads[:, 0]), (i, heads[:, 0])
     return committed
 
 

@@ -102,6 +102,27 @@ inline void add_version4_fields(std::int64_t index, int which, LayerSnapshot& l)
   }
 }
 
+/// The head statistics format_version 5 added, on layer 2 only (one head per neuron, a NaN distance on
+/// odd snapshots as for cross-attention), from their own number stream (purpose 6).
+inline void add_version5_fields(std::int64_t index, int which, LayerSnapshot& l) {
+  if (which != 2) return;
+  Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 6);
+  for (std::int64_t h = 0; h < l.n_neurons; ++h) {
+    HeadStatistics s;
+    s.queries = 1 + r.below(1000);
+    s.entropy_mean = r.uniform();
+    s.entropy_std = r.uniform();
+    s.distance_mean = index % 2 == 1 ? std::numeric_limits<double>::quiet_NaN() : r.uniform() * 10;
+    s.concentration = r.uniform();
+    s.collapsed_fraction = r.uniform();
+    s.uniform = s.entropy_mean >= 0.95;
+    s.collapsed = s.collapsed_fraction >= 0.9;
+    for (int k = 0; k < 2 * HeadStatistics::kOffsets + 1; ++k) s.offset_weight.push_back(r.uniform());
+    s.role = head_role(s);
+    l.heads.push_back(std::move(s));
+  }
+}
+
 /// The snapshot-level fields format_version 2 added: phase, events, layer CKA and the loss curve.
 inline void add_version2_fields(std::int64_t index, Snapshot& s) {
   Numbers r(static_cast<std::uint64_t>(index), 99, 3);
@@ -199,6 +220,7 @@ inline LayerSnapshot sample_layer(std::int64_t index, int which, const std::stri
   add_version2_fields(index, which, l);
   add_version3_fields(index, which, l);
   add_version4_fields(index, which, l);
+  add_version5_fields(index, which, l);
   return l;
 }
 
@@ -220,6 +242,7 @@ inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
 
 /// What a version 3 file holds of `s`: the fields version 4 added as its readers give them.
 inline Snapshot as_version3(Snapshot s) {
+  for (auto& l : s.layers) l.heads.clear();  // and no heads (version 5)
   for (auto& l : s.layers)
     for (auto& g : l.groups) {
       g.min_member_correlation = std::numeric_limits<double>::quiet_NaN();
@@ -321,6 +344,17 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
         !same_bits(x.reservoir_loss, y.reservoir_loss))
       return at + "reservoir ids/tags/loss";
     if (x.reference_rows != y.reference_rows || !same_bits(x.reference, y.reference)) return at + "reference";
+    if (x.heads.size() != y.heads.size()) return at + "number of heads";
+    for (std::size_t h = 0; h < x.heads.size(); ++h) {
+      const auto& p = x.heads[h];
+      const auto& q = y.heads[h];
+      if (p.queries != q.queries || !same_bits(p.entropy_mean, q.entropy_mean) ||
+          !same_bits(p.entropy_std, q.entropy_std) || !same_bits(p.distance_mean, q.distance_mean) ||
+          !same_bits(p.concentration, q.concentration) || !same_bits(p.collapsed_fraction, q.collapsed_fraction) ||
+          p.uniform != q.uniform || p.collapsed != q.collapsed || !same_bits(p.offset_weight, q.offset_weight) ||
+          p.role != q.role)
+        return at + "head " + std::to_string(h);
+    }
     const auto& c = x.counters;
     const auto& d = y.counters;
     if (c.captured_batches != d.captured_batches || c.dropped_batches != d.dropped_batches ||

@@ -409,6 +409,8 @@ TEST(Cli, EveryVerbRefusesBadFilesWithOneLine) {
   const std::vector<std::vector<std::string>> verbs = {
       {"inspect", "@"},
       {"inspect", "@", "--json"},
+      {"heads", "@"},
+      {"heads", "@", "--json"},
       {"report", "@", "--out", dir + "/report", "--no-dashboard", "-q"},
       {"groups", "@", "--dataset", "/data/corr"},
       {"compare", "@", good},

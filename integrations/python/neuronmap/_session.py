@@ -24,6 +24,10 @@ _CHANNELS_FIRST = (
 )
 
 
+def _is_attention(module):
+    return isinstance(module, _nn.MultiheadAttention)
+
+
 def _type_name(module):
     t = type(module)
     return f"{t.__module__}.{t.__qualname__}"
@@ -39,6 +43,8 @@ def _layouts(model, names, overrides):
         if name in overrides:
             return overrides[name]
         module = modules[name]
+        if _is_attention(module):
+            return "attention_heads"
         if isinstance(module, _CHANNELS_FIRST):
             return "channels_first"
         has_params = any(True for _ in module.parameters(recurse=False))
@@ -53,8 +59,11 @@ def _layouts(model, names, overrides):
     out = []
     for name in names:
         layout = layout_of(name)
-        if layout not in ("features_last", "channels_first"):
+        if layout not in ("features_last", "channels_first", "attention_heads"):
             raise UsageError(f"layouts['{name}']='{layout}': use 'features_last' or 'channels_first'")
+        if (layout == "attention_heads") != _is_attention(modules[name]):
+            raise UsageError(f"layouts['{name}']='{layout}': 'attention_heads' is the layout of "
+                             "nn.MultiheadAttention, and only of it")
         out.append(layout)
     return out
 
@@ -112,7 +121,10 @@ class Session:
         self._handles = []
         try:
             for i, module in enumerate(modules):
-                self._handles.append(module.register_forward_hook(self._hook(i)))
+                if _is_attention(module):
+                    self._handles.extend(self._attention_hooks(i, module))
+                else:
+                    self._handles.append(module.register_forward_hook(self._hook(i)))
         except BaseException:
             self.close()
             raise
@@ -133,6 +145,23 @@ class Session:
                 t.register_hook(lambda g: core.capture_gradient(index, a, g))
 
         return hook
+
+    def _attention_hooks(self, index, module):
+        """Per-head weights [B, H, T, S] of an nn.MultiheadAttention, whatever need_weights and
+        average_attn_weights its caller passes: the softmax its forward computes (before dropout),
+        taken between these two hooks. Its fused inference fast path keeps the weights inside one
+        kernel: counted in counters()['attention_fused'] and said by last_error(), never as zeros."""
+        core = self._core
+        heads = module.num_heads
+
+        def begin(mod, inputs):
+            if core.capturing:
+                core.attention_begin(index, heads)
+
+        def end(mod, inputs, output):
+            core.attention_end()
+
+        return [module.register_forward_pre_hook(begin), module.register_forward_hook(end)]
 
     def end_epoch(self, epoch, loss=float("nan")):
         """Call once after each epoch (epochs strictly increasing); snapshots at multiples of `every`."""

@@ -1,0 +1,263 @@
+// Probes on torch::nn::MultiheadAttention capture the per-head weights [B, H, T, S] it computes, bit for
+// bit, whatever need_weights / average_attn_weights its caller passes.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "neuronmap/errors.hpp"
+#include "probe/module_probes.hpp"
+#include "probe/rows.hpp"
+#include "neuronmap/neuronmap.hpp"
+#include "neuronmap/options.hpp"
+#include "test_dir.hpp"
+
+namespace {
+
+namespace nm = neuronmap::detail;
+namespace nn = torch::nn;
+
+class RecordingSink : public nm::CaptureSink {
+ public:
+  void on_output(int probe, const at::Tensor& output) noexcept override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    captures_[probe].push_back(output.detach().clone());
+  }
+  std::vector<at::Tensor> take(int probe) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto out = std::move(captures_[probe]);
+    captures_.erase(probe);
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<int, std::vector<at::Tensor>> captures_;
+};
+
+// A decoder-style block: self-attention, then cross-attention on a memory, called the way user code
+// calls them (need_weights off, or averaged weights).
+struct Block : nn::Module {
+  nn::MultiheadAttention self_attn{nullptr}, cross_attn{nullptr};
+  nn::Linear head{nullptr};
+  explicit Block(double dropout = 0.0) {
+    self_attn = register_module("self_attn", nn::MultiheadAttention(nn::MultiheadAttentionOptions(32, 4).dropout(dropout)));
+    cross_attn = register_module("cross_attn", nn::MultiheadAttention(nn::MultiheadAttentionOptions(32, 2)));
+    head = register_module("head", nn::Linear(32, 3));
+  }
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& memory, const at::Tensor& causal,
+                     const at::Tensor& padding) {
+    auto h = std::get<0>(self_attn->forward(x, x, x, /*key_padding_mask=*/at::Tensor(), /*need_weights=*/false, causal));
+    auto c = cross_attn->forward(h, memory, memory, padding, /*need_weights=*/true);  // averaged over heads
+    return torch::softmax(head->forward(std::get<0>(c)), -1);                       // a softmax outside the spans
+  }
+};
+
+at::Tensor causal_mask(std::int64_t t) {
+  return torch::triu(torch::full({t, t}, -std::numeric_limits<float>::infinity()), /*diagonal=*/1);
+}
+
+struct Inputs {
+  at::Tensor x, memory, causal, padding;
+};
+Inputs make_inputs() {
+  Inputs in;
+  in.x = torch::randn({7, 3, 32});       // [T, B, E]
+  in.memory = torch::randn({5, 3, 32});  // S = 5
+  in.causal = causal_mask(7);
+  in.padding = torch::zeros({3, 5}, torch::kBool);
+  in.padding[1][4] = true;
+  in.padding[2][3] = true;
+  return in;
+}
+
+// What the module itself returns with need_weights=true, average_attn_weights=false.
+at::Tensor own_weights(nn::MultiheadAttentionImpl& m, const at::Tensor& q, const at::Tensor& kv, const at::Tensor& padding,
+                       const at::Tensor& mask) {
+  return std::get<1>(m.forward(q, kv, kv, padding, /*need_weights=*/true, mask, /*average_attn_weights=*/false)).detach();
+}
+
+TEST(AttentionProbes, PerHeadWeightsEqualTheModulesOwnBitForBit) {
+  torch::manual_seed(31);
+  auto model = std::make_shared<Block>();
+  const Inputs in = make_inputs();
+  auto sink = std::make_shared<RecordingSink>();
+  nm::ModuleProbes probes(*model, {"self_attn", "cross_attn", "head"}, sink);
+  ASSERT_EQ(probes.targets()[0].layout, neuronmap::LayerLayout::attention_heads);
+  for (bool train : {true, false}) {
+    for (bool grad : {true, false}) {
+      SCOPED_TRACE(std::string(train ? "train" : "eval") + (grad ? " + autograd" : " + NoGradGuard"));
+      model->train(train);
+      std::optional<torch::NoGradGuard> no_grad;
+      if (!grad) no_grad.emplace();
+      probes.enable(true);
+      auto out = model->forward(in.x, in.memory, in.causal, in.padding);
+      probes.enable(false);
+      const auto self_w = sink->take(0);
+      const auto cross_w = sink->take(1);
+      ASSERT_EQ(self_w.size(), 1u);
+      ASSERT_EQ(cross_w.size(), 1u);
+      ASSERT_EQ(sink->take(2).size(), 1u);
+      const auto want_self = own_weights(*model->self_attn, in.x, in.x, at::Tensor(), in.causal);
+      const auto want_cross = own_weights(*model->cross_attn, std::get<0>(model->self_attn->forward(in.x, in.x, in.x, at::Tensor(), false, in.causal)),
+                                          in.memory, in.padding, at::Tensor());
+      EXPECT_EQ(self_w[0].sizes(), (std::vector<std::int64_t>{3, 4, 7, 7}));
+      EXPECT_EQ(cross_w[0].sizes(), (std::vector<std::int64_t>{3, 2, 7, 5}));
+      EXPECT_TRUE(torch::equal(self_w[0], want_self));
+      EXPECT_TRUE(torch::equal(cross_w[0], want_cross));
+      // The masks are in: no weight above the diagonal, none on padded keys.
+      EXPECT_EQ(self_w[0].masked_select(causal_mask(7).isinf()).abs().max().item<float>(), 0.0f);
+      EXPECT_EQ(cross_w[0][1].select(-1, 4).abs().max().item<float>(), 0.0f);
+      if (grad) out.sum().backward();
+    }
+  }
+  EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
+}
+
+TEST(AttentionProbes, DropoutInTrainingCapturesTheSoftmaxBeforeIt) {
+  torch::manual_seed(32);
+  auto model = std::make_shared<Block>(/*dropout=*/0.5);
+  const Inputs in = make_inputs();
+  auto sink = std::make_shared<RecordingSink>();
+  nm::ModuleProbes probes(*model, {"self_attn"}, sink);
+  probes.enable(true);
+  model->train();
+  model->forward(in.x, in.memory, in.causal, in.padding);
+  const auto w = sink->take(0);
+  ASSERT_EQ(w.size(), 1u);
+  // Attention probabilities: every query's weights sum to 1 (the dropped-out ones the module returns do not).
+  EXPECT_TRUE(torch::allclose(w[0].sum(-1), torch::ones({3, 4, 7}), 0, 1e-6));
+  model->eval();
+  model->forward(in.x, in.memory, in.causal, in.padding);
+  const auto e = sink->take(0);
+  ASSERT_EQ(e.size(), 1u);
+  probes.enable(false);
+  EXPECT_TRUE(torch::equal(e[0], own_weights(*model->self_attn, in.x, in.x, at::Tensor(), in.causal)));
+}
+
+TEST(AttentionProbes, RowsAreSampleQueryKeyByHead) {
+  const auto w = torch::rand({2, 3, 4, 5});
+  const auto rows = nm::to_rows(w, neuronmap::LayerLayout::attention_heads, neuronmap::Options{});
+  ASSERT_EQ(rows.sizes(), (std::vector<std::int64_t>{2 * 4 * 5, 3}));
+  EXPECT_EQ(rows[(1 * 4 + 2) * 5 + 3][2].item<float>(), w[1][2][2][3].item<float>());
+}
+
+TEST(AttentionProbes, AModuleAfterAnAttentionMemberSaysWhy) {
+  struct Net : nn::Module {
+    nn::MultiheadAttention attn{nullptr};
+    nn::ReLU act{nullptr};
+    Net() {
+      attn = register_module("attn", nn::MultiheadAttention(8, 2));
+      act = register_module("act", nn::ReLU());
+    }
+  } net;
+  auto sink = std::make_shared<RecordingSink>();
+  try {
+    nm::ModuleProbes probes(net, {"act"}, sink);
+    FAIL() << "act after an attention member was accepted";
+  } catch (const neuronmap::UnsupportedModule& e) {
+    EXPECT_NE(std::string(e.what()).find("MultiheadAttention"), std::string::npos) << e.what();
+  }
+}
+
+// Python's nn.MultiheadAttention on the same weights and inputs, need_weights=True,
+// average_attn_weights=False. The C++ frontend's functional differs from Python's in rounding only
+// (q * 1/sqrt(d) vs q / sqrt(d), matmul + add_ vs linear/addmm, bmm + mask vs baddbmm): the test
+// measures the difference and requires it within float rounding.
+TEST(AttentionProbes, EqualPythonsPerHeadWeightsWithinRounding) {
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) GTEST_SKIP() << "no python3 torch";
+  const std::string dir = neuronmap::test::fresh_test_dir("probe");
+  torch::manual_seed(33);
+  auto model = std::make_shared<Block>();
+  model->eval();
+  const Inputs in = make_inputs();
+  auto sink = std::make_shared<RecordingSink>();
+  nm::ModuleProbes probes(*model, {"self_attn", "cross_attn"}, sink);
+  probes.enable(true);
+  model->forward(in.x, in.memory, in.causal, in.padding);
+  probes.enable(false);
+  const auto h = std::get<0>(model->self_attn->forward(in.x, in.x, in.x, at::Tensor(), false, in.causal)).detach();
+  auto save_case = [&](const std::string& name, nn::MultiheadAttentionImpl& m, const at::Tensor& q, const at::Tensor& kv,
+                       const at::Tensor& mask, const at::Tensor& padding) {
+    std::vector<at::Tensor> items = {m.in_proj_weight.detach(), m.in_proj_bias.detach(),
+                                     m.out_proj->weight.detach(), m.out_proj->bias.detach(), q, kv, kv,
+                                     mask.defined() ? mask : torch::empty({0}),
+                                     padding.defined() ? padding : torch::empty({0}),
+                                     torch::tensor({m.options.num_heads()})};
+    const auto bytes = torch::pickle_save(c10::IValue(c10::List<at::Tensor>(items)));
+    std::ofstream(dir + "/case_" + name + ".pt", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  save_case("self", *model->self_attn, in.x, in.x, in.causal, at::Tensor());
+  save_case("cross", *model->cross_attn, h, in.memory, at::Tensor(), in.padding);
+  const std::string cmd = "/usr/bin/python3 " NEURONMAP_SOURCE_DIR "/tests/probe/mha_reference.py " + dir;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto load = [&](const std::string& name) {
+    std::ifstream f(dir + "/python_" + name + ".pt", std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return torch::pickle_load(bytes).toTensor();
+  };
+  const auto self_w = sink->take(0);
+  const auto cross_w = sink->take(1);
+  ASSERT_EQ(self_w.size(), 1u);
+  ASSERT_EQ(cross_w.size(), 1u);
+  for (const auto& [name, got] : {std::pair{"self", self_w[0]}, std::pair{"cross", cross_w[0]}}) {
+    const auto want = load(name);
+    ASSERT_EQ(got.sizes(), want.sizes()) << name;
+    const double diff = (got - want).abs().max().item<double>();
+    RecordProperty(std::string("max_abs_difference_") + name, std::to_string(diff));
+    std::cout << name << ": max |C++ capture - Python need_weights| = " << diff
+              << (torch::equal(got, want) ? " (bit-identical)" : "") << "\n";
+    EXPECT_LE(diff, 1e-6) << name;
+    EXPECT_TRUE(torch::equal(got == 0, want == 0)) << name << ": masked entries differ";
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The whole way: a session on a C++ MultiheadAttention stores per-head statistics that equal the ones
+// computed directly from the module's own weights, and its heads are the layer's neurons.
+TEST(AttentionSession, HeadStatisticsInTheRunFileEqualTheModulesWeights) {
+  torch::manual_seed(34);
+  const std::string dir = neuronmap::test::fresh_test_dir("probe");
+  auto model = std::make_shared<Block>();
+  const Inputs in = make_inputs();
+  std::vector<at::Tensor> weights;
+  {
+    auto session = neuronmap::attach(*model, {"self_attn"}, neuronmap::Options{}.every(1).file(dir + "/run.h5"));
+    model->eval();
+    for (int step = 0; step < 3; ++step) model->forward(in.x + 0.1 * step, in.memory, in.causal, in.padding);
+    session.end_epoch(1, 0.5);
+  }
+  for (int step = 0; step < 3; ++step) {
+    const auto x = in.x + 0.1 * step;
+    weights.push_back(own_weights(*model->self_attn, x, x, at::Tensor(), in.causal));
+  }
+  const auto snapshot = neuronmap::Run::open(dir + "/run.h5").snapshot(0);
+  const auto& layer = snapshot.layers.at(0);
+  ASSERT_EQ(layer.n_neurons, 4);  // heads
+  ASSERT_EQ(layer.heads.size(), 4u);
+  EXPECT_EQ(layer.samples, 3 * 3 * 7 * 7);
+  // Direct computation over every (step, sample, query): entropy normalised by log(keys) for queries
+  // with at least two keys, weight on the previous key, the largest weight.
+  const auto all = torch::cat(weights, 0).to(torch::kDouble);  // [3*B, H, T, S]
+  for (std::int64_t h = 0; h < 4; ++h) {
+    const auto w = all.select(1, h);  // [N, T, S]
+    const auto keys = (w > 0).sum(-1).to(torch::kDouble);
+    const auto plogp = torch::where(w > 0, w * torch::log(w), torch::zeros_like(w)).sum(-1);
+    const auto open = keys > 1;
+    const auto entropy = (-plogp / torch::log(keys)).masked_select(open);
+    const auto& stats = layer.heads[static_cast<std::size_t>(h)];
+    EXPECT_EQ(stats.queries, 3 * 3 * 7);
+    EXPECT_NEAR(stats.entropy_mean, entropy.mean().item<double>(), 1e-6) << h;
+    EXPECT_NEAR(stats.concentration, std::get<0>(w.max(-1)).masked_select(open).mean().item<double>(), 1e-6) << h;
+    EXPECT_NEAR(stats.previous_token(), torch::diagonal(w, -1, 1, 2).mean().item<double>(), 1e-6) << h;
+    EXPECT_FALSE(stats.role.empty());
+  }
+}
+
+}  // namespace

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Cost of the Python path: the same eager model's training step plain, attached during a captured
 epoch, and attached during an uncaptured epoch (hooks installed, capture off). The variants run in
-blocks of 10 steps, the order rotating every round, in one run; after a captured block the workers
-finish its batches (untimed), so that their work does not land in another variant's steps; medians.
+blocks of 50 steps (past the queue's 64 batches), the order rotating every round, in one run; after a
+captured block the workers finish its batches (untimed), so that their work does not land in another
+variant's steps; medians.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/python/bench_python_overhead.py [--steps 60] [--model mlp|cnn]
+    PYTHONPATH=build/python /usr/bin/python3 bench/python/bench_python_overhead.py [--steps 150] [--model mlp|cnn]
 """
 import argparse
 import os
@@ -32,7 +33,7 @@ def cnn():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=60, help="timed steps per variant")
+    ap.add_argument("--steps", type=int, default=150, help="timed steps per variant (blocks of 50)")
     ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -79,7 +80,10 @@ def main():
     drain()  # the warm-up's batches
     times = {v: [] for v in models}
     order = list(models)
-    block = 10  # steps per variant in a row; the order rotates every round
+    # Steps per variant in a row, the order rotating every round: long enough (the queue holds 64
+    # batches, 21 steps of 3 layers) that a worker slower than the steps fills it and the captured
+    # steps pay for that, as in a real epoch.
+    block = 50
     for i in range(max(1, args.steps // block)):
         for v in order[i % 3:] + order[:i % 3]:
             for _ in range(block):

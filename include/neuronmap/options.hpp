@@ -31,8 +31,9 @@ enum class SequenceReduction {
 
 /// How the worker threads are scheduled.
 enum class WorkerPriority {
-  idle,    ///< Linux SCHED_IDLE: they run on cores the training leaves free, never taking one from it
   normal,  ///< the default policy of the process, as the training's threads
+  idle,    ///< Linux SCHED_IDLE while their queue is less than half full: they run only on cores nothing
+           ///< else wants (on a machine busy with other work they wait for a fuller queue)
 };
 
 /// The precision of each captured batch's centred product before it joins the float64 totals.
@@ -83,10 +84,9 @@ class Options {
   NEURONMAP_OPTION(Overflow, overflow, Overflow::block);
   /// Worker threads that accumulate statistics.
   NEURONMAP_OPTION(int, workers, 1);
-  /// `idle` (the default) lets the training's threads, LibTorch's BLAS threads among them, preempt the
-  /// workers at once, so that watching costs the cores the training does not use
-  /// (docs/PERFORMANCE.md). Under Overflow::block a full queue still makes the training wait for them.
-  NEURONMAP_OPTION(WorkerPriority, worker_priority, WorkerPriority::idle);
+  /// `idle` lets the training's threads, LibTorch's BLAS threads among them, preempt the workers at
+  /// once (docs/PERFORMANCE.md): for a machine that runs nothing but the training.
+  NEURONMAP_OPTION(WorkerPriority, worker_priority, WorkerPriority::normal);
   /// Threads the analysis (correlation, grouping) may use.
   NEURONMAP_OPTION(int, analysis_threads, 1);
   /// Precision of each batch's co-moment product; the totals are float64 either way

@@ -32,11 +32,16 @@ void name_this_thread(const char* name) noexcept {
 // SCHED_IDLE: the thread runs only on a core no other thread of normal priority wants, and yields it
 // at once when one does. LibTorch's BLAS threads spin-wait for each other inside a product: a worker
 // that held their core for a scheduler slice stalled the whole product (docs/PERFORMANCE.md).
-void schedule_this_thread_idle() noexcept {
+// A worker whose queue is more than half full returns to the normal policy until it is below a
+// quarter: on a machine busy with other work an idle-class thread starves, and under Overflow::block
+// the training would then wait for it.
+void set_this_thread_idle(bool idle) noexcept {
 #ifdef __linux__
   sched_param param{};
   param.sched_priority = 0;
-  pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
+  pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param);
+#else
+  (void)idle;
 #endif
 }
 
@@ -95,11 +100,18 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
     s.workers.emplace_back([this, w] {
       name_this_thread("nm-worker");
       auto& st = *state_;
-      if (st.options.worker_priority() == WorkerPriority::idle) schedule_this_thread_idle();
+      const bool idle_priority = st.options.worker_priority() == WorkerPriority::idle;
+      bool idle_now = idle_priority;
+      if (idle_now) set_this_thread_idle(true);
       Batch* batch = nullptr;
       for (;;) {
         st.queue.pop(batch);
         if (batch == nullptr) return;  // the stop sentinel, queued after every batch
+        if (idle_priority) {
+          const auto backlog = st.queue.size();
+          if (idle_now && backlog > st.options.queue_capacity() / 2) set_this_thread_idle(idle_now = false);
+          if (!idle_now && backlog < st.options.queue_capacity() / 4) set_this_thread_idle(idle_now = true);
+        }
         const auto started = st.budget.enabled() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         const double delay = st.worker_delay.load(std::memory_order_relaxed);
         if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));

@@ -299,9 +299,9 @@ TEST(Engine, WorkersAddNoThreadsBeyondTheirOwn) {
   engine->close();
 }
 
-// Options::worker_priority: idle (the default) schedules the workers SCHED_IDLE, normal leaves them
-// as the training's threads.
-TEST(Engine, WorkersRunAtIdlePriorityByDefault) {
+// Options::worker_priority: normal (the default) leaves the workers as the training's threads, idle
+// schedules them SCHED_IDLE while their queue is short.
+TEST(Engine, WorkerPriorityIdleSchedulesTheWorkersIdle) {
   auto worker_policies = [] {
     std::vector<int> policies;
     for (const auto& entry : fs::directory_iterator("/proc/self/task")) {
@@ -313,11 +313,11 @@ TEST(Engine, WorkersRunAtIdlePriorityByDefault) {
     return policies;
   };
   {
-    auto engine = make_engine("idle", nm::Options{}.every(1).workers(2));
+    auto engine = make_engine("idle", nm::Options{}.every(1).workers(2).worker_priority(nm::WorkerPriority::idle));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the workers set their policy as they start
     EXPECT_EQ(worker_policies(), (std::vector<int>{SCHED_IDLE, SCHED_IDLE}));
   }
-  auto engine = make_engine("normal", nm::Options{}.every(1).worker_priority(nm::WorkerPriority::normal));
+  auto engine = make_engine("normal", nm::Options{}.every(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(worker_policies(), std::vector<int>{SCHED_OTHER});
 }

@@ -249,7 +249,7 @@ TEST(TrainingProcess, FullDiskKeepsTrainingAndEarlierSnapshots) {
                               std::to_string(3 << 20), "--flush"},
                              300);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("\nepoch 30\n"), std::string::npos) << "training stopped early:\n" << r.out;
+  EXPECT_NE(r.out.find("\nepoch 30 "), std::string::npos) << "training stopped early:\n" << r.out;
   const auto done = r.out.substr(r.out.find("done "));
   EXPECT_NE(done.find("error=snapshot at epoch "), std::string::npos) << done;
   EXPECT_NE(done.find("earlier snapshots are kept"), std::string::npos) << done;

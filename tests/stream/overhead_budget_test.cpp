@@ -69,16 +69,16 @@ void step(Engine* engine, std::int64_t index) {
   }
 }
 
-// Plain and budgeted steps in alternating blocks of 10, so that the machine's noise hits both alike;
-// returns {plain seconds, budgeted seconds}.
+// Plain and budgeted steps alternating one by one, so that the machine's noise (other processes,
+// frequency changes) hits both alike; returns {plain seconds, budgeted seconds}.
 std::pair<double, double> interleaved_seconds(Engine& engine) {
   double plain = 0, budgeted = 0;
-  for (std::int64_t block = 0; block < kSteps / 10; ++block) {
+  for (std::int64_t i = 0; i < kSteps; ++i) {
     auto start = Clock::now();
-    for (int i = 0; i < 10; ++i) step(nullptr, 0);
+    step(nullptr, 0);
     plain += std::chrono::duration<double>(Clock::now() - start).count();
     start = Clock::now();
-    for (std::int64_t i = block * 10; i < block * 10 + 10; ++i) step(&engine, i);
+    step(&engine, i);
     budgeted += std::chrono::duration<double>(Clock::now() - start).count();
   }
   return {plain, budgeted};
@@ -88,16 +88,17 @@ std::pair<double, double> interleaved_seconds(Engine& engine) {
 
 TEST(OverheadBudget, HoldsWithASlowWorkerAndStatisticsStayExactOverTheCapturedBatches) {
   const auto dir = std::filesystem::path(nm::test::fresh_test_dir("stream"));
-  // A worker 10x slower than a step: unbudgeted, the queue fills and every step waits for it (~20x).
-  // The wall-clock comparison is repeated on a fresh session (up to 3 times) when another process
-  // stole this machine's cores during one: the budget must hold in one of them.
+  // A worker that needs 4x a step for each forward pass (two layers, 2 steps each): unbudgeted, the
+  // queue fills and every step waits for it (~4x); within the budget about one pass in 40 is captured.
+  // The wall-clock comparison is repeated on a fresh session (up to 5 times) when other processes
+  // (a parallel test run) stole this machine's cores during one: the budget must hold in one of them.
   std::unique_ptr<Engine> engine;
   std::string tries;
   bool held = false;
-  for (int attempt = 0; attempt < 3 && !held; ++attempt) {
+  for (int attempt = 0; attempt < 5 && !held; ++attempt) {
     engine = make_engine((dir / ("budget" + std::to_string(attempt) + ".h5")).string(),
                          nm::Options{}.every(1).overhead_budget(0.05).reservoir_size(1 << 20));
-    engine->set_worker_delay(10 * kStepSeconds);
+    engine->set_worker_delay(2 * kStepSeconds);
     ASSERT_TRUE(engine->capturing());
     const auto [plain, budgeted] = interleaved_seconds(*engine);
     const double slowdown = budgeted / plain - 1.0;

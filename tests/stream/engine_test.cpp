@@ -321,3 +321,30 @@ TEST(Engine, WorkerPriorityIdleSchedulesTheWorkersIdle) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(worker_policies(), std::vector<int>{SCHED_OTHER});
 }
+
+// An idle-priority worker returns to the normal policy while its queue is more than half full (on a
+// busy machine an idle-class thread starves, and a full queue would hold the training), and goes back
+// to idle once the queue is below a quarter.
+TEST(Engine, AnIdleWorkerTurnsNormalWhileItsQueueIsLong) {
+  auto policy = [] {
+    for (const auto& entry : fs::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(entry.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name == "nm-worker") return sched_getscheduler(std::stoi(entry.path().filename().string()));
+    }
+    return -1;
+  };
+  auto engine = make_engine("escalate", nm::Options{}.every(1).queue_capacity(8).worker_priority(nm::WorkerPriority::idle));
+  engine->set_worker_delay(0.05);
+  std::mt19937_64 rng(5);
+  const auto rows = random_rows(rng, 4, 8, 0.0);
+  for (int b = 0; b < 9; ++b) ASSERT_TRUE(submit(*engine, 0, rows, 8));  // the worker holds one, 8 wait
+  // Past the first batch's 50 ms: the worker has taken a second one with 7 still waiting.
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  EXPECT_EQ(policy(), SCHED_OTHER);
+  engine->set_worker_delay(0);
+  while (engine->counters().rows < 9 * 4) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(policy(), SCHED_IDLE);
+  engine->close();
+}

@@ -32,15 +32,16 @@ void name_this_thread(const char* name) noexcept {
 // SCHED_IDLE: the thread runs only on a core no other thread of normal priority wants, and yields it
 // at once when one does. LibTorch's BLAS threads spin-wait for each other inside a product: a worker
 // that held their core for a scheduler slice stalled the whole product (docs/PERFORMANCE.md).
-// A worker whose queue is more than half full returns to the normal policy until it is below a
-// quarter: on a machine busy with other work an idle-class thread starves, and under Overflow::block
-// the training would then wait for it.
-void set_this_thread_idle(bool idle) noexcept {
+// While the queue is more than half full the producer returns the workers to the normal policy, until
+// a worker finds it below a quarter: on a machine busy with other work an idle-class thread starves
+// (it could not even run to notice), and under Overflow::block the training would then wait for it.
+void set_thread_idle(pthread_t thread, bool idle) noexcept {
 #ifdef __linux__
   sched_param param{};
   param.sched_priority = 0;
-  pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param);
+  pthread_setschedparam(thread, idle ? SCHED_IDLE : SCHED_OTHER, &param);
 #else
+  (void)thread;
   (void)idle;
 #endif
 }
@@ -84,6 +85,8 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
   s.queue.set_capacity(s.options.queue_capacity());
   s.arena.initialize(s.options.analysis_threads());
   s.budget.set_budget(s.options.overhead_budget());
+  s.idle_priority = s.options.worker_priority() == WorkerPriority::idle;
+  s.workers_idle = s.idle_priority;
 
   std::vector<std::string> layer_names;
   for (const auto& layer : s.layers) layer_names.push_back(layer.name);
@@ -100,17 +103,16 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
     s.workers.emplace_back([this, w] {
       name_this_thread("nm-worker");
       auto& st = *state_;
-      const bool idle_priority = st.options.worker_priority() == WorkerPriority::idle;
-      bool idle_now = idle_priority;
-      if (idle_now) set_this_thread_idle(true);
+      bool idle_now = st.idle_priority;
+      if (idle_now) set_thread_idle(pthread_self(), true);
       Batch* batch = nullptr;
       for (;;) {
         st.queue.pop(batch);
         if (batch == nullptr) return;  // the stop sentinel, queued after every batch
-        if (idle_priority) {
-          const auto backlog = st.queue.size();
-          if (idle_now && backlog > st.options.queue_capacity() / 2) set_this_thread_idle(idle_now = false);
-          if (!idle_now && backlog < st.options.queue_capacity() / 4) set_this_thread_idle(idle_now = true);
+        if (st.idle_priority) {
+          if (st.queue.size() < st.options.queue_capacity() / 4) st.workers_idle.store(true);
+          const bool want = st.workers_idle.load();
+          if (want != idle_now) set_thread_idle(pthread_self(), idle_now = want);
         }
         const auto started = st.budget.enabled() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         const double delay = st.worker_delay.load(std::memory_order_relaxed);
@@ -290,6 +292,9 @@ void Engine::submit(BatchTicket ticket) noexcept {
     } catch (...) {
       queued = false;
     }
+  }
+  if (queued && s.idle_priority && s.queue.size() > s.options.queue_capacity() / 2 && s.workers_idle.exchange(false)) {
+    for (auto& worker : s.workers) set_thread_idle(worker.native_handle(), false);
   }
   if (queued && s.budget.enabled())
     s.budget.add_probe_cost(std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_begun).count());

@@ -45,6 +45,9 @@ struct Engine::State {
   std::vector<std::thread> workers;
   std::atomic<double> worker_delay{0.0};
   OverheadBudget budget;
+  // Options::worker_priority(idle): whether the workers should be idle-class now (engine.cpp).
+  bool idle_priority = false;
+  std::atomic<bool> workers_idle{false};
 
   // Windows stay allocated until the engine dies: a late producer may still hold a pointer to a
   // sealed window (it only touches the atomics, sees `closed` and leaves). Sealed windows free

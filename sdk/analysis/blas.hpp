@@ -6,6 +6,9 @@
 
 namespace neuronmap::detail::blas {
 
+/// A dimension as BLAS's 32-bit int; std::length_error beyond it.
+int to_blas_int(std::int64_t value);
+
 /// Upper triangle of C (n x n) = alpha * A A^T + beta * C, where A is n x k column-major with leading
 /// dimension lda (i.e. k rows of n values, row-major). The strictly lower triangle is not touched.
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,

@@ -5,9 +5,8 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
-#include <limits>
 #include <mutex>
-#include <stdexcept>
+#include <type_traits>
 
 #include "analysis/blas.hpp"
 
@@ -86,55 +85,64 @@ Library& library() {
   return lib;
 }
 
-int to_int(std::int64_t value) {
-  if (value < 0 || value > std::numeric_limits<int>::max())
-    throw std::length_error("BLAS dimension out of the 32-bit range");
-  return static_cast<int>(value);
+// One product on the private library, or on the shared one where it is not loaded. The serial build's
+// buffers are not locked: one product at a time.
+template <typename Private, typename Shared>
+void run(Private private_fn, Shared shared_fn) {
+  auto& lib = library();
+  if (lib.dsyrk == nullptr) return shared_fn();
+  std::lock_guard<std::mutex> lock(lib.calls);
+  private_fn(lib);
+}
+
+template <typename S>
+void syrk(std::int64_t n, std::int64_t k, S alpha, const S* a, std::int64_t lda, S beta, S* c, std::int64_t ldc) {
+  using blas::to_blas_int;
+  if (n == 0) return;
+  run([&](Library& lib) {
+        const auto fn = [&] {
+          if constexpr (std::is_same_v<S, double>) return lib.dsyrk; else return lib.ssyrk;
+        }();
+        fn(CblasColMajor, CblasUpper, CblasNoTrans, to_blas_int(n), to_blas_int(k), alpha, a, to_blas_int(lda), beta, c,
+           to_blas_int(ldc));
+      },
+      [&] { blas::syrk_upper_a_at(n, k, alpha, a, lda, beta, c, ldc); });
+}
+
+template <typename S>
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, S alpha, const S* a, std::int64_t lda, const S* b,
+          std::int64_t ldb, S beta, S* c, std::int64_t ldc) {
+  using blas::to_blas_int;
+  if (m == 0 || n == 0) return;
+  run([&](Library& lib) {
+        const auto fn = [&] {
+          if constexpr (std::is_same_v<S, double>) return lib.dgemm; else return lib.sgemm;
+        }();
+        fn(CblasColMajor, CblasNoTrans, CblasTrans, to_blas_int(m), to_blas_int(n), to_blas_int(k), alpha, a,
+           to_blas_int(lda), b, to_blas_int(ldb), beta, c, to_blas_int(ldc));
+      },
+      [&] { blas::gemm_a_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
 }
 
 }  // namespace
 
-bool is_private() { return library().dsyrk != nullptr; }
 const std::string& description() { return library().description; }
 
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda, double beta,
                      double* c, std::int64_t ldc) {
-  auto& lib = library();
-  if (lib.dsyrk == nullptr) return blas::syrk_upper_a_at(n, k, alpha, a, lda, beta, c, ldc);
-  if (n == 0) return;
-  std::lock_guard<std::mutex> lock(lib.calls);
-  lib.dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
-            to_int(ldc));
+  syrk(n, k, alpha, a, lda, beta, c, ldc);
 }
-
 void syrk_upper_a_at(std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda, float beta,
                      float* c, std::int64_t ldc) {
-  auto& lib = library();
-  if (lib.ssyrk == nullptr) return blas::syrk_upper_a_at(n, k, alpha, a, lda, beta, c, ldc);
-  if (n == 0) return;
-  std::lock_guard<std::mutex> lock(lib.calls);
-  lib.ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, to_int(n), to_int(k), alpha, a, to_int(lda), beta, c,
-            to_int(ldc));
+  syrk(n, k, alpha, a, lda, beta, c, ldc);
 }
-
 void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda,
                const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
-  auto& lib = library();
-  if (lib.dgemm == nullptr) return blas::gemm_a_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (m == 0 || n == 0) return;
-  std::lock_guard<std::mutex> lock(lib.calls);
-  lib.dgemm(CblasColMajor, CblasNoTrans, CblasTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
-            to_int(ldb), beta, c, to_int(ldc));
+  gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
-
 void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
                const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  auto& lib = library();
-  if (lib.sgemm == nullptr) return blas::gemm_a_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (m == 0 || n == 0) return;
-  std::lock_guard<std::mutex> lock(lib.calls);
-  lib.sgemm(CblasColMajor, CblasNoTrans, CblasTrans, to_int(m), to_int(n), to_int(k), alpha, a, to_int(lda), b,
-            to_int(ldb), beta, c, to_int(ldc));
+  gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace neuronmap::detail::worker_blas

@@ -28,8 +28,6 @@ void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, double alpha, con
 void gemm_a_bt(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
                const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
 
-/// True when the products run on the private single-threaded copy.
-bool is_private();
 /// "private single-threaded OpenBLAS (PATH)", or "shared BLAS (REASON)".
 const std::string& description();
 

@@ -19,6 +19,7 @@
 #include "analysis/correlation.hpp"
 #include "analysis/grouping.hpp"
 #include "analysis/records.hpp"
+#include "detail/iso_time.hpp"
 #include "learning/sample_events.hpp"
 #include "neuronmap/errors.hpp"
 #include "neuronmap/version.hpp"
@@ -258,15 +259,6 @@ LayerSnapshot layer_from(const std::string& name, const FloatRows& x, const py::
   return l;
 }
 
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Pictures (and the dashboard) of given activations and groups by the report code of `neuronmap report`.
 py::dict render(const py::list& layers, const std::string& out_dir, std::int64_t epoch, double loss, bool dashboard,
                 const std::vector<std::string>& tag_names, const std::vector<std::int32_t>& tags,
@@ -277,7 +269,7 @@ py::dict render(const py::list& layers, const std::string& out_dir, std::int64_t
   info.format_version = 0;
   info.library_version = NEURONMAP_VERSION_STRING;
   info.device = device;
-  info.created = now_iso();
+  info.created = detail::iso_utc_now();
   info.tag_names = tag_names;
   Snapshot snap;
   snap.epoch = epoch;

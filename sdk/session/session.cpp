@@ -22,20 +22,12 @@
 #include "session/testing.hpp"
 #include "store/run_file.hpp"
 #include "store/run_lock.hpp"
+#include "detail/iso_time.hpp"
 #include "stream/engine.hpp"
 
 namespace neuronmap {
 namespace detail {
 namespace {
-
-std::string iso_utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buffer;
-}
 
 // The session's options as the run file's options_json attribute (a distributed run adds its size).
 std::string options_json(const Options& o) {

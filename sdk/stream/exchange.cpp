@@ -9,7 +9,7 @@
 namespace neuronmap::detail {
 namespace {
 
-constexpr std::uint32_t kMagic = 0x4e4d5831;  // "NMX1"
+constexpr std::uint32_t kMagic = 0x4e4d5832;  // "NMX2": version 2 carries the head statistics
 
 class Writer {
  public:
@@ -70,6 +70,41 @@ Counters get_counters(Reader& r) {
   return c;
 }
 
+// The per-head sums of an attention layer (HeadAccumulator), so that rank 0's head statistics cover
+// every rank's batches like its moments do.
+void put_heads(Writer& w, const HeadAccumulator& h) {
+  w.put(h.heads);
+  if (h.heads == 0) return;
+  w.put<std::uint8_t>(h.self_attention ? 1 : 0);
+  w.put_array(h.queries.data(), h.queries.size());
+  w.put_array(h.open_queries.data(), h.open_queries.size());
+  w.put_array(h.collapsed_queries.data(), h.collapsed_queries.size());
+  for (const auto* v : {&h.entropy, &h.entropy_sq, &h.max_weight, &h.distance, &h.offset_sum})
+    w.put_array(v->data(), v->size());
+  w.put_array(h.offset_count.data(), h.offset_count.size());
+}
+
+HeadAccumulator get_heads(Reader& r, std::size_t buffer_size) {
+  HeadAccumulator h;
+  h.heads = r.get<std::int64_t>();
+  if (h.heads == 0) return h;
+  if (h.heads < 0 || static_cast<std::uint64_t>(h.heads) > buffer_size)
+    throw std::runtime_error("distributed snapshot: bad head count");
+  h.self_attention = r.get<std::uint8_t>() != 0;
+  r.get_array<std::int64_t>(h.queries);
+  r.get_array<std::int64_t>(h.open_queries);
+  r.get_array<std::int64_t>(h.collapsed_queries);
+  for (auto* v : {&h.entropy, &h.entropy_sq, &h.max_weight, &h.distance, &h.offset_sum}) r.get_array<double>(*v);
+  r.get_array<std::int64_t>(h.offset_count);
+  const auto n = static_cast<std::size_t>(h.heads);
+  bool consistent = h.offset_sum.size() == n * HeadAccumulator::kWidth &&
+                    h.offset_count.size() == static_cast<std::size_t>(HeadAccumulator::kWidth);
+  for (const auto* v : {&h.queries, &h.open_queries, &h.collapsed_queries}) consistent = consistent && v->size() == n;
+  for (const auto* v : {&h.entropy, &h.entropy_sq, &h.max_weight, &h.distance}) consistent = consistent && v->size() == n;
+  if (!consistent) throw std::runtime_error("distributed snapshot: inconsistent head statistics");
+  return h;
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> encode(const RankWindow& part) {
@@ -109,13 +144,16 @@ std::vector<std::uint8_t> encode(const RankWindow& part) {
       w.put(o.loss);
     }
     w.put_array(rows.data(), rows.size());
+    put_heads(w, acc.heads);
   }
   return std::move(w.bytes);
 }
 
 RankWindow decode(const std::vector<std::uint8_t>& bytes, std::int64_t reservoir_size, std::uint64_t seed) {
   Reader r(bytes);
-  if (r.get<std::uint32_t>() != kMagic) throw std::runtime_error("distributed snapshot: not a NeuronMap buffer");
+  if (r.get<std::uint32_t>() != kMagic)
+    throw std::runtime_error("distributed snapshot: a rank sent a buffer that is not NeuronMap's of this version "
+                             "(every rank must run the same NeuronMap build)");
   RankWindow part;
   r.get_array<double>(part.losses);
   const auto n_layers = static_cast<std::size_t>(r.get<std::uint64_t>());
@@ -162,6 +200,9 @@ RankWindow decode(const std::vector<std::uint8_t>& bytes, std::int64_t reservoir
     if (rows.size() != kept * static_cast<std::size_t>(cols)) throw std::runtime_error("distributed snapshot: inconsistent reservoir");
     acc.reservoir = Reservoir(reservoir_size, cols, seed);
     for (std::size_t k = 0; k < kept; ++k) acc.reservoir.offer(ids[k], rows.data() + k * static_cast<std::size_t>(cols));
+    acc.heads = get_heads(r, bytes.size());
+    if (acc.heads.heads != 0 && acc.heads.heads != n)
+      throw std::runtime_error("distributed snapshot: head statistics of another width");
   }
   if (!r.done()) throw std::runtime_error("distributed snapshot: trailing bytes");
   return part;

@@ -2,6 +2,7 @@
 user's layer and snapshot selection stays, and the status line and banner follow the file's faults
 (writer killed, truncated, replaced by a new run, deleted). Exit 77 (skipped) without Chromium."""
 import argparse
+import json
 import os
 import re
 import shutil
@@ -63,6 +64,16 @@ def main():
         def js(expression):
             return browser.evaluate(expression)
 
+        def settles(expression, expected, timeout=15):
+            """The page updates its charts and tables after the live attribute changes (and Chromium
+            may draw late on a loaded machine): poll until `expression` equals `expected`, then assert."""
+            try:
+                browser.wait_for(f'({expression}) === {json.dumps(expected)}', timeout=timeout)
+            except TimeoutError:
+                pass
+            value = js(expression)
+            assert value == expected, (expression, value, expected)
+
         wait_live(r"^1\|ok\|active$")
         assert js('document.documentElement.getAttribute("data-neuronmap")').startswith("ok:"), "dashboard errors"
         status = js('document.getElementById("nm-status").textContent')
@@ -73,8 +84,8 @@ def main():
         writer.commit()
         writer.commit()
         wait_live(r"^3\|ok\|active$")
-        assert js('document.getElementById("nm-snapshot").options.length') == 3
-        assert js('document.getElementById("nm-snapshot").value') == "2", "follow latest moved on"
+        settles('document.getElementById("nm-snapshot").options.length', 3)
+        settles('document.getElementById("nm-snapshot").value', "2")  # "follow latest" moved on
         browser.wait_for('!window.neuronmapDashboard.data.details[2].pending')
         assert js('document.getElementById("nm-groups").tBodies[0].rows.length') >= 1
 
@@ -88,14 +99,12 @@ def main():
         assert js('document.getElementById("nm-layer").value') == layer
         assert js('document.getElementById("nm-snapshot").value') == "0"
         assert js('document.getElementById("nm-follow").checked') is False
-        assert js('document.getElementById("nm-snapshot").options.length') == 4
+        settles('document.getElementById("nm-snapshot").options.length', 4)
         # Every chart got the new point: the timelines and the loss chart have 4 epochs.
         for chart in ("nm-tl-groups", "nm-tl-cohesion", "nm-tl-dead", "nm-tl-cka"):
-            n = js(f'echarts.getInstanceByDom(document.getElementById("{chart}")).getOption().series[0].data.length')
-            assert n == 4, (chart, n)
-        n = js('echarts.getInstanceByDom(document.getElementById("nm-tl-loss")).getOption().series'
-               '.filter(function(s){return s.name==="loss at snapshots"})[0].data.length')
-        assert n == 4, n
+            settles(f'echarts.getInstanceByDom(document.getElementById("{chart}")).getOption().series[0].data.length', 4)
+        settles('echarts.getInstanceByDom(document.getElementById("nm-tl-loss")).getOption().series'
+                '.filter(function(s){return s.name==="loss at snapshots"})[0].data.length', 4)
         assert js('window.neuronmapLive.duplicates') == 0 and js('window.neuronmapLive.gaps') == 0
 
         writer.kill()

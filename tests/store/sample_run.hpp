@@ -102,9 +102,12 @@ inline void add_version4_fields(std::int64_t index, int which, LayerSnapshot& l)
   }
 }
 
-/// The head statistics format_version 5 added, on layer 2 only (one head per neuron, a NaN distance on
-/// odd snapshots as for cross-attention), from their own number stream (purpose 6).
+/// What format_version 5 added: the batches left out for the overhead budget, on every layer (number
+/// stream 7), and head statistics on layer 2 only (one head per neuron, a NaN distance on odd snapshots
+/// as for cross-attention; number stream 6).
 inline void add_version5_fields(std::int64_t index, int which, LayerSnapshot& l) {
+  l.counters.budget_skipped_batches =
+      Numbers(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 7).below(5);
   if (which != 2) return;
   Numbers r(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(which), 6);
   for (std::int64_t h = 0; h < l.n_neurons; ++h) {
@@ -240,9 +243,18 @@ inline Snapshot sample_snapshot(std::int64_t index, std::int64_t scale = 1) {
   return s;
 }
 
+/// What a version 4 file holds of `s`: no heads and no batches left out for the budget (version 5).
+inline Snapshot as_version4(Snapshot s) {
+  for (auto& l : s.layers) {
+    l.heads.clear();
+    l.counters.budget_skipped_batches = 0;
+  }
+  return s;
+}
+
 /// What a version 3 file holds of `s`: the fields version 4 added as its readers give them.
 inline Snapshot as_version3(Snapshot s) {
-  for (auto& l : s.layers) l.heads.clear();  // and no heads (version 5)
+  s = as_version4(std::move(s));
   for (auto& l : s.layers)
     for (auto& g : l.groups) {
       g.min_member_correlation = std::numeric_limits<double>::quiet_NaN();
@@ -359,7 +371,7 @@ inline std::string difference(const Snapshot& a, const Snapshot& b) {
     const auto& d = y.counters;
     if (c.captured_batches != d.captured_batches || c.dropped_batches != d.dropped_batches ||
         c.skipped_batches != d.skipped_batches || c.rows != d.rows || c.nonfinite_rows != d.nonfinite_rows ||
-        c.errors != d.errors)
+        c.errors != d.errors || c.budget_skipped_batches != d.budget_skipped_batches)
       return at + "counters";
     if (x.groups.size() != y.groups.size()) return at + "number of groups";
     for (std::size_t g = 0; g < x.groups.size(); ++g) {

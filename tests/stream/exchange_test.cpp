@@ -5,6 +5,7 @@
 #include "thread_communicator.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <memory>
@@ -97,6 +98,64 @@ TEST(Exchange, MergedRanksEqualOneAccumulatorOverTheUnion) {
   for (const auto id : ids) ASSERT_EQ(merged.observed[0].at(id).tag, id % 5);
   EXPECT_EQ(merged.losses, (std::vector<double>{3.0, 6.0}));  // sums; the engine divides by loss_ranks
   EXPECT_EQ(merged.loss_ranks, 3);
+}
+
+// Attention layers: each rank's per-head sums travel with its moments, so rank 0's head statistics
+// cover every rank's batches (before, rank 0 stored those of its own shard only).
+TEST(Exchange, HeadStatisticsOfEveryRankAreMerged) {
+  const std::int64_t B = 2, H = 3, T = 5, cols = H;
+  const std::vector<std::int64_t> shape{B, H, T, T};
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  auto attention_rows = [&] {  // row (b, t, s) x heads; causal softmax weights per (b, h, t)
+    std::vector<float> rows(static_cast<std::size_t>(B * T * T * H), 0.0f);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t h = 0; h < H; ++h)
+        for (std::int64_t t = 0; t < T; ++t) {
+          std::vector<double> w(static_cast<std::size_t>(t + 1));
+          double total = 0;
+          for (auto& x : w) total += (x = std::exp(3.0 * uniform(rng) * static_cast<double>(h)));
+          for (std::int64_t s = 0; s <= t; ++s)
+            rows[static_cast<std::size_t>(((b * T + t) * T + s) * H + h)] = static_cast<float>(w[static_cast<std::size_t>(s)] / total);
+        }
+    return rows;
+  };
+  LayerAccumulator all;
+  std::vector<RankWindow> ranks(2);
+  for (auto& r : ranks) {
+    r.layers.resize(1);
+    r.counters.resize(1);
+    r.observed.resize(1);
+  }
+  for (std::int64_t b = 0; b < 7; ++b) {
+    const auto rows = attention_rows();
+    const auto n = static_cast<std::int64_t>(rows.size()) / cols;
+    add_batch(all, b, rows, cols);
+    all.heads.add(rows.data(), n, cols, shape);
+    auto& part = ranks[static_cast<std::size_t>(b % 2)].layers[0];
+    add_batch(part, b, rows, cols);
+    part.heads.add(rows.data(), n, cols, shape);
+  }
+  RankWindow merged = std::move(ranks[0]);
+  nm::detail::merge_into(merged, nm::detail::decode(nm::detail::encode(ranks[1]), 25, 42));
+  const auto got = merged.layers[0].heads.finish();
+  const auto want = all.heads.finish();
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(H));
+  for (std::size_t h = 0; h < got.size(); ++h) {
+    EXPECT_EQ(got[h].queries, want[h].queries);
+    EXPECT_EQ(got[h].queries, 7 * B * T);
+    EXPECT_NEAR(got[h].entropy_mean, want[h].entropy_mean, 1e-12);
+    EXPECT_NEAR(got[h].entropy_std, want[h].entropy_std, 1e-12);
+    EXPECT_NEAR(got[h].distance_mean, want[h].distance_mean, 1e-12);
+    EXPECT_NEAR(got[h].concentration, want[h].concentration, 1e-12);
+    EXPECT_EQ(got[h].collapsed_fraction, want[h].collapsed_fraction);
+    ASSERT_EQ(got[h].offset_weight.size(), want[h].offset_weight.size());
+    for (std::size_t k = 0; k < got[h].offset_weight.size(); ++k)
+      EXPECT_NEAR(got[h].offset_weight[k], want[h].offset_weight[k], 1e-12);
+    EXPECT_EQ(got[h].role, want[h].role);
+  }
+  // A rank's own shard alone is not the union: the merge is what made them equal.
+  EXPECT_NE(nm::detail::decode(nm::detail::encode(ranks[1]), 25, 42).layers[0].heads.finish()[0].queries, want[0].queries);
 }
 
 TEST(Exchange, DecodeRefusesDamagedBuffers) {

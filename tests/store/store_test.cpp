@@ -175,12 +175,18 @@ void gunzip_fixture(const std::string& name, const std::string& path) {
   gzclose(in);
 }
 
+/// tests/store/data/run_v<version>.h5.gz decompressed into `dir`; returns the file's path.
+std::string unpacked_fixture(const std::string& dir, int version) {
+  const std::string name = "run_v" + std::to_string(version) + ".h5";
+  const std::string path = dir + "/" + name;
+  gunzip_fixture(name + ".gz", path);
+  return path;
+}
+
 // tests/store/data/run_v1.h5.gz: 3 snapshots of sample_snapshot() written by the format_version 1
 // writer (commit 89106c9). Version 2 readers read them, with the fields version 2 added at defaults.
 TEST(RunFile, ReadsVersion1Files) {
-  const auto path = test_dir() + "/run_v1.h5";
-  gunzip_fixture("run_v1.h5.gz", path);
-  RunReader reader(path);
+  RunReader reader(unpacked_fixture(test_dir(), 1));
   EXPECT_EQ(reader.info().format_version, 1);
   EXPECT_TRUE(reader.info().tag_names.empty());
   EXPECT_EQ(reader.info().layers.size(), sample_info().layers.size());
@@ -202,9 +208,7 @@ TEST(RunFile, ReadsVersion1Files) {
 // tests/store/data/run_v2.h5.gz: 3 snapshots of sample_snapshot() written by the format_version 2
 // writer (`store_writer_child PATH --count 3` at commit 55503fa). Read with the reference rows empty.
 TEST(RunFile, ReadsVersion2Files) {
-  const auto path = test_dir() + "/run_v2.h5";
-  gunzip_fixture("run_v2.h5.gz", path);
-  RunReader reader(path);
+  RunReader reader(unpacked_fixture(test_dir(), 2));
   EXPECT_EQ(reader.info().format_version, 2);
   EXPECT_EQ(reader.info().tag_names, sample_info().tag_names);
   ASSERT_EQ(reader.size(), 3);
@@ -226,8 +230,7 @@ TEST(RunFile, ReadsVersion2Files) {
 // min_member_correlation: version 4 readers give NaN (not recomputed) and no group is loose.
 TEST(RunFile, ReadsVersion3Files) {
   const auto dir = test_dir();
-  const auto path = dir + "/run_v3.h5";
-  gunzip_fixture("run_v3.h5.gz", path);
+  const auto path = unpacked_fixture(dir, 3);
   RunReader reader(path);
   EXPECT_EQ(reader.info().format_version, 3);
   ASSERT_EQ(reader.size(), 3);
@@ -264,8 +267,7 @@ TEST(RunFile, ReadsVersion3Files) {
 // readers give its layers no heads and no batches left out for the overhead budget.
 TEST(RunFile, ReadsVersion4Files) {
   const auto dir = test_dir();
-  const auto path = dir + "/run_v4.h5";
-  gunzip_fixture("run_v4.h5.gz", path);
+  const auto path = unpacked_fixture(dir, 4);
   RunReader reader(path);
   EXPECT_EQ(reader.info().format_version, 4);
   ASSERT_EQ(reader.size(), 3);

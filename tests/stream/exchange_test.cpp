@@ -49,6 +49,17 @@ void add_batch(LayerAccumulator& acc, std::int64_t global_batch, const std::vect
   acc.rows += n;
 }
 
+/// `n` ranks' windows of one layer each, empty.
+std::vector<RankWindow> one_layer_ranks(std::size_t n) {
+  std::vector<RankWindow> ranks(n);
+  for (auto& r : ranks) {
+    r.layers.resize(1);
+    r.counters.resize(1);
+    r.observed.resize(1);
+  }
+  return ranks;
+}
+
 }  // namespace
 
 // Three ranks hold interleaved batches; rank 0 merges the others' decoded parts. The result must equal
@@ -57,13 +68,8 @@ TEST(Exchange, MergedRanksEqualOneAccumulatorOverTheUnion) {
   const std::int64_t cols = 6;
   std::mt19937_64 rng(3);
   LayerAccumulator all;
-  std::vector<RankWindow> ranks(3);
-  for (auto& r : ranks) {
-    r.layers.resize(1);
-    r.counters.resize(1);
-    r.observed.resize(1);
-    r.losses = {1.0, 2.0};
-  }
+  auto ranks = one_layer_ranks(3);
+  for (auto& r : ranks) r.losses = {1.0, 2.0};
   for (std::int64_t b = 0; b < 30; ++b) {
     const auto rows = random_rows(rng, 5 + b % 7, cols, 500.0);
     add_batch(all, b, rows, cols);
@@ -121,12 +127,7 @@ TEST(Exchange, HeadStatisticsOfEveryRankAreMerged) {
     return rows;
   };
   LayerAccumulator all;
-  std::vector<RankWindow> ranks(2);
-  for (auto& r : ranks) {
-    r.layers.resize(1);
-    r.counters.resize(1);
-    r.observed.resize(1);
-  }
+  auto ranks = one_layer_ranks(2);
   for (std::int64_t b = 0; b < 7; ++b) {
     const auto rows = attention_rows();
     const auto n = static_cast<std::int64_t>(rows.size()) / cols;

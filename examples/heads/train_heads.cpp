@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--check") {
       check = true;
-    } else if (arg == "--task" && i + 1 < argc) {
-      const std::string task = argv[++i];
+    } else if (arg == "--task") {
+      const std::string task = i + 1 < argc ? argv[++i] : "";
       if (task != "previous" && task != "majority") {
         std::cerr << "unknown task '" << task << "' (previous, majority)\n";
         return 2;

@@ -175,6 +175,16 @@ TEST(Exchange, DecodeRefusesDamagedBuffers) {
   RankWindow two_layers;
   two_layers.layers.resize(2);
   EXPECT_THROW(nm::detail::merge_into(two_layers, nm::detail::decode(bytes, 25, 42)), std::runtime_error);
+
+  // Head statistics that do not fit the layer (2 heads on a 3-neuron layer) are refused, not merged.
+  const std::vector<float> weights(2 * 1 * 1 * 2, 0.5f);  // B = 1, T = S = 2, H = 2: rows of 2 heads
+  part.layers[0].heads.add(weights.data(), 2, 2, {1, 2, 1, 2});
+  try {
+    nm::detail::decode(nm::detail::encode(part), 25, 42);
+    ADD_FAILURE() << "decoded head statistics of another width";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("head statistics of another width"), std::string::npos) << e.what();
+  }
 }
 
 namespace {

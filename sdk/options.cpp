@@ -43,6 +43,9 @@ void Options::validate() const {
   if (max_batches_ < 0) fail("max_batches(" + std::to_string(max_batches_) + "): must be >= 0 (0 = all)");
   if (!(overhead_budget_ >= 0.0 && overhead_budget_ <= 100.0))
     fail("overhead_budget(" + std::to_string(overhead_budget_) + "): must be a fraction >= 0 (0 = no limit), e.g. 0.05");
+  if (reduce_on_device_ && transform_)
+    fail("reduce_on_device(true) with a transform: the transform needs each batch's rows on the host; "
+         "drop one of them");
   if (reservoir_size_ < 0) fail("reservoir_size(" + std::to_string(reservoir_size_) + "): must be >= 0");
   if (!(grouping_.threshold >= -1.0 && grouping_.threshold <= 1.0))
     fail("threshold(" + std::to_string(grouping_.threshold) + "): must be in [-1, 1]");

@@ -97,6 +97,12 @@ class Options {
   /// (docs/PERFORMANCE.md); statistics stay exact over the passes captured, and the others are counted
   /// (Counters::budget_skipped_batches).
   NEURONMAP_OPTION(double, overhead_budget, 0.0);
+  /// Reduce every captured output on its own device (count, sums, co-moment, min/max, the reservoir's
+  /// candidate rows, with ATen ops on the training thread) and hand the workers only the N x N totals,
+  /// every 32 batches and at end_epoch (docs/PERFORMANCE.md). Outputs on an accelerator (CUDA) are
+  /// reduced there whatever this says; `true` makes CPU outputs take the same path. Attention layers
+  /// keep the worker path (their head statistics need the weights); not with a transform.
+  NEURONMAP_OPTION(bool, reduce_on_device, false);
   /// Batches captured per captured epoch (per layer); 0 = all.
   NEURONMAP_OPTION(std::int64_t, max_batches, 0);
   /// [B, C, spatial...] outputs: spatial mean or max per channel.

@@ -106,6 +106,7 @@ Options options_from(const py::dict& kw) {
       o.products(parse_enum<Products>("products", v.cast<std::string>(),
                                       {{"float64", Products::float64}, {"float32", Products::float32}}));
     else if (key == "overhead_budget") o.overhead_budget(v.is_none() ? 0.0 : v.cast<double>());
+    else if (key == "reduce_on_device") o.reduce_on_device(v.cast<bool>());
     else if (key == "analysis_threads") o.analysis_threads(v.cast<int>());
     else if (key == "max_batches") o.max_batches(v.is_none() ? 0 : v.cast<std::int64_t>());
     else if (key == "spatial")
@@ -129,8 +130,7 @@ Options options_from(const py::dict& kw) {
     else
       throw UsageError("unknown option '" + key +
                        "' (known: every, file, overwrite, queue_capacity, overflow, workers, worker_priority, products, "
-                       "overhead_budget, "
-                       "analysis_threads, "
+                       "overhead_budget, reduce_on_device, analysis_threads, "
                        "max_batches, spatial, sequence, reservoir_size, seed, tag_names, gradients, "
                        "store_correlation, method, threshold, min_group_size, n_groups, n_init, grouping_seed)");
   }

@@ -127,7 +127,7 @@ void Moments::add_block(const T* data, const std::int64_t* kept, std::int64_t b,
   count_ += b;
 }
 
-void Moments::merge(const Moments& other) {
+void Moments::merge(const Moments& other, bool parallel) {
   if (other.count_ == 0) return;
   if (other.n_ != n_) throw std::invalid_argument("Moments::merge: different widths");
   if (count_ == 0) {
@@ -139,12 +139,17 @@ void Moments::merge(const Moments& other) {
   const double total = a + b;
   const Eigen::VectorXd delta = other.mean_ - mean_;
   const double weight = a * b / total;
-  tbb::parallel_for(std::int64_t{0}, n_, [&](std::int64_t j) {
+  auto merge_column = [&](std::int64_t j) {
     double* column = packed_.data() + column_offset(j);
     const double* source = other.packed_.data() + column_offset(j);
     const double scaled = weight * delta(j);
     for (std::int64_t i = 0; i <= j; ++i) column[i] += source[i] + scaled * delta(i);
-  });
+  };
+  if (parallel) {
+    tbb::parallel_for(std::int64_t{0}, n_, merge_column);
+  } else {
+    for (std::int64_t j = 0; j < n_; ++j) merge_column(j);
+  }
   mean_ += delta * (b / total);
   count_ += other.count_;
   min_ = min_.cwiseMin(other.min_);

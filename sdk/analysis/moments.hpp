@@ -24,7 +24,9 @@ class Moments {
   std::int64_t add(const float* data, std::int64_t rows);
   std::int64_t add(const double* data, std::int64_t rows);
   /// Adds the statistics of another accumulator of the same width (order does not matter).
-  void merge(const Moments& other);
+  /// `parallel`: split the columns over TBB's threads; a worker thread passes false, so that it stays
+  /// the one busy thread it is (docs/PERFORMANCE.md).
+  void merge(const Moments& other, bool parallel = true);
 
   std::int64_t n_neurons() const noexcept { return n_; }
   std::int64_t count() const noexcept { return count_; }

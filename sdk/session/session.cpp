@@ -18,11 +18,13 @@
 #include "probe/module_probes.hpp"
 #include "probe/probe_core.hpp"
 #include "probe/rows.hpp"
+#include "session/device_reduction.hpp"
 #include "session/make_session.hpp"
 #include "session/testing.hpp"
 #include "store/run_file.hpp"
 #include "store/run_lock.hpp"
 #include "detail/iso_time.hpp"
+#include "stream/accumulator.hpp"
 #include "stream/engine.hpp"
 
 namespace neuronmap {
@@ -39,6 +41,7 @@ std::string options_json(const Options& o) {
   w.field("workers", o.workers()).field("analysis_threads", o.analysis_threads());
   w.field("worker_priority", to_string(o.worker_priority()));
   w.field("products", to_string(o.products())).field("overhead_budget", o.overhead_budget());
+  w.field("reduce_on_device", o.reduce_on_device());
   w.field("max_batches", o.max_batches()).field("spatial", to_string(o.spatial()));
   w.field("sequence", to_string(o.sequence())).field("reservoir_size", o.reservoir_size()).field("seed", o.seed());
   w.field("store_correlation", o.store_correlation()).field("transform", static_cast<bool>(o.transform()));
@@ -54,8 +57,26 @@ std::string options_json(const Options& o) {
 class EngineSink final : public CaptureSink {
  public:
   void bind(Engine* engine, std::vector<ProbeTarget> targets) {
-    engine_ = engine;
+    const auto& options = engine->options();
+    DeviceReduction::Settings settings;
+    settings.reservoir_size = options.reservoir_size();
+    settings.seed = options.seed();
+    settings.float32_products = options.products() == Products::float32;
+    if (const auto& communicator = options.communicator()) {
+      settings.world = communicator->size();
+      settings.rank = communicator->rank();
+    }
+    for (std::size_t i = 0; i < targets.size(); ++i) device_.push_back(std::make_unique<OnDevice>(settings));
     targets_ = std::move(targets);
+    engine_ = engine;
+  }
+
+  // Hands every layer's device totals to the workers: before the window they belong to is sealed.
+  void flush_device_totals() noexcept {
+    for (std::size_t i = 0; i < device_.size(); ++i) {
+      std::lock_guard<std::mutex> lock(device_[i]->mutex);
+      if (device_[i]->reduction.pending_batches() > 0) hand_over(static_cast<int>(i), *device_[i]);
+    }
   }
 
   // Per sample and neuron: mean |dL/da| and mean a * dL/da, side by side in one batch.
@@ -63,14 +84,28 @@ class EngineSink final : public CaptureSink {
     Engine* engine = engine_;
     if (engine == nullptr) return;
     try {
-      BatchTicket ticket = engine->begin_batch(probe_index, /*gradient=*/true);
+      const auto& target = targets_[static_cast<std::size_t>(probe_index)];
+      const auto& options = engine->options();
+      const bool on_device = reduce_here(target, output, options);
+      BatchTicket ticket =
+          engine->begin_batch(probe_index, /*gradient=*/true, on_device ? Engine::Route::probe : Engine::Route::queue);
       if (!ticket) return;
       at::RecordFunctionGuard no_recording(false);
       at::NoGradGuard no_grad;
-      const auto layout = targets_[static_cast<std::size_t>(probe_index)].layout;
-      const auto& options = engine->options();
+      const auto layout = target.layout;
       const at::Tensor g = gradient.detach().to(at::kFloat);
       const at::Tensor a = output.detach().to(at::kFloat);
+      if (on_device) {
+        auto& device = *device_[static_cast<std::size_t>(probe_index)];
+        std::lock_guard<std::mutex> lock(device.mutex);
+        if (device.reduction.window() != ticket.window() && device.reduction.pending_batches() > 0)
+          hand_over(probe_index, device);
+        device.reduction.add_gradient(to_rows(g.abs(), layout, options, true), to_rows(a * g, layout, options, true),
+                                      ticket.window());
+        engine->consume(std::move(ticket));
+        if (device.reduction.pending_batches() >= DeviceReduction::kFlushBatches) hand_over(probe_index, device);
+        return;
+      }
       const at::Tensor rows = at::cat({to_rows(g.abs(), layout, options, true), to_rows(a * g, layout, options, true)}, 1);
       float* dest = ticket.reserve_values(rows.size(0), rows.size(1));
       at::from_blob(dest, {rows.size(0), rows.size(1)}, at::TensorOptions().dtype(at::kFloat)).copy_(rows);
@@ -96,18 +131,35 @@ class EngineSink final : public CaptureSink {
         engine->add_reference_rows(probe_index, rows.data_ptr<float>(), rows.size(0), rows.size(1));
         return;
       }
-      BatchTicket ticket = engine->begin_batch(probe_index);
+      const auto& target = targets_[static_cast<std::size_t>(probe_index)];
+      const bool on_device = reduce_here(target, output, engine->options());
+      const bool attention = target.layout == LayerLayout::attention_heads && output.dim() == 4;
+      const auto route = on_device ? Engine::Route::probe : attention ? Engine::Route::queue_large : Engine::Route::queue;
+      BatchTicket ticket = engine->begin_batch(probe_index, /*gradient=*/false, route);
       if (!ticket) return;
       at::RecordFunctionGuard no_recording(false);
       at::NoGradGuard no_grad;
-      const auto& target = targets_[static_cast<std::size_t>(probe_index)];
       const at::Tensor rows = to_rows(output, target.layout, engine->options());
+      if (on_device) {
+        auto& device = *device_[static_cast<std::size_t>(probe_index)];
+        std::lock_guard<std::mutex> lock(device.mutex);
+        if (device.reduction.window() != ticket.window() && device.reduction.pending_batches() > 0)
+          hand_over(probe_index, device);
+        device.reduction.add(rows, ticket.batch()->ordinal,
+                             std::vector<std::int64_t>(output.sizes().begin(), output.sizes().end()), ticket.window());
+        engine->consume(std::move(ticket));
+        // Also when the reservoir's candidate rows pile up (its threshold is exact again after a hand-over).
+        if (device.reduction.pending_batches() >= DeviceReduction::kFlushBatches ||
+            device.reduction.pending_candidate_rows() > 2 * engine->options().reservoir_size())
+          hand_over(probe_index, device);
+        return;
+      }
       float* dest = ticket.reserve_values(rows.size(0), rows.size(1));
       // One copy: converts dtype, leaves the device and makes the layout contiguous at once.
       at::from_blob(dest, {rows.size(0), rows.size(1)}, at::TensorOptions().dtype(at::kFloat)).copy_(rows);
       auto& shape = ticket.batch()->output_shape;
       shape.assign(output.sizes().begin(), output.sizes().end());
-      ticket.batch()->attention = target.layout == LayerLayout::attention_heads && output.dim() == 4;
+      ticket.batch()->attention = attention;
       engine->submit(std::move(ticket));
     } catch (const std::exception& e) {
       engine->report_probe_error(probe_index, fmt::format("probe '{}': {}",
@@ -119,8 +171,52 @@ class EngineSink final : public CaptureSink {
   }
 
  private:
+  struct OnDevice {
+    explicit OnDevice(DeviceReduction::Settings settings) : reduction(settings) {}
+    std::mutex mutex;  // forward passes on several threads may reach one layer
+    DeviceReduction reduction;
+  };
+
+  // Outputs on an accelerator are reduced where they are; CPU ones with Options::reduce_on_device.
+  // Attention weights keep the worker path (the head statistics read every weight), and so does a
+  // transform (it edits host rows).
+  static bool reduce_here(const ProbeTarget& target, const at::Tensor& output, const Options& options) {
+    if (target.layout == LayerLayout::attention_heads || options.transform()) return false;
+    return options.reduce_on_device() || !output.device().is_cpu();
+  }
+
+  // Moves `device`'s totals to the host and queues them for a worker, in the window they belong to.
+  void hand_over(int probe_index, OnDevice& device) noexcept {
+    Engine* engine = engine_;
+    try {
+      BatchTicket ticket = engine->begin_partial(probe_index);
+      if (!ticket || ticket.window() != device.reduction.window()) {
+        device.reduction.discard();
+        engine->report_probe_error(probe_index,
+                                   fmt::format("probe '{}': statistics reduced on the device were dropped: their "
+                                               "capture window closed before they were handed over",
+                                               targets_[static_cast<std::size_t>(probe_index)].name));
+        return;
+      }
+      Batch* batch = ticket.batch();
+      batch->partial = device.reduction.take();
+      batch->gradient = !batch->partial->moments;  // a gradient-only partial has no width to check
+      batch->cols = batch->partial->moments ? batch->partial->moments->n_neurons() : 0;
+      engine->submit(std::move(ticket));
+    } catch (const std::exception& e) {
+      device.reduction.discard();
+      engine->report_probe_error(probe_index, fmt::format("probe '{}': handing over the device totals: {}",
+                                                          targets_[static_cast<std::size_t>(probe_index)].name,
+                                                          e.what()));
+    } catch (...) {
+      device.reduction.discard();
+      engine->report_probe_error(probe_index, "probe: handing over the device totals: unknown error");
+    }
+  }
+
   std::atomic<Engine*> engine_{nullptr};
   std::vector<ProbeTarget> targets_;
+  std::vector<std::unique_ptr<OnDevice>> device_;
 };
 
 }  // namespace
@@ -180,6 +276,12 @@ class SessionImpl {
 
   Engine& engine() { return *engine_; }
 
+  // Session::end_epoch: the device totals join the window before the engine seals it.
+  void end_epoch(std::int64_t epoch, double loss) {
+    sink_->flush_device_totals();
+    engine_->end_epoch(epoch, loss);
+  }
+
  private:
   std::optional<RunLock> lock_;  // first member: released after everything else
   std::shared_ptr<EngineSink> sink_;
@@ -209,7 +311,7 @@ Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 Session::~Session() = default;
 
-void Session::end_epoch(std::int64_t epoch, double loss) { impl_->engine().end_epoch(epoch, loss); }
+void Session::end_epoch(std::int64_t epoch, double loss) { impl_->end_epoch(epoch, loss); }
 void Session::flush() { impl_->engine().flush(); }
 
 void Session::observe(const at::Tensor& per_sample_loss, const std::vector<std::int32_t>& tags) {

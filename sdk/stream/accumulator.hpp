@@ -98,7 +98,8 @@ inline std::int64_t LayerAccumulator::add_batch(const float* values, std::int64_
 
 /// Adds `from` to `to`: Chan's update for the moments, sums for the rest, the bottom-k merge for the
 /// reservoir (exact in any order). Accumulators of another width are ignored (widths are checked at submit).
-inline void merge_accumulator(LayerAccumulator& to, LayerAccumulator&& from) {
+/// `parallel`: the co-moment merge may use TBB's threads (not on a worker: see Moments::merge).
+inline void merge_accumulator(LayerAccumulator& to, LayerAccumulator&& from, bool parallel = true) {
   if (!from.moments) {
     to.gradients.merge(from.gradients);
     return;
@@ -112,7 +113,7 @@ inline void merge_accumulator(LayerAccumulator& to, LayerAccumulator&& from) {
     return;
   }
   if (from.moments->n_neurons() != to.moments->n_neurons()) return;
-  to.moments->merge(*from.moments);
+  to.moments->merge(*from.moments, parallel);
   to.heads.merge(from.heads);
   to.gradients.merge(from.gradients);
   for (std::size_t c = 0; c < to.sum_abs.size() && c < from.sum_abs.size(); ++c) to.sum_abs[c] += from.sum_abs[c];

@@ -65,6 +65,8 @@ BatchTicket::~BatchTicket() {
   }
 }
 
+const void* BatchTicket::window() const noexcept { return batch_ != nullptr ? batch_->window : nullptr; }
+
 float* BatchTicket::reserve_values(std::int64_t rows, std::int64_t cols) {
   batch_->rows = rows;
   batch_->cols = cols;
@@ -83,6 +85,14 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
   for (std::size_t i = 0; i < n_layers; ++i) s.widths[i] = -1;
   s.totals.reset(new AtomicCounters[n_layers]);
   s.queue.set_capacity(s.options.queue_capacity());
+  for (std::size_t i = 0; i < n_layers; ++i) {
+    s.large_pools.push_back(std::make_unique<tbb::concurrent_bounded_queue<Batch*>>());
+    for (int w = 0; w < s.options.workers(); ++w) {
+      auto batch = std::make_unique<Batch>();
+      batch->large = true;
+      s.large_pools.back()->push(batch.release());
+    }
+  }
   s.arena.initialize(s.options.analysis_threads());
   s.budget.set_budget(s.options.overhead_budget());
   s.idle_priority = s.options.worker_priority() == WorkerPriority::idle;
@@ -125,6 +135,17 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
             if (batch->cols == 2 * neurons && batch->rows > 0 && row_is_finite(batch->values.data(), batch->rows * batch->cols)) {
               acc.gradients.add(batch->values.data(), batch->rows, neurons);
             }
+            release(batch);
+            window->processed.fetch_add(1, std::memory_order_release);
+            continue;
+          }
+          if (batch->partial) {
+            // Reduced on the output's device: merged serially (the worker path runs no parallel loops).
+            const std::int64_t rows = batch->partial->rows, nonfinite = batch->partial->nonfinite_rows;
+            merge_accumulator(acc, std::move(*batch->partial), /*parallel=*/false);
+            st.rows_total.fetch_add(rows, std::memory_order_relaxed);
+            st.nonfinite_total.fetch_add(nonfinite, std::memory_order_relaxed);
+            batch->partial.reset();
             release(batch);
             window->processed.fetch_add(1, std::memory_order_release);
             continue;
@@ -189,10 +210,15 @@ Engine::~Engine() { close(); }
 
 void Engine::release(Batch* batch) noexcept {
   batch->window = nullptr;
-  state_->pool.push(batch);
+  batch->partial.reset();
+  if (batch->large) {
+    state_->large_pools[static_cast<std::size_t>(batch->layer)]->push(batch);  // never full: it made them
+  } else {
+    state_->pool.push(batch);
+  }
 }
 
-BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
+BatchTicket Engine::begin_batch(int layer, bool gradient, Route route) noexcept {
   auto& s = *state_;
   BatchTicket ticket;
   Window* window = s.current.load(std::memory_order_acquire);
@@ -232,14 +258,35 @@ BatchTicket Engine::begin_batch(int layer, bool gradient) noexcept {
   // Under drop_newest a full queue drops the batch here, before the probe reduces and copies it: a
   // saturated consumer then costs the training step a counter increment, not a copy that is thrown
   // away. size() is a snapshot; submit()'s try_push still decides when the queue fills in between.
-  if (s.options.overflow() == Overflow::drop_newest && s.queue.size() >= s.queue.capacity()) {
+  if (route != Route::probe && s.options.overflow() == Overflow::drop_newest && s.queue.size() >= s.queue.capacity()) {
     window->counters[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
     s.totals[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
     window->active.fetch_sub(1);
     return ticket;
   }
   Batch* batch = nullptr;
-  if (!s.pool.try_pop(batch)) {
+  if (route == Route::queue_large) {
+    auto& large = *s.large_pools[index];
+    bool got = large.try_pop(batch);
+    if (!got && s.options.overflow() == Overflow::block) {
+      try {
+        large.pop(batch);  // until a worker has processed this layer's earlier batch
+        got = true;
+      } catch (...) {
+      }
+    }
+    if (got && window->closed.load()) {  // the epoch ended while this probe waited
+      large.push(batch);
+      got = false;
+    } else if (!got) {
+      window->counters[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+      s.totals[index].dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!got) {
+      window->active.fetch_sub(1);
+      return ticket;
+    }
+  } else if (!s.pool.try_pop(batch)) {
     try {
       batch = new Batch();
     } catch (...) {
@@ -284,7 +331,7 @@ void Engine::submit(BatchTicket ticket) noexcept {
   ticket.batch_ = nullptr;  // ownership moves to the queue
   window->submitted.fetch_add(1, std::memory_order_acq_rel);
   bool queued = true;
-  if (s.options.overflow() == Overflow::drop_newest) {
+  if (s.options.overflow() == Overflow::drop_newest && !batch->partial) {
     queued = s.queue.try_push(batch);
   } else {
     try {
@@ -305,6 +352,46 @@ void Engine::submit(BatchTicket ticket) noexcept {
     release(batch);
   }
   window->active.fetch_sub(1);
+}
+
+void Engine::consume(BatchTicket ticket) noexcept {
+  auto& s = *state_;
+  if (ticket.batch_ != nullptr && s.budget.enabled())
+    s.budget.add_probe_cost(std::chrono::duration<double>(std::chrono::steady_clock::now() - ticket.batch_->begun).count());
+}  // the ticket's destructor gives the slot back and leaves the window
+
+BatchTicket Engine::begin_partial(int layer) noexcept {
+  auto& s = *state_;
+  BatchTicket ticket;
+  Window* window = s.current.load(std::memory_order_acquire);
+  if (window == nullptr) return ticket;
+  window->active.fetch_add(1);
+  if (window->closed.load()) {
+    window->active.fetch_sub(1);
+    return ticket;
+  }
+  Batch* batch = nullptr;
+  if (!s.pool.try_pop(batch)) {
+    try {
+      batch = new Batch();
+    } catch (...) {
+      report_probe_error(layer, "no memory for a partial batch");
+      window->active.fetch_sub(1);
+      return ticket;
+    }
+  }
+  batch->layer = layer;
+  batch->gradient = false;
+  batch->attention = false;
+  batch->ordinal = -1;
+  batch->rows = 0;
+  batch->cols = 0;
+  batch->values.clear();
+  batch->window = window;
+  if (s.budget.enabled()) batch->begun = std::chrono::steady_clock::now();
+  ticket.engine_ = this;
+  ticket.batch_ = batch;
+  return ticket;
 }
 
 void Engine::report_probe_error(int layer, const std::string& message) noexcept {
@@ -486,6 +573,9 @@ void Engine::close() noexcept {
   }
   Batch* batch = nullptr;
   while (s.pool.try_pop(batch)) delete batch;
+  for (auto& large : s.large_pools) {
+    while (large->try_pop(batch)) delete batch;
+  }
 }
 
 Counters Engine::counters() const {

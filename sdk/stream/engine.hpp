@@ -17,6 +17,8 @@
 
 namespace neuronmap::detail {
 
+struct LayerAccumulator;
+
 /// One captured batch on its way to a worker: rows x cols float32, row-major, in a pooled buffer.
 struct Batch {
   int layer = -1;
@@ -27,6 +29,10 @@ struct Batch {
   std::vector<std::int64_t> output_shape;  ///< the raw output's shape
   bool gradient = false;                   ///< rows x (2 * neurons): |gradient| then activation x gradient
   bool attention = false;                  ///< attention weights, rows (sample, query, key) x heads
+  bool large = false;  ///< one of a layer's `workers` large buffers (Route::queue_large), for good
+  /// Statistics already reduced on the output's device (Options::reduce_on_device, session/
+  /// device_reduction.hpp): the worker merges them into its accumulator instead of adding rows.
+  std::shared_ptr<LayerAccumulator> partial;
   struct Window* window = nullptr;
   std::chrono::steady_clock::time_point begun{};  ///< when begin_batch granted it (overhead budget only)
 };
@@ -44,6 +50,8 @@ class BatchTicket {
   ~BatchTicket();
   explicit operator bool() const noexcept { return batch_ != nullptr; }
   Batch* batch() const noexcept { return batch_; }
+  /// The capture window the slot belongs to (compare only: a batch of another window is stale).
+  const void* window() const noexcept;
   /// Sizes the buffer for rows x cols (keeps capacity, so the steady state does not allocate).
   float* reserve_values(std::int64_t rows, std::int64_t cols);
 
@@ -67,11 +75,27 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Called on probing threads; these never throw.
+  /// Where a batch's values go:
+  /// - queue: through the queue to a worker, in a buffer of the shared pool;
+  /// - queue_large: the same in one of the layer's own `workers` buffers, for outputs much larger than
+  ///   the rest (attention weights [B, H, T, S]): while the workers hold all of them the probe waits
+  ///   for one (Overflow::block) or drops the batch (drop_newest), so such a layer keeps at most one
+  ///   batch per worker in memory instead of one per queue slot;
+  /// - probe: reduced by the probe itself (consume()); a full queue does not drop it.
+  enum class Route { queue, queue_large, probe };
   /// A slot for layer `layer`'s next batch, or an empty ticket if nothing should be captured now
   /// (no open window, max_batches reached, queue full under drop_newest: each counted).
-  BatchTicket begin_batch(int layer, bool gradient = false) noexcept;
+  BatchTicket begin_batch(int layer, bool gradient = false, Route route = Route::queue) noexcept;
   /// Hands a filled batch to the workers. Checks the width against the layer's first capture.
   void submit(BatchTicket ticket) noexcept;
+  /// Ends a batch the probe reduced itself (on the output's device): the slot goes back, and its time
+  /// counts as the probe's cost for the overhead budget. Its statistics reach the workers later in
+  /// one partial batch (begin_partial).
+  void consume(BatchTicket ticket) noexcept;
+  /// A slot in the open window for a partial batch (Batch::partial: the statistics of batches the probe
+  /// reduced and consume()d), not counted as a captured batch; empty when no window is open. Under
+  /// either Overflow policy a partial waits for queue space: it carries many batches and is never dropped.
+  BatchTicket begin_partial(int layer) noexcept;
   /// Records a failure inside a probe (counted; the first message kept for last_error()).
   void report_probe_error(int layer, const std::string& message) noexcept;
 

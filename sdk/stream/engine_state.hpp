@@ -42,6 +42,8 @@ struct Engine::State {
 
   tbb::concurrent_bounded_queue<Batch*> queue;
   tbb::concurrent_queue<Batch*> pool;
+  // Per layer, Route::queue_large's buffers: `workers` of them each, made at construction.
+  std::vector<std::unique_ptr<tbb::concurrent_bounded_queue<Batch*>>> large_pools;
   std::vector<std::thread> workers;
   std::atomic<double> worker_delay{0.0};
   OverheadBudget budget;
@@ -89,6 +91,15 @@ struct Engine::State {
   int rank = 0;
   int world = 1;
   bool distributed_failed = false;  // a collective failed: the group is unusable, no more snapshots
+
+  // Buffers still pooled (close() frees them; this covers a constructor that threw after making them).
+  ~State() {
+    Batch* batch = nullptr;
+    while (pool.try_pop(batch)) delete batch;
+    for (auto& large : large_pools) {
+      while (large->try_pop(batch)) delete batch;
+    }
+  }
 
   void open_window_if_captured(std::int64_t epoch);
   Window* close_window();

@@ -41,9 +41,14 @@ class Reservoir {
   Reservoir(std::int64_t capacity, std::int64_t cols, std::uint64_t seed)
       : capacity_(capacity), cols_(cols), seed_(seed) {}
 
+  /// The key that decides whether a sample id is kept: the smallest keys stay.
+  static std::uint64_t key_of(std::uint64_t seed, std::int64_t id) noexcept {
+    return mix64(seed ^ mix64(static_cast<std::uint64_t>(id)));
+  }
+
   void offer(std::int64_t id, const float* row) {
     if (capacity_ <= 0) return;
-    const std::uint64_t key = mix64(seed_ ^ mix64(static_cast<std::uint64_t>(id)));
+    const std::uint64_t key = key_of(seed_, id);
     if (static_cast<std::int64_t>(entries_.size()) < capacity_) {
       const auto slot = static_cast<std::int64_t>(entries_.size());
       values_.insert(values_.end(), row, row + cols_);

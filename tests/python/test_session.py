@@ -98,6 +98,31 @@ def test_attach_train_and_read(tmp_path):
             assert (layer.labels >= 0).sum() == sum(g.group_size for g in layer.groups)
 
 
+def test_reduce_on_device_equals_the_worker_path(tmp_path):
+    """Options::reduce_on_device from Python: the hooks' outputs reduced with ATen give the run the
+    workers give (the path a CUDA model's outputs take, here on CPU tensors)."""
+    runs = []
+    for name, on_device in (("workers.h5", False), ("device.h5", True)):
+        torch.manual_seed(0)
+        model = MLP()
+        record = {}
+        with neuronmap.attach(model, ["fc1", "relu1"], every=2, file=str(tmp_path / name), gradients=True,
+                              reduce_on_device=on_device) as s:
+            train(model, s, 4, record)
+        assert s.last_error() == ""
+        runs.append((neuronmap.open(tmp_path / name), record))
+    (workers, record), (device, _) = runs
+    for a, b in zip(workers.snapshots, device.snapshots):
+        for la, lb in zip(a.layers, b.layers):
+            direct = record[a.epoch][la.name]
+            assert la.samples == lb.samples == direct.shape[0]
+            np.testing.assert_array_equal(lb.min, direct.min(0))
+            np.testing.assert_array_equal(lb.max, direct.max(0))
+            np.testing.assert_allclose(lb.mean, la.mean, rtol=1e-9, atol=1e-15)
+            np.testing.assert_allclose(lb.std, la.std, rtol=1e-9, atol=1e-15)
+            np.testing.assert_array_equal(lb.labels, la.labels)
+
+
 def test_same_groups_as_group_activations(tmp_path):
     """The session's grouping and the standalone grouping agree on the same outputs."""
     path = tmp_path / "run.h5"

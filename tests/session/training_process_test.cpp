@@ -318,7 +318,9 @@ TEST(TrainingProcess, BackpressureDropsAndCountsOrBlocksWithinTheMemoryBound) {
   };
   const auto idle = with("idle", {"--every", "2"});  // epoch 1 is not captured
   const auto drop = with("drop", {"--overflow", "drop", "--queue", std::to_string(queue)});
-  const auto big_queue = with("drop64", {"--overflow", "drop", "--queue", "64"});
+  // Its workers are three times slower, so that its queue fills even when a loaded machine slows the
+  // training's steps to the workers' pace (a CI neighbour once made it hold only 63 MiB more than queue 4).
+  const auto big_queue = with("drop64", {"--overflow", "drop", "--queue", "64", "--delay", "0.06"});
   const auto block = with("block", {"--overflow", "block", "--queue", std::to_string(queue)});
 
   EXPECT_EQ(idle.captured, 0);
@@ -350,7 +352,7 @@ TEST(TrainingProcess, BackpressureDropsAndCountsOrBlocksWithinTheMemoryBound) {
   // depends on the machine's speed (a loaded CI runner measured 157 vs 112 MiB, an idle one 241 vs 99),
   // so only 4 batches more are required.
   EXPECT_GT(big_kb, drop_kb + 4 * batch * width * 4 / 1024) << "RSS does not reflect queued batches";
-  std::printf("backpressure: %lld batches of %lld KiB, workers 20 ms/batch; peak RSS growth over attach: no capture "
+  std::printf("backpressure: %lld batches of %lld KiB, workers 20 ms/batch (queue 64: 60 ms); peak RSS growth over attach: no capture "
               "%lld MiB; drop_newest queue %lld: %lld MiB (bound %lld MiB + no-capture growth), %lld dropped, %lld "
               "analysed; queue 64: %lld MiB, %lld dropped; block queue %lld: %lld MiB, 0 lost; step time: no capture "
               "%.2f ms, drop_newest %.2f ms, block %.2f ms\n",

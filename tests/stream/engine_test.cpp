@@ -6,6 +6,7 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <sched.h>
@@ -215,6 +216,51 @@ TEST(Engine, BlockLosesNothing) {
   engine->flush();
   EXPECT_EQ(engine->counters().dropped_batches, 0);
   EXPECT_EQ(engine->counters().rows, 120);
+}
+
+TEST(Engine, LargeBatchesKeepAtMostOneBufferPerWorker) {
+  // Attention weights take Route::queue_large: however long the queue, the layer's batches live in
+  // `workers` buffers; the producer waits for one under Overflow::block, and loses nothing.
+  auto engine = make_engine("large", nm::Options{}.every(1).workers(2).queue_capacity(64));
+  engine->set_worker_delay(0.01);
+  std::vector<float> rows(4 * 3, 1.0f);
+  std::set<const nm::detail::Batch*> buffers;
+  for (int b = 0; b < 20; ++b) {
+    auto ticket = engine->begin_batch(0, false, Engine::Route::queue_large);
+    ASSERT_TRUE(ticket);
+    buffers.insert(ticket.batch());
+    std::copy(rows.begin(), rows.end(), ticket.reserve_values(4, 3));
+    engine->submit(std::move(ticket));
+    ASSERT_TRUE(submit(*engine, 1, rows, 3));  // the other layer's batches use the shared pool
+  }
+  engine->set_worker_delay(0.0);
+  engine->end_epoch(1, 1.0);
+  engine->flush();
+  EXPECT_LE(buffers.size(), 2u);
+  EXPECT_EQ(engine->counters().dropped_batches, 0);
+  EXPECT_EQ(engine->counters().rows, 2 * 20 * 4);
+}
+
+TEST(Engine, LargeBatchesAreDroppedWhileEveryWorkerHoldsOneUnderDropNewest) {
+  auto engine = make_engine("large_drop", nm::Options{}.every(1).queue_capacity(64).overflow(nm::Overflow::drop_newest));
+  engine->set_worker_delay(0.3);  // the one worker holds the layer's one large buffer
+  std::vector<float> rows(4 * 3, 1.0f);
+  {
+    auto first = engine->begin_batch(0, false, Engine::Route::queue_large);
+    ASSERT_TRUE(first);
+    std::copy(rows.begin(), rows.end(), first.reserve_values(4, 3));
+    engine->submit(std::move(first));
+  }
+  {
+    auto second = engine->begin_batch(0, false, Engine::Route::queue_large);
+    EXPECT_FALSE(second);
+  }
+  EXPECT_EQ(engine->counters().dropped_batches, 1);
+  EXPECT_TRUE(submit(*engine, 0, rows, 3));  // a batch of ordinary size still gets a buffer
+  engine->set_worker_delay(0.0);
+  engine->end_epoch(1, 1.0);
+  engine->flush();
+  EXPECT_EQ(engine->counters().rows, 2 * 4);
 }
 
 TEST(Engine, MaxBatchesLimitsEachCapturedEpoch) {

@@ -63,15 +63,18 @@ enum Mode {
   kCapturedFloat32 = 3,
   kCapturedBudget5 = 4,
   kCapturedOnDevice = 5,  // reduce_on_device(true): the ATen reduction a CUDA output gets, here on the CPU
+  kCallbacksOnly = 6,     // max_batches(1): the op callbacks run on every op, but nothing is copied
 };
 
 // Options of each attached mode: captured epochs use every(1), the uncaptured one every(1000000)
-// (the probes stay switched off); 3 = float32 products, 4 = overhead_budget(0.05), 5 = reduce_on_device.
+// (the probes stay switched off); 3 = float32 products, 4 = overhead_budget(0.05), 5 = reduce_on_device,
+// 6 = max_batches(1) (the cost of the op callbacks alone: after the first batch nothing is copied).
 neuronmap::Options mode_options(Mode mode, const std::string& path) {
   auto options = neuronmap::Options{}.every(mode == kUncaptured ? 1000000 : 1).file(path).overwrite(true);
   if (mode == kCapturedFloat32) options.products(neuronmap::Products::float32);
   if (mode == kCapturedBudget5) options.overhead_budget(0.05);
   if (mode == kCapturedOnDevice) options.reduce_on_device(true);
+  if (mode == kCallbacksOnly) options.max_batches(1);
   return options;
 }
 
@@ -83,6 +86,7 @@ const char* mode_label(Mode mode) {
     case kCapturedFloat32: return "attached_captured_float32";
     case kCapturedBudget5: return "attached_captured_budget_0.05";
     case kCapturedOnDevice: return "attached_captured_reduce_on_device";
+    case kCallbacksOnly: return "attached_captured_callbacks_only";
   }
   return "";
 }
@@ -147,7 +151,7 @@ void BM_MnistStep(benchmark::State& state) {
 void BM_MlpStep(benchmark::State& state) { training_step<Mlp>(state, {"fc1", "fc2", "fc3"}, {128, 784}); }
 void BM_CnnStep(benchmark::State& state) { training_step<Cnn>(state, {"conv1", "conv2", "fc1"}, {128, 3, 32, 32}); }
 
-BENCHMARK(BM_MlpStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Arg(kCapturedFloat32)->Arg(kCapturedBudget5)->Arg(kCapturedOnDevice)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MlpStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Arg(kCapturedFloat32)->Arg(kCapturedBudget5)->Arg(kCapturedOnDevice)->Arg(kCallbacksOnly)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CnnStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MnistStep)->Arg(kPlain)->Arg(kCaptured)->Arg(kUncaptured)->Unit(benchmark::kMillisecond)->UseRealTime();
 

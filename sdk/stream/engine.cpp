@@ -221,13 +221,8 @@ void Engine::release(Batch* batch) noexcept {
 BatchTicket Engine::begin_batch(int layer, bool gradient, Route route) noexcept {
   auto& s = *state_;
   BatchTicket ticket;
-  Window* window = s.current.load(std::memory_order_acquire);
+  Window* window = s.enter_open_window();
   if (window == nullptr) return ticket;
-  window->active.fetch_add(1);
-  if (window->closed.load()) {
-    window->active.fetch_sub(1);
-    return ticket;
-  }
   const auto index = static_cast<std::size_t>(layer);
   std::int64_t ordinal = 0;
   if (!gradient) {
@@ -363,13 +358,8 @@ void Engine::consume(BatchTicket ticket) noexcept {
 BatchTicket Engine::begin_partial(int layer) noexcept {
   auto& s = *state_;
   BatchTicket ticket;
-  Window* window = s.current.load(std::memory_order_acquire);
+  Window* window = s.enter_open_window();
   if (window == nullptr) return ticket;
-  window->active.fetch_add(1);
-  if (window->closed.load()) {
-    window->active.fetch_sub(1);
-    return ticket;
-  }
   Batch* batch = nullptr;
   if (!s.pool.try_pop(batch)) {
     try {

@@ -101,6 +101,19 @@ struct Engine::State {
     }
   }
 
+  // A producer entering the open window: it is counted in `active` (sealing waits for it) and
+  // returned, or null (no window, or it closed) with nothing counted.
+  Window* enter_open_window() noexcept {
+    Window* window = current.load(std::memory_order_acquire);
+    if (window == nullptr) return nullptr;
+    window->active.fetch_add(1);
+    if (window->closed.load()) {
+      window->active.fetch_sub(1);
+      return nullptr;
+    }
+    return window;
+  }
+
   void open_window_if_captured(std::int64_t epoch);
   Window* close_window();
   void discard_window(Window* window);

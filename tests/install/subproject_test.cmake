@@ -1,12 +1,7 @@
 # cmake -P script: configure a project that add_subdirectory()s the source tree, build only what its
 # executable needs, run it, check the run file it wrote.
 file(REMOVE_RECURSE ${WORK_DIR})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_step.cmake)
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -G ${GENERATOR} -DCMAKE_BUILD_TYPE=Release
     -DNEURONMAP_SOURCE=${NEURONMAP_SOURCE})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build --target consumer)

@@ -101,7 +101,8 @@ class Options {
   /// candidate rows, with ATen ops on the training thread) and hand the workers only the N x N totals,
   /// every 32 batches and at end_epoch (docs/PERFORMANCE.md). Outputs on an accelerator (CUDA) are
   /// reduced there whatever this says; `true` makes CPU outputs take the same path. Attention layers
-  /// keep the worker path (their head statistics need the weights); not with a transform.
+  /// keep the worker path (their head statistics need the weights), and so do layers wider than 4,096
+  /// neurons (their totals would take the device's memory); not with a transform.
   NEURONMAP_OPTION(bool, reduce_on_device, false);
   /// Batches captured per captured epoch (per layer); 0 = all.
   NEURONMAP_OPTION(std::int64_t, max_batches, 0);

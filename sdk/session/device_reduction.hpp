@@ -23,6 +23,9 @@ class DeviceReduction {
   /// Batches reduced between two hand-overs of the totals: each hand-over waits for the device (one
   /// synchronisation) and costs the worker one merge of N(N+1)/2 terms.
   static constexpr std::int64_t kFlushBatches = 32;
+  /// Widest layer reduced on the device: its N x N float64 totals take 128 MiB of device memory there.
+  /// Wider layers are copied to the host as before (a GPU's memory is the training's).
+  static constexpr std::int64_t kMaxNeurons = 4096;
 
   struct Settings {
     std::int64_t reservoir_size = 0;

@@ -180,9 +180,16 @@ class EngineSink final : public CaptureSink {
   // Outputs on an accelerator are reduced where they are; CPU ones with Options::reduce_on_device.
   // Attention weights keep the worker path (the head statistics read every weight), and so does a
   // transform (it edits host rows).
+  // Layers wider than DeviceReduction::kMaxNeurons too: their totals would take the device's memory.
   static bool reduce_here(const ProbeTarget& target, const at::Tensor& output, const Options& options) {
     if (target.layout == LayerLayout::attention_heads || options.transform()) return false;
-    return options.reduce_on_device() || !output.device().is_cpu();
+    if (!options.reduce_on_device() && output.device().is_cpu()) return false;
+    // The neurons to_rows will give: channels for channels-first outputs, else the last dimension.
+    const auto dims = output.dim();
+    const std::int64_t neurons = dims < 2                                      ? 1
+                                 : target.layout == LayerLayout::channels_first ? output.size(1)
+                                                                                : output.size(dims - 1);
+    return neurons <= DeviceReduction::kMaxNeurons;
   }
 
   // Moves `device`'s totals to the host and queues them for a worker, in the window they belong to.

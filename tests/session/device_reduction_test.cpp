@@ -277,3 +277,21 @@ TEST(DeviceReduction, OnlyTheTotalsCrossTheQueue) {
   EXPECT_EQ(session.last_error(), "");
   EXPECT_EQ(nm::Run::open(path).snapshot(0).layers.at(0).samples, 40 * 16);
 }
+
+TEST(DeviceReduction, ALayerWiderThanTheLimitIsCopiedAsBefore) {
+  // 4,100 neurons: N x N float64 totals would take 134 MB of the device's memory, so the batches take
+  // the workers' path, and a slow worker behind a 2-slot drop_newest queue drops some of them (on the
+  // device path none would be dropped: OnlyTheTotalsCrossTheQueue).
+  torch::manual_seed(3);
+  torch::nn::Sequential net(torch::nn::Linear(8, DeviceReduction::kMaxNeurons + 4));
+  const auto path = temp_path("wide");
+  auto session = nm::attach(*net, {"0"},
+                            nm::Options{}.every(1).file(path).overwrite(true).reduce_on_device(true).queue_capacity(2).overflow(
+                                nm::Overflow::drop_newest).store_correlation(false));
+  nm::detail::set_worker_delay(session, 0.02);
+  for (int b = 0; b < 20; ++b) net->forward(torch::randn({4, 8}));
+  const auto counters = session.counters();  // no snapshot: the analysis of 4,100 neurons is not the point
+  EXPECT_EQ(counters.captured_batches, 20);
+  EXPECT_GT(counters.dropped_batches, 0);
+  nm::detail::set_worker_delay(session, 0.0);
+}

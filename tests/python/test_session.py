@@ -123,6 +123,41 @@ def test_reduce_on_device_equals_the_worker_path(tmp_path):
             np.testing.assert_array_equal(lb.labels, la.labels)
 
 
+def test_reduce_on_device_conv_net_with_gradients(tmp_path):
+    """A torchvision-style block (BatchNorm, in-place ReLU, pooling, channels-first outputs, gradients):
+    reduced with ATen it stores what the workers store."""
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(16, 4))
+    runs = []
+    for on_device in (False, True):
+        model = net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        path = tmp_path / f"conv_{on_device}.h5"
+        with neuronmap.attach(model, ["1", "2", "4", "8"], every=1, file=str(path), gradients=True,
+                              reduce_on_device=on_device) as s:
+            for b in range(12):
+                x = torch.randn(16, 3, 8, 8, generator=g)
+                y = torch.randint(0, 4, (16,), generator=g)
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            s.end_epoch(1, loss.item())
+        assert s.last_error() == ""
+        runs.append(neuronmap.open(path).snapshots[0])
+    for la, lb in zip(runs[0].layers, runs[1].layers):
+        assert la.samples == lb.samples == 12 * 16
+        np.testing.assert_array_equal(lb.min, la.min)
+        np.testing.assert_array_equal(lb.max, la.max)
+        np.testing.assert_allclose(lb.mean, la.mean, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(lb.std, la.std, rtol=1e-9, atol=1e-15)
+        np.testing.assert_array_equal(lb.labels, la.labels)
+
+
 def test_same_groups_as_group_activations(tmp_path):
     """The session's grouping and the standalone grouping agree on the same outputs."""
     path = tmp_path / "run.h5"

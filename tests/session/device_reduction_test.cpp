@@ -7,28 +7,22 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <filesystem>
 #include <limits>
 
 #include "neuronmap/neuronmap.hpp"
 #include "session/device_reduction.hpp"
 #include "session/testing.hpp"
 #include "stream/accumulator.hpp"
+#include "test_dir.hpp"
 
 namespace nm = neuronmap;
-namespace fs = std::filesystem;
 using neuronmap::detail::DeviceReduction;
 using neuronmap::detail::LayerAccumulator;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / "neuronmap_device_reduction_tests";
-  fs::create_directories(dir);
-  const auto path = dir / (name + ".h5");
-  fs::remove(path);
-  return path.string();
-}
+// This test's own fresh directory (tests/test_dir.hpp); call it once per test: it empties the directory.
+std::string fresh_dir() { return neuronmap::test::fresh_test_dir("device_reduction"); }
 
 void expect_close(double actual, double expected, double relative, const char* what, std::int64_t i) {
   EXPECT_NEAR(actual, expected, relative * std::max(1.0, std::abs(expected))) << what << " [" << i << "]";
@@ -177,11 +171,10 @@ struct NetImpl : torch::nn::Module {
 TORCH_MODULE(Net);
 
 // Trains a fresh copy of the same net for `epochs` epochs of `batches` batches, with one NaN input batch
-// per epoch, and returns the run file's path.
-std::string train(const std::string& name, nm::Options options, int epochs, int batches) {
+// per epoch, writing the run file `path`, and returns `path`.
+std::string train(const std::string& path, nm::Options options, int epochs, int batches) {
   torch::manual_seed(11);
   Net net;
-  const auto path = temp_path(name);
   auto session = nm::attach(*net, {"fc1", "fc2", "fc3"},
                             std::move(options).every(1).file(path).overwrite(true).gradients(true).reservoir_size(150));
   torch::optim::SGD optimizer(net->parameters(), 0.05);
@@ -210,8 +203,9 @@ std::string train(const std::string& name, nm::Options options, int epochs, int 
 
 TEST(DeviceReduction, ARunReducedOnTheDeviceEqualsTheWorkersRun) {
   // 40 batches an epoch: one hand-over after 32, one at end_epoch.
-  const auto worker_path = train("worker", nm::Options{}, 2, 40);
-  const auto device_path = train("device", nm::Options{}.reduce_on_device(true), 2, 40);
+  const auto dir = fresh_dir();
+  const auto worker_path = train(dir + "/worker.h5", nm::Options{}, 2, 40);
+  const auto device_path = train(dir + "/device.h5", nm::Options{}.reduce_on_device(true), 2, 40);
   const auto worker = nm::Run::open(worker_path);
   const auto device = nm::Run::open(device_path);
   ASSERT_EQ(worker.size(), 2);
@@ -262,7 +256,7 @@ TEST(DeviceReduction, OnlyTheTotalsCrossTheQueue) {
   // dropped), and every batch is in the statistics.
   torch::manual_seed(11);
   Net net;
-  const auto path = temp_path("queue");
+  const auto path = fresh_dir() + "/queue.h5";
   auto session = nm::attach(*net, {"fc1", "fc2", "fc3"},
                             nm::Options{}.every(1).file(path).overwrite(true).reduce_on_device(true).queue_capacity(2).overflow(
                                 nm::Overflow::drop_newest));
@@ -284,7 +278,7 @@ TEST(DeviceReduction, ALayerWiderThanTheLimitIsCopiedAsBefore) {
   // device path none would be dropped: OnlyTheTotalsCrossTheQueue).
   torch::manual_seed(3);
   torch::nn::Sequential net(torch::nn::Linear(8, DeviceReduction::kMaxNeurons + 4));
-  const auto path = temp_path("wide");
+  const auto path = fresh_dir() + "/wide.h5";
   auto session = nm::attach(*net, {"0"},
                             nm::Options{}.every(1).file(path).overwrite(true).reduce_on_device(true).queue_capacity(2).overflow(
                                 nm::Overflow::drop_newest).store_correlation(false));

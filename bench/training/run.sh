@@ -20,7 +20,8 @@ for model in ("BM_MlpStep", "BM_CnnStep", "BM_MnistStep"):
     print(f"{model:<22}{p:>10.2f}{c:>13.2f}{u:>15.2f}{c/p:>16.3f}{u/p:>18.3f}")
     for m, name in ((3, "captured, float32 products"), (4, "captured, overhead_budget 0.05"),
                     (5, "captured, reduce_on_device (ATen on the training thread)"),
-                    (6, "captured, callbacks only (max_batches 1: nothing copied)")):
+                    (6, "captured, callbacks only (max_batches 1: nothing copied)"),
+                    (7, "plain, the worker's float64 products on another thread (not attached)")):
         if f"{model}/{m}/real_time" in med:
             print(f"{'':<22}{name}: {med[f'{model}/{m}/real_time']:.2f} ms, / plain {med[f'{model}/{m}/real_time'] / p:.3f}")
 PY

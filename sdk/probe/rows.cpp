@@ -21,7 +21,8 @@ at::Tensor to_rows(const at::Tensor& output, LayerLayout layout, const Options& 
   }
   if (layout == LayerLayout::channels_first) {
     const auto flat = t.reshape({t.size(0), t.size(1), -1});
-    return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : std::get<0>(flat.max(2));
+    // amax, not max(2): max also computes the int64 argmax, 14x the time on a [128, 16, 32 x 32] output.
+    return force_mean || options.spatial() == SpatialReduction::mean ? flat.mean(2) : flat.amax(2);
   }
   const auto features = t.size(dims - 1);
   if (options.sequence() == SequenceReduction::per_token) return t.reshape({-1, features});

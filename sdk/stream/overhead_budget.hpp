@@ -11,6 +11,14 @@
 // the stride also keeps the workers' wall time within the steps between two captures, so the queue
 // does not fill. Statistics stay exact over the passes captured; the others are counted per layer
 // (Counters::budget_skipped_batches).
+//
+// That model misses costs the timers cannot see: a worker's product that preempts one of the
+// training's own BLAS threads stalls the whole training matmul, whose partner threads spin-wait for
+// it (measured: 1.14-1.18x with a budget of 0.05 where OpenBLAS runs a thread on every core). So the
+// controller also measures the slowdown itself: steps during which none of our work ran (the pass
+// before them not captured, no worker busy or finished since) give the clean step time t0; every other
+// step's excess over t0 is charged to the captures, as a decaying sum per captured pass. The cost
+// used is the larger of the two estimates; the direct one needs kMinCleanSteps clean steps first.
 #pragma once
 
 #include <algorithm>
@@ -47,7 +55,20 @@ class OverheadBudget {
   void add_probe_cost(double seconds) noexcept { add(pending_probe_, seconds); }
   /// Wall time a worker spent on one batch.
   void add_worker_cost(double seconds) noexcept { add(pending_worker_, seconds); }
+  /// A worker starts / finishes a batch (any kind): the steps it overlaps are not clean.
+  void worker_started() noexcept {
+    busy_workers_.fetch_add(1, std::memory_order_acq_rel);
+    mark_activity();
+  }
+  void worker_finished() noexcept {
+    mark_activity();
+    busy_workers_.fetch_sub(1, std::memory_order_acq_rel);
+  }
   std::int64_t stride() const noexcept { return stride_.load(std::memory_order_relaxed); }
+  /// What the controller estimates one captured pass costs the training, in seconds, by its model
+  /// (probe + worker time) and as measured (excess of the other steps over clean ones; < 0: not yet).
+  double modelled_cost() const noexcept { return modelled_cost_.load(std::memory_order_relaxed); }
+  double measured_cost() const noexcept { return measured_cost_.load(std::memory_order_relaxed); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -55,6 +76,7 @@ class OverheadBudget {
   static constexpr double kDecay = 0.98;       // per pass: the cost sums cover ~50 recent passes
   static constexpr double kPauseFactor = 4.0;
   static constexpr int kPauseLimit = 3;
+  static constexpr int kMinCleanSteps = 4;  // before the clean step time is trusted
 
   // Once per forward pass, under mutex_.
   bool decide(std::int64_t ordinal) noexcept {
@@ -68,6 +90,7 @@ class OverheadBudget {
       } else {
         pauses_ = 0;
         step_ = step_ > 0 ? (1 - kStepWeight) * step_ + kStepWeight * dt : dt;
+        measure_step(dt);
       }
     }
     last_pass_ = now;
@@ -75,13 +98,19 @@ class OverheadBudget {
     probe_cost_ *= kDecay;
     worker_cost_ *= kDecay;
     captured_ *= kDecay;
+    excess_ *= kDecay;
     probe_cost_ += pending_probe_.exchange(0.0);
     worker_cost_ += pending_worker_.exchange(0.0);
     captured_ += static_cast<double>(pending_captured_.exchange(0));
     if (captured_ > 0.5 && step_ > 0) {
-      const double cost = (probe_cost_ + worker_cost_) / captured_;
-      const double wanted = std::ceil(cost / (budget_ * step_));
+      const double modelled = (probe_cost_ + worker_cost_) / captured_;
+      const bool measured = clean_steps_ >= kMinCleanSteps;
+      const double direct = measured ? std::max(0.0, excess_ / captured_) : -1.0;
+      const double step = measured ? clean_step_ : step_;
+      const double wanted = std::ceil(std::max(modelled, direct) / (budget_ * step));
       stride_.store(static_cast<std::int64_t>(std::clamp(wanted, 1.0, 1e6)), std::memory_order_relaxed);
+      modelled_cost_.store(modelled, std::memory_order_relaxed);
+      measured_cost_.store(direct, std::memory_order_relaxed);
     }
     if (first_of_window) last_captured_ = -stride_.load();
     const bool capture = ordinal - last_captured_ >= stride_.load(std::memory_order_relaxed);
@@ -89,7 +118,27 @@ class OverheadBudget {
       last_captured_ = ordinal;
       pending_captured_.fetch_add(1, std::memory_order_relaxed);
     }
+    previous_captured_ = capture;
     return capture;
+  }
+
+  // The step that just ended (from the previous pass to this one): clean when the previous pass was
+  // not captured and no worker ran during it; else its excess over the clean step time is ours.
+  void measure_step(double dt) noexcept {
+    const auto step_began = std::chrono::duration_cast<std::chrono::nanoseconds>(last_pass_.time_since_epoch()).count();
+    const bool clean = !previous_captured_ && busy_workers_.load(std::memory_order_acquire) == 0 &&
+                       last_activity_.load(std::memory_order_acquire) < step_began;
+    if (clean) {
+      clean_step_ = clean_steps_ > 0 ? (1 - kStepWeight) * clean_step_ + kStepWeight * dt : dt;
+      ++clean_steps_;
+    } else if (clean_steps_ >= kMinCleanSteps) {
+      excess_ += dt - clean_step_;
+    }
+  }
+
+  void mark_activity() noexcept {
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+    last_activity_.store(now, std::memory_order_release);
   }
 
   static void add(std::atomic<double>& to, double seconds) noexcept {
@@ -105,6 +154,12 @@ class OverheadBudget {
   double step_ = 0.0;
   int pauses_ = 0;
   double probe_cost_ = 0.0, worker_cost_ = 0.0, captured_ = 0.0;
+  bool previous_captured_ = false;
+  double clean_step_ = 0.0, excess_ = 0.0;
+  std::int64_t clean_steps_ = 0;
+  std::atomic<int> busy_workers_{0};
+  std::atomic<std::int64_t> last_activity_{0};  // steady clock, ns
+  std::atomic<double> modelled_cost_{0.0}, measured_cost_{-1.0};
   std::int64_t last_captured_ = 0;
   std::atomic<std::int64_t> stride_{1};
   std::atomic<double> pending_probe_{0.0}, pending_worker_{0.0};

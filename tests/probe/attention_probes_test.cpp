@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -136,6 +138,37 @@ TEST(AttentionProbes, DropoutInTrainingCapturesTheSoftmaxBeforeIt) {
   ASSERT_EQ(e.size(), 1u);
   probes.enable(false);
   EXPECT_TRUE(torch::equal(e[0], own_weights(*model->self_attn, in.x, in.x, at::Tensor(), in.causal)));
+}
+
+// Channels-first outputs: one row per sample, one column per channel, by the spatial max or mean;
+// NaN stays NaN (the worker counts such rows as non-finite). Compared with a direct loop.
+TEST(Rows, ChannelsFirstBySpatialMaxOrMean) {
+  auto out = torch::randn({3, 4, 5, 6});
+  out[1][2][3][4] = std::numeric_limits<float>::quiet_NaN();
+  for (const auto spatial : {neuronmap::SpatialReduction::max, neuronmap::SpatialReduction::mean}) {
+    const auto rows = nm::to_rows(out, neuronmap::LayerLayout::channels_first, neuronmap::Options{}.spatial(spatial));
+    ASSERT_EQ(rows.sizes(), (std::vector<std::int64_t>{3, 4}));
+    for (int b = 0; b < 3; ++b) {
+      for (int c = 0; c < 4; ++c) {
+        const auto plane = out[b][c].flatten();
+        float expected = spatial == neuronmap::SpatialReduction::max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        bool nan = false;
+        for (int i = 0; i < 30; ++i) {
+          const float v = plane[i].item<float>();
+          nan |= std::isnan(v);
+          expected = spatial == neuronmap::SpatialReduction::max ? std::max(expected, v) : expected + v;
+        }
+        const float got = rows[b][c].item<float>();
+        if (nan) {
+          EXPECT_TRUE(std::isnan(got)) << b << "," << c;
+        } else if (spatial == neuronmap::SpatialReduction::max) {
+          EXPECT_EQ(got, expected) << b << "," << c;
+        } else {
+          EXPECT_NEAR(got, expected / 30.0f, 1e-6) << b << "," << c;
+        }
+      }
+    }
+  }
 }
 
 TEST(AttentionProbes, RowsAreSampleQueryKeyByHead) {

@@ -35,7 +35,8 @@ ModuleProbes::ModuleProbes(torch::nn::Module& model, const std::vector<std::stri
     state_->targets.push_back(ProbeTarget{names[i], module->name(), r.layout});
   }
   for (auto& t : resolver.tracked()) {
-    state_->modules.push_back(t.by_storage || t.attention_heads > 0 ? std::move(t.module) : nullptr);
+    std::shared_ptr<torch::nn::Module> module = std::move(t.module);  // the callbacks must not keep it alive
+    state_->modules.push_back(t.by_storage || t.attention_heads > 0 ? std::move(module) : nullptr);
   }
   state_->tracked = std::make_shared<const std::vector<TrackedModule>>(std::move(resolver.tracked()));
   state_->core = std::make_shared<ModuleProbeCore>();

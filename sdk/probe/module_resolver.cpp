@@ -5,7 +5,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <mutex>
 #include <sstream>
+#include <unordered_set>
 
 #include "neuronmap/errors.hpp"
 #include "probe/probe_core.hpp"
@@ -30,6 +32,10 @@ struct ModuleKind {
   Role role;
   std::vector<std::string> ops;  // outermost op names that compute the output (output 0)
   LayoutRule layout;
+  // Entry of the type's own forward where LibTorch defines it out of line (libtorch_cpu.so), so that
+  // a frame of it marks the type's calls of its ops; null where the forward is a header template
+  // compiled into the caller (BatchNorm, InstanceNorm) or the kind is never found by its type.
+  const void* forward = nullptr;
 };
 
 namespace {
@@ -42,13 +48,20 @@ bool is(const Module& m) {
   return dynamic_cast<const T*>(&m) != nullptr;
 }
 
+using KindTest = bool (*)(const Module&);
+
+// A parameter-free kind whose forward LibTorch defines out of line: it can be found by its type.
+template <class Impl>
+std::pair<KindTest, ModuleKind> with_own_forward(Role role, std::vector<std::string> ops, LayoutRule layout) {
+  return {&is<Impl>, ModuleKind{role, std::move(ops), layout, member_function_entry(&Impl::forward)}};
+}
+
 const ModuleKind* kind_of(const Module& m) {
   using namespace torch::nn;
-  using P = bool (*)(const Module&);
   constexpr auto F = LayoutRule::features_last;
   constexpr auto C = LayoutRule::channels_first;
   constexpr auto I = LayoutRule::inherit;
-  static const std::vector<std::pair<P, ModuleKind>> kinds = {
+  static const std::vector<std::pair<KindTest, ModuleKind>> kinds = {
       {&is<MultiheadAttentionImpl>, {Role::attention, {"aten::softmax"}, LayoutRule::attention_heads}},
       {&is<LinearImpl>, {Role::linear, {"aten::addmm", "aten::matmul"}, F}},
       {&is<Conv1dImpl>, {Role::parametric, {"aten::conv1d"}, C}},
@@ -62,48 +75,48 @@ const ModuleKind* kind_of(const Module& m) {
       {&is<LSTMImpl>, {Role::parametric, {"aten::lstm"}, F}},
       {&is<GRUImpl>, {Role::parametric, {"aten::gru"}, F}},
       {&is<RNNImpl>, {Role::parametric, {"aten::rnn_tanh", "aten::rnn_relu"}, F}},
-      {&is<LayerNormImpl>, {Role::parametric_or_chained, {"aten::layer_norm"}, F}},
-      {&is<GroupNormImpl>, {Role::parametric_or_chained, {"aten::group_norm"}, C}},
+      with_own_forward<LayerNormImpl>(Role::parametric_or_chained, {"aten::layer_norm"}, F),
+      with_own_forward<GroupNormImpl>(Role::parametric_or_chained, {"aten::group_norm"}, C),
       {&is<BatchNorm1dImpl>, {Role::parametric_or_chained, {"aten::batch_norm"}, C}},
       {&is<BatchNorm2dImpl>, {Role::parametric_or_chained, {"aten::batch_norm"}, C}},
       {&is<BatchNorm3dImpl>, {Role::parametric_or_chained, {"aten::batch_norm"}, C}},
       {&is<InstanceNorm1dImpl>, {Role::parametric_or_chained, {"aten::instance_norm"}, C}},
       {&is<InstanceNorm2dImpl>, {Role::parametric_or_chained, {"aten::instance_norm"}, C}},
       {&is<InstanceNorm3dImpl>, {Role::parametric_or_chained, {"aten::instance_norm"}, C}},
-      {&is<ReLUImpl>, {Role::chained, {"aten::relu", "aten::relu_"}, I}},
-      {&is<ReLU6Impl>, {Role::chained, {"aten::relu6", "aten::relu6_"}, I}},
-      {&is<LeakyReLUImpl>, {Role::chained, {"aten::leaky_relu", "aten::leaky_relu_"}, I}},
-      {&is<ELUImpl>, {Role::chained, {"aten::elu", "aten::elu_"}, I}},
-      {&is<SELUImpl>, {Role::chained, {"aten::selu", "aten::selu_"}, I}},
-      {&is<CELUImpl>, {Role::chained, {"aten::celu", "aten::celu_"}, I}},
-      {&is<HardtanhImpl>, {Role::chained, {"aten::hardtanh", "aten::hardtanh_"}, I}},
-      {&is<GELUImpl>, {Role::chained, {"aten::gelu"}, I}},
-      {&is<SiLUImpl>, {Role::chained, {"aten::silu"}, I}},
-      {&is<MishImpl>, {Role::chained, {"aten::mish"}, I}},
-      {&is<SigmoidImpl>, {Role::chained, {"aten::sigmoid"}, I}},
-      {&is<TanhImpl>, {Role::chained, {"aten::tanh"}, I}},
-      {&is<SoftplusImpl>, {Role::chained, {"aten::softplus"}, I}},
-      {&is<SoftmaxImpl>, {Role::chained, {"aten::softmax"}, I}},
-      {&is<LogSoftmaxImpl>, {Role::chained, {"aten::log_softmax"}, I}},
-      {&is<DropoutImpl>, {Role::chained, {"aten::dropout", "aten::dropout_"}, I}},
-      {&is<AlphaDropoutImpl>, {Role::chained, {"aten::alpha_dropout", "aten::alpha_dropout_"}, I}},
-      {&is<Dropout2dImpl>, {Role::chained, {"aten::feature_dropout", "aten::feature_dropout_"}, C}},
-      {&is<Dropout3dImpl>, {Role::chained, {"aten::feature_dropout", "aten::feature_dropout_"}, C}},
-      {&is<FeatureAlphaDropoutImpl>,
-       {Role::chained, {"aten::feature_alpha_dropout", "aten::feature_alpha_dropout_"}, C}},
-      {&is<MaxPool1dImpl>, {Role::chained, {"aten::max_pool1d"}, C}},
-      {&is<MaxPool2dImpl>, {Role::chained, {"aten::max_pool2d"}, C}},
-      {&is<MaxPool3dImpl>, {Role::chained, {"aten::max_pool3d"}, C}},
-      {&is<AvgPool1dImpl>, {Role::chained, {"aten::avg_pool1d"}, C}},
-      {&is<AvgPool2dImpl>, {Role::chained, {"aten::avg_pool2d"}, C}},
-      {&is<AvgPool3dImpl>, {Role::chained, {"aten::avg_pool3d"}, C}},
-      {&is<AdaptiveAvgPool1dImpl>, {Role::chained, {"aten::adaptive_avg_pool1d"}, C}},
-      {&is<AdaptiveAvgPool2dImpl>, {Role::chained, {"aten::adaptive_avg_pool2d"}, C}},
-      {&is<AdaptiveAvgPool3dImpl>, {Role::chained, {"aten::adaptive_avg_pool3d"}, C}},
-      {&is<AdaptiveMaxPool1dImpl>, {Role::chained, {"aten::adaptive_max_pool1d"}, C}},
-      {&is<AdaptiveMaxPool2dImpl>, {Role::chained, {"aten::adaptive_max_pool2d"}, C}},
-      {&is<AdaptiveMaxPool3dImpl>, {Role::chained, {"aten::adaptive_max_pool3d"}, C}},
-      {&is<FlattenImpl>, {Role::chained, {"aten::flatten"}, F}},
+      with_own_forward<ReLUImpl>(Role::chained, {"aten::relu", "aten::relu_"}, I),
+      with_own_forward<ReLU6Impl>(Role::chained, {"aten::relu6", "aten::relu6_"}, I),
+      with_own_forward<LeakyReLUImpl>(Role::chained, {"aten::leaky_relu", "aten::leaky_relu_"}, I),
+      with_own_forward<ELUImpl>(Role::chained, {"aten::elu", "aten::elu_"}, I),
+      with_own_forward<SELUImpl>(Role::chained, {"aten::selu", "aten::selu_"}, I),
+      with_own_forward<CELUImpl>(Role::chained, {"aten::celu", "aten::celu_"}, I),
+      with_own_forward<HardtanhImpl>(Role::chained, {"aten::hardtanh", "aten::hardtanh_"}, I),
+      with_own_forward<GELUImpl>(Role::chained, {"aten::gelu"}, I),
+      with_own_forward<SiLUImpl>(Role::chained, {"aten::silu"}, I),
+      with_own_forward<MishImpl>(Role::chained, {"aten::mish"}, I),
+      with_own_forward<SigmoidImpl>(Role::chained, {"aten::sigmoid"}, I),
+      with_own_forward<TanhImpl>(Role::chained, {"aten::tanh"}, I),
+      with_own_forward<SoftplusImpl>(Role::chained, {"aten::softplus"}, I),
+      with_own_forward<SoftmaxImpl>(Role::chained, {"aten::softmax"}, I),
+      with_own_forward<LogSoftmaxImpl>(Role::chained, {"aten::log_softmax"}, I),
+      with_own_forward<DropoutImpl>(Role::chained, {"aten::dropout", "aten::dropout_"}, I),
+      with_own_forward<AlphaDropoutImpl>(Role::chained, {"aten::alpha_dropout", "aten::alpha_dropout_"}, I),
+      with_own_forward<Dropout2dImpl>(Role::chained, {"aten::feature_dropout", "aten::feature_dropout_"}, C),
+      with_own_forward<Dropout3dImpl>(Role::chained, {"aten::feature_dropout", "aten::feature_dropout_"}, C),
+      with_own_forward<FeatureAlphaDropoutImpl>(Role::chained,
+                                                {"aten::feature_alpha_dropout", "aten::feature_alpha_dropout_"}, C),
+      with_own_forward<MaxPool1dImpl>(Role::chained, {"aten::max_pool1d"}, C),
+      with_own_forward<MaxPool2dImpl>(Role::chained, {"aten::max_pool2d"}, C),
+      with_own_forward<MaxPool3dImpl>(Role::chained, {"aten::max_pool3d"}, C),
+      with_own_forward<AvgPool1dImpl>(Role::chained, {"aten::avg_pool1d"}, C),
+      with_own_forward<AvgPool2dImpl>(Role::chained, {"aten::avg_pool2d"}, C),
+      with_own_forward<AvgPool3dImpl>(Role::chained, {"aten::avg_pool3d"}, C),
+      with_own_forward<AdaptiveAvgPool1dImpl>(Role::chained, {"aten::adaptive_avg_pool1d"}, C),
+      with_own_forward<AdaptiveAvgPool2dImpl>(Role::chained, {"aten::adaptive_avg_pool2d"}, C),
+      with_own_forward<AdaptiveAvgPool3dImpl>(Role::chained, {"aten::adaptive_avg_pool3d"}, C),
+      with_own_forward<AdaptiveMaxPool1dImpl>(Role::chained, {"aten::adaptive_max_pool1d"}, C),
+      with_own_forward<AdaptiveMaxPool2dImpl>(Role::chained, {"aten::adaptive_max_pool2d"}, C),
+      with_own_forward<AdaptiveMaxPool3dImpl>(Role::chained, {"aten::adaptive_max_pool3d"}, C),
+      with_own_forward<FlattenImpl>(Role::chained, {"aten::flatten"}, F),
       {&is<IdentityImpl>, {Role::alias_input, {}, I}},
       {&is<SequentialImpl>, {Role::alias_last_child, {}, I}},
   };
@@ -138,6 +151,23 @@ std::string join_name(const std::string& parent, const std::string& key) {
 LayerLayout fixed_layout(LayoutRule rule) {
   if (rule == LayoutRule::attention_heads) return LayerLayout::attention_heads;
   return rule == LayoutRule::channels_first ? LayerLayout::channels_first : LayerLayout::features_last;
+}
+
+// The code of a kind's own forward, looked up once per process: dladdr1 scans LibTorch's symbol
+// table, and the code does not move while LibTorch is loaded.
+const CodeRange& forward_code(const ModuleKind& kind) {
+  static std::mutex mutex;
+  static auto* const codes = new std::map<const void*, CodeRange>();  // never destroyed, like the table
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = codes->find(kind.forward);
+  if (it == codes->end()) it = codes->emplace(kind.forward, exported_function_code(kind.forward)).first;
+  return it->second;
+}
+
+std::string slash_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i == 0 ? "" : "/") + items[i];
+  return out;
 }
 
 }  // namespace
@@ -294,15 +324,27 @@ ResolvedModule ModuleResolver::track_attention(const std::string& name, const st
   return ResolvedModule{static_cast<int>(tracked_.size()) - 1, LayerLayout::attention_heads};
 }
 
+// A parameter-free module: the next op of its kind on the output of the sibling registered before it
+// (producer_of_input); failing that, by its type (track_by_type).
 ResolvedModule ModuleResolver::track_chained(const std::string& name, const std::shared_ptr<Module>& module,
                                              const ModuleKind& kind) {
-  const ResolvedModule producer = producer_of_input(
-      name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other",
-      /*members_too=*/true);
-  if (tracked_[producer.tracked].attention_heads > 0) {
-    throw UnsupportedModule(describe(name) + " cannot be probed: the sibling registered before it is a "
-                            "MultiheadAttention, whose probe sees attention weights, not the tensor this module "
-                            "consumes. Probe the layer after it.");
+  ResolvedModule producer;
+  try {
+    producer = producer_of_input(
+        name, "it has no parameters, so its " + kind.ops.front() + " cannot be told apart from any other",
+        /*members_too=*/true);
+    if (tracked_[producer.tracked].attention_heads > 0) {
+      throw UnsupportedModule(describe(name) + " cannot be probed: the sibling registered before it is a "
+                              "MultiheadAttention, whose probe sees attention weights, not the tensor this "
+                              "module consumes. Probe the layer after it.");
+    }
+  } catch (const UnsupportedModule& after_sibling) {
+    const std::string why_not = why_not_by_type(*module, kind);
+    if (why_not.empty()) return track_by_type(name, module, kind);
+    throw UnsupportedModule(std::string(after_sibling.what()) +
+                            " Nor is it found by its type (as an op of its kind called from its type's own "
+                            "forward, when it is the only module of the model that computes " +
+                            slash_list(kind.ops) + "): " + why_not + ".");
   }
   TrackedModule t;
   t.name = name;
@@ -313,6 +355,54 @@ ResolvedModule ModuleResolver::track_chained(const std::string& name, const std:
   const int index = static_cast<int>(tracked_.size()) - 1;
   tracked_[producer.tracked].successors.push_back(index);
   return ResolvedModule{index, tracked_[index].layout};
+}
+
+// Empty when `module` can be found by its type: LibTorch defines the type's forward out of line (its
+// frame marks the module's calls of the op) and no other module of the model computes any of the
+// kind's ops (with two, the frame could be either's). Else why not.
+std::string ModuleResolver::why_not_by_type(const Module& module, const ModuleKind& kind) const {
+  if (kind.forward == nullptr) {
+    return "LibTorch compiles " + module.name() + "::forward into its caller (a template in its headers), so no "
+           "stack frame marks that module's calls";
+  }
+  if (forward_code(kind).empty()) {
+    return module.name() + "::forward was not found in LibTorch's symbol table";
+  }
+  std::unordered_set<const Module*> seen;  // a module registered under two names counts once
+  auto other_of_that_kind = [&](const Module& other) {
+    if (&other == &module || !seen.insert(&other).second) return false;
+    const ModuleKind* other_kind = kind_of(other);
+    return other_kind != nullptr && std::any_of(other_kind->ops.begin(), other_kind->ops.end(), [&](const auto& op) {
+             return std::find(kind.ops.begin(), kind.ops.end(), op) != kind.ops.end();
+           });
+  };
+  if (other_of_that_kind(root_)) return "the model itself (" + root_.name() + ") is of that op kind";
+  for (const auto& name : names_) {
+    if (other_of_that_kind(*modules_.at(name))) return "another module of that op kind: " + describe(name);
+  }
+  return "";
+}
+
+// Found by type: an op of its kind is its output when its type's own forward is on the calling stack.
+// Its input is unknown, so a layout inherited from the input is taken as features_last.
+ResolvedModule ModuleResolver::track_by_type(const std::string& name, const std::shared_ptr<Module>& module,
+                                             const ModuleKind& kind) {
+  const LayerLayout layout =
+      kind.layout == LayoutRule::inherit ? LayerLayout::features_last : fixed_layout(kind.layout);
+  for (std::size_t i = 0; i < tracked_.size(); ++i) {
+    if (!tracked_[i].caller_code.empty() && tracked_[i].module == module) {
+      return ResolvedModule{static_cast<int>(i), layout};
+    }
+  }
+  TrackedModule t;
+  t.name = name;
+  t.module_type = module->name();
+  t.module = module;  // only to find it again under another name
+  t.ops = &kind.ops;
+  t.caller_code = forward_code(kind);
+  t.layout = layout;
+  tracked_.push_back(std::move(t));
+  return ResolvedModule{static_cast<int>(tracked_.size()) - 1, layout};
 }
 
 // The tracked module whose output is `name`'s input: its previous sibling in a Sequential (or, for a
@@ -326,10 +416,11 @@ ResolvedModule ModuleResolver::producer_of_input(const std::string& name, const 
   const std::string parent_label = parent_name.empty() ? "the model" : "'" + parent_name + "'";
   const bool sequential = is<torch::nn::SequentialImpl>(parent);
   auto fail = [&](const std::string& reason) -> UnsupportedModule {
-    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed +
-                             ", so it is found only as the next op on the output of the sibling registered just "
-                             "before it (in a torch::nn::Sequential, or in a custom forward that calls its members "
-                             "in the order they were registered), and " +
+    return UnsupportedModule(describe(name) + " cannot be probed: " + why_needed + ", so it is " +
+                             (members_too ? "looked for first" : "found only") +
+                             " as the next op on the output of the sibling registered just before it (in a "
+                             "torch::nn::Sequential, or in a custom forward that calls its members in the order "
+                             "they were registered), and " +
                              reason);
   };
   if (!sequential && !members_too) {
@@ -395,7 +486,7 @@ std::string ModuleResolver::unknown_kind_message(const std::string& name) const 
          "Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, EmbeddingBag, LayerNorm, GroupNorm, "
          "BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LSTM, GRU, RNN, MultiheadAttention, Sequential, Identity "
          "inside a Sequential, and activations, dropout, pooling and Flatten after the sibling registered before "
-         "them.";
+         "them, or as the only module of the model that computes their op.";
 }
 
 }  // namespace neuronmap::detail

@@ -1,7 +1,9 @@
 // Which op of a C++ frontend model computes a named submodule's output, and how to recognise it: by
 // the storage of the module's own parameters, or, for parameter-free modules, as the next op of their
-// kind on the output of the sibling registered before them (in a Sequential or a custom forward).
-// Says why when a module cannot be recognised.
+// kind on the output of the sibling registered before them (in a Sequential or a custom forward), or,
+// failing that, as an op of their kind called from their type's own forward when no other module of
+// the model computes that op kind (call_site.hpp; a module of the same type outside the model, called
+// on the same thread while capturing, is taken for it). Says why when a module cannot be recognised.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 
 #include "neuronmap/fwd.hpp"
 #include "neuronmap/layers.hpp"  // LayerLayout
+#include "probe/call_site.hpp"
 
 namespace at {
 class Tensor;
@@ -31,7 +34,10 @@ struct TrackedModule {
   std::string module_type;
   std::shared_ptr<torch::nn::Module> module;  ///< while resolving only: callbacks must not keep a model alive
   const std::vector<std::string>* ops = nullptr;  ///< outermost op names that compute its output (output 0)
-  bool by_storage = false;         ///< else found by chaining from a predecessor
+  bool by_storage = false;         ///< else found by chaining from a predecessor, or by type
+  /// Found by type: an op of its kind is its output only when called from this code, its type's own
+  /// forward (no other module of the model computes that op kind). Empty for every other module.
+  CodeRange caller_code;
   bool linear_bias = false;        ///< Linear whose matmul path ends with add_(out, bias)
   /// > 0: a MultiheadAttention with this many heads. Its output is its per-head weights [B, H, T, S]: the
   /// first softmax after an op on its own (in-projection) parameters, before one on out_proj's.
@@ -83,6 +89,9 @@ class ModuleResolver {
                                  const ModuleKind& kind);
   ResolvedModule track_chained(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
                                const ModuleKind& kind);
+  ResolvedModule track_by_type(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
+                               const ModuleKind& kind);
+  std::string why_not_by_type(const torch::nn::Module& module, const ModuleKind& kind) const;
   ResolvedModule producer_of_input(const std::string& name, const std::string& why_needed, bool members_too = false);
   void check_not_shared(const std::string& name, const torch::nn::Module& module, const ModuleKind& kind) const;
   std::string unknown_kind_message(const std::string& name) const;

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "probe/attention_span.hpp"
+#include "probe/call_site.hpp"
 
 namespace neuronmap::detail {
 namespace {
@@ -26,6 +27,7 @@ struct Table {
   std::unordered_map<const void*, std::vector<int>> by_storage;
   std::unordered_map<const void*, int> attention_begin;  // a MultiheadAttention's own parameters
   std::unordered_map<const void*, int> attention_end;    // its out_proj's parameters
+  std::vector<int> by_type;  // parameter-free modules found by their type's forward on the stack
 };
 // The tables of every enabled probe set, as one immutable list.
 using EnabledTables = std::vector<std::shared_ptr<const Table>>;
@@ -38,6 +40,7 @@ std::shared_ptr<const Table> build_table(const std::shared_ptr<ModuleProbeCore>&
   table->core = core;
   table->tracked = tracked;
   for (std::size_t i = 0; i < tracked->size(); ++i) {
+    if (!(*tracked)[i].caller_code.empty()) table->by_type.push_back(static_cast<int>(i));
     if (!modules[i]) continue;
     if ((*tracked)[i].attention_heads > 0) {
       for (const auto& tensor : own_tensors(*modules[i])) table->attention_begin[storage_of(tensor)] = static_cast<int>(i);
@@ -260,6 +263,13 @@ void match_op(ThreadState& ts, const std::shared_ptr<const Table>& table, const 
       }
       return false;
     });
+  }
+  // A module found by its type: an op of its kind whose call comes from the type's own forward (a
+  // functional call of the same op has no such frame). The stack walk costs about 2 us (a functional
+  // call's walks all kCallSiteMaxFrames frames), so it runs only for ops of such a module's kind.
+  for (std::size_t i = 0; i < table->by_type.size() && found < 0; ++i) {
+    const TrackedModule& candidate = tracked[table->by_type[i]];
+    if (candidate.computed_by(op) && called_from(candidate.caller_code)) found = table->by_type[i];
   }
   if (found < 0 || !table->core->acquire()) return;
   ts.current.push_back(Match{table, found, linear_matmul});

@@ -181,10 +181,11 @@ TEST(AttentionProbes, RowsAreSampleQueryKeyByHead) {
 TEST(AttentionProbes, AModuleAfterAnAttentionMemberSaysWhy) {
   struct Net : nn::Module {
     nn::MultiheadAttention attn{nullptr};
-    nn::ReLU act{nullptr};
+    nn::ReLU act{nullptr}, act2{nullptr};  // two ReLUs: neither is found by its type either
     Net() {
       attn = register_module("attn", nn::MultiheadAttention(8, 2));
       act = register_module("act", nn::ReLU());
+      act2 = register_module("act2", nn::ReLU());
     }
   } net;
   auto sink = std::make_shared<RecordingSink>();

@@ -10,129 +10,13 @@
 
 #include "neuronmap/errors.hpp"
 #include "probe/module_probes.hpp"
+#include "probe_test_util.hpp"
 
 namespace {
 
 namespace nm = neuronmap::detail;
 namespace nn = torch::nn;
-
-class RecordingSink : public nm::CaptureSink {
- public:
-  void on_output(int probe, const at::Tensor& output) noexcept override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    captures_[probe].push_back(output.detach().clone());
-    threads_.insert(std::this_thread::get_id());
-  }
-  std::vector<at::Tensor> take(int probe) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto out = std::move(captures_[probe]);
-    captures_.erase(probe);
-    return out;
-  }
-  std::size_t total() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t n = 0;
-    for (const auto& c : captures_) n += c.second.size();
-    return n;
-  }
-  std::size_t thread_count() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return threads_.size();
-  }
-  void clear() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    captures_.clear();
-    threads_.clear();
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<int, std::vector<at::Tensor>> captures_;
-  std::set<std::thread::id> threads_;
-};
-
-enum class Mode { train_grad, train_no_grad, train_inference, eval_grad, eval_inference };
-const Mode kModes[] = {Mode::train_grad, Mode::train_no_grad, Mode::train_inference, Mode::eval_grad,
-                       Mode::eval_inference};
-
-const char* mode_name(Mode m) {
-  switch (m) {
-    case Mode::train_grad: return "train + autograd";
-    case Mode::train_no_grad: return "train + NoGradGuard";
-    case Mode::train_inference: return "train + InferenceMode";
-    case Mode::eval_grad: return "eval + autograd";
-    case Mode::eval_inference: return "eval + InferenceMode";
-  }
-  return "?";
-}
-bool with_grad(Mode m) { return m == Mode::train_grad || m == Mode::eval_grad; }
-bool training(Mode m) { return m == Mode::train_grad || m == Mode::train_no_grad || m == Mode::train_inference; }
-
-// Runs `body` once per mode, with the model's train flag and the autograd guard of that mode.
-void for_each_mode(nn::Module& model, const std::function<void(Mode)>& body) {
-  for (Mode mode : kModes) {
-    SCOPED_TRACE(mode_name(mode));
-    model.train(training(mode));
-    if (mode == Mode::train_inference || mode == Mode::eval_inference) {
-      c10::InferenceMode guard;
-      body(mode);
-    } else if (mode == Mode::train_no_grad) {
-      torch::NoGradGuard guard;
-      body(mode);
-    } else {
-      body(mode);
-    }
-  }
-}
-
-void expect_same(const std::vector<at::Tensor>& got, const std::vector<at::Tensor>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what << ": number of captures";
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    ASSERT_EQ(got[i].sizes(), want[i].sizes()) << what << " call " << i;
-    EXPECT_TRUE(torch::equal(got[i], want[i])) << what << " call " << i << ": captured differs from forward's output";
-  }
-}
-
-// Backward through whatever came out, and check that gradients reached the parameters.
-void backward_and_check(nn::Module& model, const at::Tensor& out) {
-  out.sum().backward();
-  bool any_grad = false;
-  for (const auto& p : model.parameters()) any_grad |= p.grad().defined();
-  EXPECT_TRUE(any_grad);
-  for (auto& p : model.parameters()) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
-  }
-}
-
-// Base for struct models whose forward records what each member returned.
-struct Recorder : nn::Module {
-  std::map<std::string, std::vector<at::Tensor>> seen;
-  at::Tensor keep(const std::string& name, at::Tensor t) {
-    seen[name].push_back(t);
-    return t;
-  }
-};
-
-// Probes `names` on a struct model and compares, in every mode, what they captured with what the
-// model's forward recorded for the same names in the same pass.
-template <class Model>
-void check_struct_model(const std::shared_ptr<Model>& model, const std::vector<std::string>& names,
-                        const std::function<at::Tensor(Model&)>& forward) {
-  auto sink = std::make_shared<RecordingSink>();
-  nm::ModuleProbes probes(*model, names, sink);
-  probes.enable(true);
-  for_each_mode(*model, [&](Mode mode) {
-    model->seen.clear();
-    sink->clear();
-    at::Tensor out = forward(*model);
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      ASSERT_FALSE(model->seen[names[i]].empty()) << names[i];
-      expect_same(sink->take(static_cast<int>(i)), model->seen[names[i]], names[i]);
-    }
-    if (with_grad(mode)) backward_and_check(*model, out);
-  });
-  EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
-}
+using namespace neuronmap::test;
 
 struct LinearNet : Recorder {
   nn::Linear fc{nullptr}, fc_nb{nullptr};
@@ -694,15 +578,18 @@ struct OddNet : nn::Module {
   }
 };
 
-// A dropout on the model's input, registered first, and an affine-free norm after it.
+// A dropout on the model's input, registered first, and an affine-free norm after it. A second
+// dropout and norm keep them from being found by their type (member_by_type_test.cpp).
 struct FirstMemberNet : nn::Module {
-  nn::Dropout drop{nullptr};
-  nn::LayerNorm norm{nullptr};
+  nn::Dropout drop{nullptr}, drop_out{nullptr};
+  nn::LayerNorm norm{nullptr}, norm_out{nullptr};
   nn::Linear fc{nullptr};
   FirstMemberNet() {
     drop = register_module("drop", nn::Dropout(0.1));
     norm = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({3}).elementwise_affine(false)));
     fc = register_module("fc", nn::Linear(3, 3));
+    drop_out = register_module("drop_out", nn::Dropout(0.1));
+    norm_out = register_module("norm_out", nn::LayerNorm(nn::LayerNormOptions({3}).elementwise_affine(false)));
   }
 };
 
@@ -714,13 +601,14 @@ TEST(ModuleProbes, UnsupportedModulesSayWhy) {
     return error_text([&] { nm::ModuleProbes(model, {name}, sink); });
   };
   // Parameter-free members called from a custom forward are found after the sibling registered before
-  // them; one registered first has nothing to tie its op to.
+  // them; one registered first, with another module of its op kind, has nothing to tie its op to.
   EXPECT_NO_THROW(nm::ModuleProbes(*member, {"act", "plain_norm"}, sink));
   FirstMemberNet first;
   auto msg = unsupported(first, "drop");
   EXPECT_NE(msg.find("has no parameters"), std::string::npos) << msg;
   EXPECT_NE(msg.find("first member of the model"), std::string::npos) << msg;
   EXPECT_NE(msg.find("Probe the layer that feeds it"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("another module of that op kind: 'drop_out'"), std::string::npos) << msg;
   msg = unsupported(first, "norm");
   EXPECT_NE(msg.find("layer_norm"), std::string::npos) << msg;
   EXPECT_NE(msg.find("the sibling before it cannot be probed either"), std::string::npos) << msg;
@@ -737,7 +625,7 @@ TEST(ModuleProbes, UnsupportedModulesSayWhy) {
   // The ReLU after the Linear is fine; the Sequential's own output is its last child's.
   EXPECT_NO_THROW(nm::ModuleProbes(odd, {"starts_free.2", "starts_free", "custom.inner"}, sink));
 
-  auto root_seq = nn::Sequential(nn::ReLU(), nn::Linear(2, 2));
+  auto root_seq = nn::Sequential(nn::ReLU(), nn::Linear(2, 2), nn::ReLU());
   msg = unsupported(*root_seq, "0");
   EXPECT_NE(msg.find("first module of the model"), std::string::npos) << msg;
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "probe/call_site.hpp"
 #include "probe/module_probes.hpp"
 
 namespace {
@@ -28,6 +29,28 @@ double ns_per_call(F&& f, int calls) {
 
 std::unique_ptr<at::ObserverContext> empty_start(const at::RecordFunction&) { return nullptr; }
 void empty_end(const at::RecordFunction&, at::ObserverContext*) {}
+
+// A ReLU member registered first: found by its type, so every outermost relu walks the stack.
+struct ReluFirst : torch::nn::Module {
+  torch::nn::ReLU act{nullptr};
+  torch::nn::Linear fc{nullptr};
+  ReluFirst() {
+    act = register_module("act", torch::nn::ReLU());
+    fc = register_module("fc", torch::nn::Linear(4, 4));
+  }
+};
+
+// Runs `f` below `frames` more stack frames, as a training loop's op is: a functional relu's walk
+// then goes the whole kCallSiteMaxFrames deep instead of ending at main.
+template <class F>
+__attribute__((noinline)) void nested(int frames, F& f) {
+  if (frames == 0) {
+    f();
+  } else {
+    nested(frames - 1, f);
+  }
+  asm volatile("" ::: "memory");  // no tail call: every level keeps its frame
+}
 
 }  // namespace
 
@@ -68,5 +91,32 @@ int main() {
               "capturing 3 probes (null sink) +%.2f us\n",
               step_plain / 1e3, (step_empty - step_plain) / 1e3, (step_disabled - step_plain) / 1e3,
               (step_enabled - step_plain) / 1e3);
+
+  // The stack walk of a parameter-free member found by its type, on each op of its kind.
+  probes.enable(false);
+  auto relu = [&] { return torch::relu(a); };
+  auto relu_deep = [&] { nested(40, relu); };
+  const double relu_plain = ns_per_call(relu, kOps);
+  const double relu_deep_plain = ns_per_call(relu_deep, kOps);
+  probes.enable(true);  // relu is tracked by chaining ("1"): no walk, callback only
+  const double relu_chained = ns_per_call(relu, kOps);
+  const double relu_deep_chained = ns_per_call(relu_deep, kOps);
+  probes.enable(false);
+  ReluFirst by_type_model;
+  neuronmap::detail::ModuleProbes by_type(by_type_model, {"act"}, sink);
+  by_type.enable(true);
+  const double relu_walked = ns_per_call(relu, kOps);
+  const double relu_deep_walked = ns_per_call(relu_deep, kOps);
+  auto member = [&] { return by_type_model.act(a); };
+  const double member_captured = ns_per_call(member, kOps);
+  by_type.enable(false);
+  const double member_plain = ns_per_call(member, kOps);
+  std::printf("functional relu of 4 floats, a ReLU member found by type probed: plain %.0f ns; with the stack "
+              "walk +%.0f ns (main's stack) / +%.0f ns (%d frames deep: walks all %d frames); probes without a "
+              "by-type module +%.0f / +%.0f ns\n",
+              relu_plain, relu_walked - relu_plain, relu_deep_walked - relu_deep_plain, 40,
+              neuronmap::detail::kCallSiteMaxFrames, relu_chained - relu_plain, relu_deep_chained - relu_deep_plain);
+  std::printf("the member's own relu: plain %.0f ns; walk until its forward + capture (null sink) +%.0f ns\n",
+              member_plain, member_captured - member_plain);
   return 0;
 }

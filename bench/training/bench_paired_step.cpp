@@ -9,7 +9,7 @@
 // run for the plain network's ops (the callback is process-wide; ~0.3 us per op, tests/probe/
 // probe_overhead_bench), which makes plain slower by that much and the ratio lower.
 //
-// Usage: bench_paired_step --model mlp|cnn|mnist --variant NAME [--pairs P] [--steps S]
+// Usage: bench_paired_step --model mlp|cnn|mnist|script-mlp|script-cnn --variant NAME [--pairs P] [--steps S]
 //   variants: plain, captured, uncaptured, float32, budget, callbacks, on_device, products
 #include <torch/torch.h>
 
@@ -27,7 +27,9 @@
 #include <thread>
 #include <vector>
 
+#include "../torchscript/script_models.hpp"
 #include "models.hpp"
+#include "neuronmap/torchscript.hpp"
 
 namespace {
 
@@ -36,8 +38,7 @@ using Clock = std::chrono::steady_clock;
 
 // One network with its optimizer and data; step() is one training step (MNIST: and its eval pass).
 struct Workload {
-  std::shared_ptr<torch::nn::Module> module;
-  std::vector<std::string> layers;
+  std::function<neuronmap::Session(const neuronmap::Options&)> attach;
   std::vector<std::int64_t> co_runner_widths;
   std::int64_t batch = 0;
   std::function<void()> step;
@@ -52,8 +53,7 @@ Workload classifier(std::vector<std::string> layers, std::vector<std::int64_t> i
   const auto x = torch::randn(input_shape);
   const auto y = torch::randint(0, 10, {input_shape[0]}, torch::kLong);
   Workload w;
-  w.module = net.ptr();
-  w.layers = std::move(layers);
+  w.attach = [net, layers](const neuronmap::Options& o) mutable { return neuronmap::attach(*net, layers, o); };
   w.co_runner_widths = std::move(co_runner_widths);
   w.batch = input_shape[0];
   w.step = [net, optimizer, x, y]() mutable {
@@ -73,8 +73,7 @@ Workload mnist() {
   const auto y = torch::randint(0, 10, {64}, torch::kLong);
   const auto test_x = torch::randn({1000, 1, 28, 28});
   Workload w;
-  w.module = net.ptr();
-  w.layers = {"conv1", "conv2", "fc1", "fc2"};
+  w.attach = [net](const neuronmap::Options& o) mutable { return neuronmap::attach(*net, {"conv1", "conv2", "fc1", "fc2"}, o); };
   w.batch = 64;
   w.step = [net, optimizer, x, y, test_x]() mutable {
     net->train();
@@ -89,11 +88,34 @@ Workload mnist() {
   return w;
 }
 
+// The same networks as TorchScript modules (bench/torchscript), probed by the graph op the SDK inserts.
+Workload scripted(torch::jit::Module net, std::vector<std::string> layers, std::vector<std::int64_t> input_shape) {
+  torch::manual_seed(0);
+  auto module = std::make_shared<torch::jit::Module>(std::move(net));
+  std::vector<at::Tensor> params;
+  for (const auto& p : module->parameters()) params.push_back(p);
+  auto optimizer = std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(0.01).momentum(0.9));
+  const auto x = torch::randn(input_shape);
+  const auto y = torch::randint(0, 10, {input_shape[0]}, torch::kLong);
+  Workload w;
+  w.attach = [module, layers](const neuronmap::Options& o) mutable { return neuronmap::attach(*module, layers, o); };
+  w.batch = input_shape[0];
+  w.step = [module, optimizer, x, y]() mutable {
+    optimizer->zero_grad();
+    auto loss = torch::nn::functional::cross_entropy(module->forward({x}).toTensor(), y);
+    loss.backward();
+    optimizer->step();
+  };
+  return w;
+}
+
 Workload make_workload(const std::string& model) {
   if (model == "mlp") return classifier<Mlp>({"fc1", "fc2", "fc3"}, {128, 784}, 0.9, {512, 512, 10});
   if (model == "cnn") return classifier<Cnn>({"conv1", "conv2", "fc1"}, {128, 3, 32, 32}, 0.9);
   if (model == "mnist") return mnist();
-  throw std::invalid_argument("--model wants mlp, cnn or mnist, got '" + model + "'");
+  if (model == "script-mlp") return scripted(bench_script::make_mlp(), {"fc1", "fc2", "fc3"}, {128, 784});
+  if (model == "script-cnn") return scripted(bench_script::make_cnn(), {"conv1", "conv2", "fc1"}, {128, 3, 32, 32});
+  throw std::invalid_argument("--model wants mlp, cnn, mnist, script-mlp or script-cnn, got '" + model + "'");
 }
 
 const std::map<std::string, Mode>& variants() {
@@ -162,7 +184,7 @@ int main(int argc, char** argv) {
     if (argc % 2 == 0) throw std::invalid_argument("every flag wants a value");
     if (variants().count(variant) == 0) throw std::invalid_argument("unknown --variant '" + variant + "'");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_paired_step: %s\nusage: bench_paired_step --model mlp|cnn|mnist --variant "
+    std::fprintf(stderr, "bench_paired_step: %s\nusage: bench_paired_step --model mlp|cnn|mnist|script-mlp|script-cnn --variant "
                          "plain|captured|uncaptured|float32|budget|callbacks|on_device|products [--pairs P] [--steps S]\n",
                  e.what());
     return 2;
@@ -181,7 +203,7 @@ int main(int argc, char** argv) {
     }
     co_runner.emplace(other.co_runner_widths, other.batch);
   } else if (mode != kPlain) {
-    session.emplace(neuronmap::attach(*other.module, other.layers, mode_options(mode, path)));
+    session.emplace(other.attach(mode_options(mode, path)));
   }
 
   std::mt19937 order(2026);

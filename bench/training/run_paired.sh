@@ -10,3 +10,5 @@ run() { "$build/bin/bench_paired_step" --pairs "$pairs" "$@"; }
 for v in plain captured float32 uncaptured callbacks budget products; do run --model mlp --variant "$v" --steps 25; done
 for v in plain captured uncaptured callbacks; do run --model cnn --variant "$v" --steps 8; done
 for v in plain captured uncaptured; do run --model mnist --variant "$v" --steps 4; done
+for v in plain captured uncaptured; do run --model script-mlp --variant "$v" --steps 25; done
+for v in plain captured uncaptured; do run --model script-cnn --variant "$v" --steps 8; done

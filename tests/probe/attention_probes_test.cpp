@@ -15,6 +15,7 @@
 #include "probe/rows.hpp"
 #include "neuronmap/neuronmap.hpp"
 #include "neuronmap/options.hpp"
+#include "probe_test_util.hpp"
 #include "test_dir.hpp"
 
 namespace {
@@ -22,23 +23,7 @@ namespace {
 namespace nm = neuronmap::detail;
 namespace nn = torch::nn;
 
-class RecordingSink : public nm::CaptureSink {
- public:
-  void on_output(int probe, const at::Tensor& output) noexcept override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    captures_[probe].push_back(output.detach().clone());
-  }
-  std::vector<at::Tensor> take(int probe) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto out = std::move(captures_[probe]);
-    captures_.erase(probe);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<int, std::vector<at::Tensor>> captures_;
-};
+using neuronmap::test::RecordingSink;
 
 // A decoder-style block: self-attention, then cross-attention on a memory, called the way user code
 // calls them (need_weights off, or averaged weights).

@@ -154,30 +154,8 @@ TEST(MemberByType, FirstReluMemberBesideFunctionalRelus) {
   EXPECT_EQ(layers[0].layout, neuronmap::LayerLayout::features_last);
 }
 
-// pytorch/examples' C++ MNIST network with its Dropout2d member registered first, and a functional
-// dropout2d (the same aten::feature_dropout) on another tensor.
-struct MnistDropFirstNet : Recorder {
-  nn::Dropout2d conv2_drop{nullptr};
-  nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  nn::Linear fc1{nullptr}, fc2{nullptr};
-  MnistDropFirstNet() {
-    conv2_drop = register_module("conv2_drop", nn::Dropout2d());
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 10, /*kernel_size=*/5)));
-    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(10, 20, /*kernel_size=*/5)));
-    fc1 = register_module("fc1", nn::Linear(320, 50));
-    fc2 = register_module("fc2", nn::Linear(50, 10));
-  }
-  at::Tensor forward(at::Tensor x) {
-    x = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
-    x = F::dropout2d(x, F::Dropout2dFuncOptions().p(0.2).training(is_training()));
-    x = torch::relu(torch::max_pool2d(keep("conv2_drop", conv2_drop->forward(conv2->forward(x))), 2));
-    x = x.view({-1, 320});
-    x = torch::relu(fc1->forward(x));
-    x = torch::dropout(x, /*p=*/0.5, /*train=*/is_training());
-    x = fc2->forward(x);
-    return torch::log_softmax(x, /*dim=*/1);
-  }
-};
+// pytorch/examples' C++ MNIST network with its Dropout2d member registered first (probe_test_util.hpp).
+using MnistDropFirstNet = MnistNet</*kDropFirst=*/true>;
 
 TEST(MemberByType, MnistDropout2dRegisteredFirstInTrainAndEval) {
   torch::manual_seed(32);

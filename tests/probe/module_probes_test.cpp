@@ -332,34 +332,13 @@ TEST(ModuleProbes, StructModelMembers) {
   check_struct_model<MemberNet>(model, {"conv", "fc1", "fc2", "block"}, [&](MemberNet& m) { return m.forward(img); });
 }
 
-// pytorch/examples' C++ MNIST network: a Dropout2d member called from the model's own forward.
-struct MnistNet : Recorder {
-  nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  nn::Dropout2d conv2_drop{nullptr};
-  nn::Linear fc1{nullptr}, fc2{nullptr};
-  MnistNet() {
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 10, /*kernel_size=*/5)));
-    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(10, 20, /*kernel_size=*/5)));
-    conv2_drop = register_module("conv2_drop", nn::Dropout2d());
-    fc1 = register_module("fc1", nn::Linear(320, 50));
-    fc2 = register_module("fc2", nn::Linear(50, 10));
-  }
-  at::Tensor forward(at::Tensor x) {
-    x = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
-    x = torch::relu(torch::max_pool2d(keep("conv2_drop", conv2_drop->forward(conv2->forward(x))), 2));
-    x = x.view({-1, 320});
-    x = torch::relu(fc1->forward(x));
-    x = torch::dropout(x, /*p=*/0.5, /*train=*/is_training());
-    x = fc2->forward(x);
-    return torch::log_softmax(x, /*dim=*/1);
-  }
-};
+using MnistMemberNet = MnistNet</*kDropFirst=*/false>;
 
 TEST(ModuleProbes, MnistDropout2dMemberInTrainAndEval) {
   torch::manual_seed(21);
-  auto model = std::make_shared<MnistNet>();
+  auto model = std::make_shared<MnistMemberNet>();
   auto img = torch::randn({4, 1, 28, 28});
-  check_struct_model<MnistNet>(model, {"conv2_drop"}, [&](MnistNet& m) {
+  check_struct_model<MnistMemberNet>(model, {"conv2_drop"}, [&](MnistMemberNet& m) {
     // In training some channels are zeroed (p = 0.5): the capture is the dropped-out tensor.
     auto out = m.forward(img);
     if (m.is_training()) {

@@ -140,4 +140,35 @@ void check_struct_model(const std::shared_ptr<Model>& model, const std::vector<s
   EXPECT_EQ(probes.errors(), 0u) << probes.last_error();
 }
 
+// pytorch/examples' C++ MNIST network: a Dropout2d member called from the model's own forward. With
+// kDropFirst the member is registered before conv1 (so it is found by its type, not after conv2), and
+// a functional dropout2d (the same aten::feature_dropout) runs on another tensor beside it.
+template <bool kDropFirst>
+struct MnistNet : Recorder {
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::Dropout2d conv2_drop{nullptr};
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+  MnistNet() {
+    if (kDropFirst) conv2_drop = register_module("conv2_drop", nn::Dropout2d());
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 10, /*kernel_size=*/5)));
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(10, 20, /*kernel_size=*/5)));
+    if (!kDropFirst) conv2_drop = register_module("conv2_drop", nn::Dropout2d());
+    fc1 = register_module("fc1", nn::Linear(320, 50));
+    fc2 = register_module("fc2", nn::Linear(50, 10));
+  }
+  at::Tensor forward(at::Tensor x) {
+    x = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
+    if (kDropFirst) {
+      x = torch::nn::functional::dropout2d(
+          x, torch::nn::functional::Dropout2dFuncOptions().p(0.2).training(is_training()));
+    }
+    x = torch::relu(torch::max_pool2d(keep("conv2_drop", conv2_drop->forward(conv2->forward(x))), 2));
+    x = x.view({-1, 320});
+    x = torch::relu(fc1->forward(x));
+    x = torch::dropout(x, /*p=*/0.5, /*train=*/is_training());
+    x = fc2->forward(x);
+    return torch::log_softmax(x, /*dim=*/1);
+  }
+};
+
 }  // namespace neuronmap::test

@@ -125,18 +125,7 @@ Engine::Engine(std::vector<neuronmap::LayerInfo> layers, Options options, RunInf
           if (want != idle_now) set_thread_idle(pthread_self(), idle_now = want);
         }
         const auto started = st.budget.enabled() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-        // The overhead budget's clean steps are those no worker overlapped (overhead_budget.hpp).
-        struct BudgetActivity {
-          OverheadBudget* budget;
-          explicit BudgetActivity(OverheadBudget& b) : budget(b.enabled() ? &b : nullptr) {
-            if (budget != nullptr) budget->worker_started();
-          }
-          ~BudgetActivity() {
-            if (budget != nullptr) budget->worker_finished();
-          }
-          BudgetActivity(const BudgetActivity&) = delete;
-          BudgetActivity& operator=(const BudgetActivity&) = delete;
-        } activity(st.budget);
+        const OverheadBudget::WorkerActivity activity(st.budget);  // its clean steps are those no worker overlapped
         const double delay = st.worker_delay.load(std::memory_order_relaxed);
         if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
         Window* window = batch->window;

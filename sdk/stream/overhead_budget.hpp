@@ -55,6 +55,23 @@ class OverheadBudget {
   void add_probe_cost(double seconds) noexcept { add(pending_probe_, seconds); }
   /// Wall time a worker spent on one batch.
   void add_worker_cost(double seconds) noexcept { add(pending_worker_, seconds); }
+  /// A worker's work on one batch (any kind), for its whole scope: the steps it overlaps are not clean.
+  /// Does nothing while the budget is off.
+  class WorkerActivity {
+   public:
+    explicit WorkerActivity(OverheadBudget& budget) noexcept : budget_(budget.enabled() ? &budget : nullptr) {
+      if (budget_ != nullptr) budget_->worker_started();
+    }
+    ~WorkerActivity() {
+      if (budget_ != nullptr) budget_->worker_finished();
+    }
+    WorkerActivity(const WorkerActivity&) = delete;
+    WorkerActivity& operator=(const WorkerActivity&) = delete;
+
+   private:
+    OverheadBudget* budget_;
+  };
+
   /// A worker starts / finishes a batch (any kind): the steps it overlaps are not clean.
   void worker_started() noexcept {
     busy_workers_.fetch_add(1, std::memory_order_acq_rel);

@@ -82,10 +82,6 @@ class OverheadBudget {
     busy_workers_.fetch_sub(1, std::memory_order_acq_rel);
   }
   std::int64_t stride() const noexcept { return stride_.load(std::memory_order_relaxed); }
-  /// What the controller estimates one captured pass costs the training, in seconds, by its model
-  /// (probe + worker time) and as measured (excess of the other steps over clean ones; < 0: not yet).
-  double modelled_cost() const noexcept { return modelled_cost_.load(std::memory_order_relaxed); }
-  double measured_cost() const noexcept { return measured_cost_.load(std::memory_order_relaxed); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -126,8 +122,6 @@ class OverheadBudget {
       const double step = measured ? clean_step_ : step_;
       const double wanted = std::ceil(std::max(modelled, direct) / (budget_ * step));
       stride_.store(static_cast<std::int64_t>(std::clamp(wanted, 1.0, 1e6)), std::memory_order_relaxed);
-      modelled_cost_.store(modelled, std::memory_order_relaxed);
-      measured_cost_.store(direct, std::memory_order_relaxed);
     }
     if (first_of_window) last_captured_ = -stride_.load();
     const bool capture = ordinal - last_captured_ >= stride_.load(std::memory_order_relaxed);
@@ -176,7 +170,6 @@ class OverheadBudget {
   std::int64_t clean_steps_ = 0;
   std::atomic<int> busy_workers_{0};
   std::atomic<std::int64_t> last_activity_{0};  // steady clock, ns
-  std::atomic<double> modelled_cost_{0.0}, measured_cost_{-1.0};
   std::int64_t last_captured_ = 0;
   std::atomic<std::int64_t> stride_{1};
   std::atomic<double> pending_probe_{0.0}, pending_worker_{0.0};
